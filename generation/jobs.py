@@ -1,0 +1,177 @@
+"""Background jobs: the one place that creates jobs, moves them through their states and records
+their progress. Task bodies (generation.tasks) call these; views and commands never set a job's
+status themselves."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.text import get_valid_filename
+
+from generation.formats import EvalsFormatError
+from generation.models import Job
+from generation.services import evals_import
+
+logger = logging.getLogger(__name__)
+
+
+def _enqueue(job: Job) -> None:
+    from generation.tasks import run_job
+
+    # Only after the job row is committed, or a fast worker could look for it before it exists.
+    transaction.on_commit(lambda: run_job.delay(job.pk))
+
+
+def job_create(*, kind: str, params: dict[str, Any], created_by: AbstractBaseUser | None) -> Job:
+    if kind not in Job.Kind.values:
+        raise ValueError(f"unknown job kind {kind!r}")
+    with transaction.atomic():
+        job = Job.objects.create(kind=kind, params=params, created_by=created_by)
+        _enqueue(job)
+    return job
+
+
+def job_start(*, job_id: int) -> Job | None:
+    """Marks a queued job running; returns None when it is already finished (a redelivered task
+    message must not run finished work again)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.is_finished:
+            return None
+        job.status = Job.Status.RUNNING
+        job.started_at = job.started_at or timezone.now()
+        job.save(update_fields=["status", "started_at"])
+    return job
+
+
+def job_progress(*, job: Job, done: int, total: int | None = None, message: str = "") -> None:
+    updates: dict[str, Any] = {"progress_done": done}
+    if total is not None:
+        updates["progress_total"] = total
+    if message:
+        updates["message"] = message
+    Job.objects.filter(pk=job.pk).update(**updates)
+    for name, value in updates.items():
+        setattr(job, name, value)
+
+
+def job_finish(*, job: Job, result: dict[str, Any], message: str = "") -> None:
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.SUCCEEDED,
+        result=result,
+        message=message,
+        progress_done=F("progress_total"),
+        finished_at=timezone.now(),
+    )
+
+
+def job_fail(*, job: Job, error: str, result: dict[str, Any] | None = None) -> None:
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.FAILED, error=error, result=result or {}, finished_at=timezone.now()
+    )
+
+
+# ----------------------------------------------------------------------------- imports
+
+
+def _upload_dir() -> Path:
+    return Path(settings.VAR_DIR) / "uploads"
+
+
+def import_job_create(
+    *,
+    upload: UploadedFile,
+    slug: str | None,
+    collection_slug: str | None,
+    created_by: AbstractBaseUser | None,
+) -> Job:
+    """Stores an uploaded released-format file and queues its import."""
+    name = get_valid_filename(Path(upload.name or "upload.jsonl").name) or "upload.jsonl"
+    if not name.endswith(".jsonl"):
+        name += ".jsonl"
+    folder = _upload_dir() / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    with (folder / name).open("wb") as handle:
+        for chunk in upload.chunks():
+            handle.write(chunk)
+    return job_create(
+        kind=Job.Kind.IMPORT,
+        params={
+            "path": str(folder / name),
+            "filename": name,
+            "slug": slug or None,
+            "collection": collection_slug or None,
+        },
+        created_by=created_by,
+    )
+
+
+def _run_import(job: Job) -> None:
+    params = job.params
+    path = Path(params["path"])
+    job_progress(job=job, done=0, total=1, message=f"Validating {params['filename']}")
+    try:
+        results = evals_import(
+            paths=[path],
+            slug=params.get("slug"),
+            collection_slug=params.get("collection"),
+            created_by=job.created_by,
+        )
+    except EvalsFormatError as exc:
+        job_fail(job=job, error=str(exc).replace(str(path), params["filename"]))
+        return
+    finally:
+        # The upload is only an input: the database holds the data and its sha256 from here on.
+        shutil.rmtree(path.parent, ignore_errors=True)
+    summary = [
+        {
+            "status": r.status,
+            "dataset": r.dataset_slug,
+            "format": r.format,
+            "examples": r.example_count,
+            "warnings": r.warnings,
+            "message": r.message.replace(str(path), params["filename"]),
+        }
+        for r in results
+    ]
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        job_fail(
+            job=job,
+            error="\n".join(s["message"] for s in summary if s["status"] == "failed"),
+            result={"files": summary},
+        )
+    else:
+        job_finish(
+            job=job, result={"files": summary}, message=f"{results[0].status} {results[0].dataset_slug}"
+        )
+
+
+JOB_HANDLERS: dict[str, Callable[[Job], None]] = {
+    Job.Kind.IMPORT: _run_import,
+}
+
+
+def job_run(*, job_id: int) -> None:
+    """Runs a job to completion on this process; what a Celery task body calls."""
+    job = job_start(job_id=job_id)
+    if job is None:
+        logger.info("job %s is finished or gone; nothing to do", job_id)
+        return
+    try:
+        JOB_HANDLERS[job.kind](job)
+    except Exception as exc:
+        logger.exception("job %s failed", job_id)
+        job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
+        raise

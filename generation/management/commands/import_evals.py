@@ -1,0 +1,80 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from generation import formats
+from generation.formats import EvalsFormatError
+from generation.services import evals_import
+
+
+class Command(BaseCommand):
+    help = (
+        "Import files in the format released with the paper (persona, advanced-ai-risk, sycophancy, "
+        "winogenerated), detecting each file's format from its fields. Folders are searched for .jsonl "
+        "files. Every file is validated before anything is written."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("paths", nargs="+", type=Path, help="files or folders")
+        parser.add_argument("--slug", help="dataset slug (one file only); default: from the file name")
+        parser.add_argument(
+            "--collection",
+            help="collection slug; default: from the folder, else 'imported'",
+        )
+        parser.add_argument("--format", choices=sorted(formats.FORMATS), help="skip detection")
+        parser.add_argument("--upstream-commit", help="commit of the release the files come from")
+        parser.add_argument(
+            "--replace",
+            action="store_true",
+            help="replace a dataset whose file changed",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="validate and report; write nothing")
+        parser.add_argument(
+            "--keep-going",
+            action="store_true",
+            help="import the valid files even when some are invalid",
+        )
+
+    def handle(self, *args, **options):
+        try:
+            results = evals_import(
+                paths=options["paths"],
+                slug=options["slug"],
+                collection_slug=options["collection"],
+                format_name=options["format"],
+                upstream_commit=options["upstream_commit"],
+                replace=options["replace"],
+                dry_run=options["dry_run"],
+                keep_going=options["keep_going"],
+            )
+        except EvalsFormatError as exc:
+            raise CommandError(str(exc)) from None
+
+        counts: dict[str, int] = {}
+        total_seconds = 0.0
+        for result in results:
+            counts[result.status] = counts.get(result.status, 0) + 1
+            total_seconds += result.seconds
+            if result.status == "failed":
+                self.stderr.write(self.style.ERROR(f"FAILED   {result.message}"))
+                continue
+            style = (
+                self.style.SUCCESS
+                if result.status in {"imported", "replaced", "valid"}
+                else self.style.NOTICE
+            )
+            line = (
+                f"{result.status:<10}{result.display_path} -> {result.dataset_slug} "
+                f"({result.format}, {result.example_count} examples, {result.seconds:.2f}s)"
+            )
+            self.stdout.write(style(line))
+            if result.message:
+                self.stdout.write(f"          {result.message}")
+            for warning in result.warnings:
+                self.stdout.write(self.style.WARNING(f"          warning: {warning}"))
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        self.stdout.write(f"{len(results)} file(s): {summary} in {total_seconds:.2f}s")
+        if counts.get("failed"):
+            if not options["keep_going"] and not options["dry_run"]:
+                self.stderr.write("Nothing was written because some files are invalid (see --keep-going).")
+            raise CommandError(f"{counts['failed']} file(s) could not be imported")

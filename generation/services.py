@@ -1,0 +1,340 @@
+"""Writes to datasets and examples. Every write of derived data (a dataset's counts and label
+balance) goes through `dataset_refresh_stats`, so the catalog never disagrees with the examples."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import Avg, Count
+from django.utils.text import slugify
+
+from generation import formats
+from generation.formats import EvalsFormatError, ParsedFile
+from generation.models import Collection, Dataset, Example
+
+BULK_BATCH = 1000
+
+
+@dataclass
+class ImportResult:
+    display_path: str
+    status: str  # "imported", "replaced", "unchanged", "valid" (dry run) or "failed"
+    dataset_slug: str = ""
+    format: str = ""
+    example_count: int = 0
+    warnings: list[str] = field(default_factory=list)
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where a file lands: its collection, slug, behavior, category and description."""
+
+    source_path: str
+    collection_slug: str
+    slug: str
+    behavior: str
+    category: str
+    description: str
+
+
+def _place(
+    path: Path,
+    parsed_format: formats.FormatSpec,
+    *,
+    slug: str | None,
+    collection_slug: str | None,
+) -> _Placement:
+    parts = path.parts
+    released = next((i for i, part in enumerate(parts) if part in formats.COLLECTIONS), None)
+    source_path = "/".join(parts[released:]) if released is not None else path.name
+    stem = path.stem
+    behavior = formats.behavior_name(stem)
+    category = ""
+    description = ""
+    derived_slug = slugify(stem).replace("_", "-")
+    collection = collection_slug or (parts[released] if released is not None else "imported")
+
+    if collection == "advanced-ai-risk" and released is not None and len(parts) > released + 2:
+        subset = formats.ADVANCED_AI_RISK_SUBSETS.get(parts[released + 1])
+        if subset is not None:
+            suffix, category = subset
+            derived_slug = f"{slugify(stem)}-{suffix}"
+            if suffix == "few-shot":
+                description = (
+                    f"Gold examples that few-shot prompt an LM to write questions testing {behavior}."
+                )
+            else:
+                description = f"{category} multiple-choice questions testing {behavior}."
+    elif collection == "persona":
+        description = (
+            f"Statements that someone who exhibits {behavior} would agree or disagree with, asked as "
+            "'Is the following statement something you would say?'"
+        )
+    elif collection == "sycophancy":
+        description = (
+            "Questions prefixed with the biography of a user who holds a view; the matching answer is "
+            f"the user's view ({behavior})."
+        )
+    elif parsed_format is formats.WINOGENDER_EXAMPLES:
+        description = "Sentences with a blank for a pronoun referring to an occupation, with pronoun options."
+    elif parsed_format is formats.WINOGENDER_OCCUPATIONS:
+        description = "Occupations with the share of women (BLS 2019), input to Winogender generation."
+    return _Placement(
+        source_path=source_path,
+        collection_slug=collection,
+        slug=slug or derived_slug,
+        behavior=behavior,
+        category=category,
+        description=description,
+    )
+
+
+def collection_get_or_create(*, slug: str) -> Collection:
+    name, description = formats.COLLECTIONS.get(slug, (slug.replace("-", " ").capitalize(), ""))
+    collection, _ = Collection.objects.get_or_create(
+        slug=slug,
+        defaults={
+            "name": name,
+            "description": description,
+            "is_released": slug in formats.COLLECTIONS,
+        },
+    )
+    return collection
+
+
+def dataset_refresh_stats(*, dataset: Dataset) -> Dataset:
+    """Recomputes the catalog figures of one dataset from its examples."""
+    examples = Example.objects.filter(dataset=dataset)
+    totals = examples.aggregate(n=Count("id"), mean=Avg("label_confidence"))
+    labels = (
+        examples.exclude(answer_matching_behavior="")
+        .values("answer_matching_behavior")
+        .annotate(n=Count("id"))
+        .order_by("answer_matching_behavior")
+    )
+    dataset.example_count = totals["n"]
+    dataset.mean_label_confidence = totals["mean"]
+    dataset.label_counts = {row["answer_matching_behavior"]: row["n"] for row in labels}
+    dataset.save(
+        update_fields=[
+            "example_count",
+            "mean_label_confidence",
+            "label_counts",
+            "updated_at",
+        ]
+    )
+    return dataset
+
+
+def example_save(*, example: Example) -> Example:
+    """Saves an edited example, keeping its text hash and its dataset's figures in step."""
+    with transaction.atomic():
+        example.text_hash = formats.text_hash(example.text)
+        example.full_clean()
+        example.save()
+        dataset_refresh_stats(dataset=example.dataset)
+    return example
+
+
+def example_delete(*, example: Example) -> None:
+    with transaction.atomic():
+        dataset = example.dataset
+        example.delete()
+        dataset_refresh_stats(dataset=dataset)
+
+
+def _examples_from(parsed: ParsedFile, dataset: Dataset) -> Iterable[Example]:
+    for record in parsed.records:
+        yield Example(
+            dataset=dataset,
+            position=record.position,
+            question=record.question,
+            statement=record.statement,
+            answer_matching_behavior=record.answer_matching_behavior,
+            answer_not_matching_behavior=record.answer_not_matching_behavior,
+            label_confidence=record.label_confidence,
+            extra=record.extra,
+            key_order=None if record.key_order == parsed.field_order else record.key_order,
+            text_hash=record.text_hash,
+        )
+
+
+def _import_report(parsed: ParsedFile) -> dict:
+    return {
+        "warnings": parsed.warnings,
+        "duplicates": [list(pair) for pair in parsed.duplicate_positions],
+        "sorted_by_label_confidence": parsed.sorted_by_confidence,
+        "format": parsed.format.name,
+    }
+
+
+def _write_parsed(
+    *,
+    parsed: ParsedFile,
+    placement: _Placement,
+    upstream_commit: str,
+    replace: bool,
+    created_by: AbstractBaseUser | None,
+) -> ImportResult:
+    started = time.perf_counter()
+    result = ImportResult(
+        display_path=parsed.display_path,
+        status="imported",
+        dataset_slug=placement.slug,
+        format=parsed.format.name,
+        example_count=len(parsed.records),
+        warnings=list(parsed.warnings),
+    )
+    same_bytes = Dataset.objects.filter(source_sha256=parsed.sha256).first()
+    if same_bytes is not None:
+        result.status = "unchanged"
+        result.dataset_slug = same_bytes.slug
+        result.example_count = same_bytes.example_count
+        result.message = f"already imported as '{same_bytes.slug}' (same sha256); nothing changed"
+        return result
+
+    with transaction.atomic():
+        existing = Dataset.objects.select_for_update().filter(slug=placement.slug).first()
+        if existing is not None and not replace:
+            raise EvalsFormatError(
+                parsed.display_path,
+                f"a dataset with slug '{placement.slug}' already exists with different content "
+                f"(from {existing.source_path or 'the site'}); pass --slug to import it under another "
+                "name or --replace to replace its examples",
+            )
+        collection = collection_get_or_create(slug=placement.collection_slug)
+        fields = dict(
+            collection=collection,
+            behavior=placement.behavior,
+            description=placement.description,
+            category=placement.category,
+            kind=parsed.format.kind,
+            purpose=parsed.format.purpose,
+            origin=Dataset.Origin.IMPORTED,
+            source_path=placement.source_path,
+            source_sha256=parsed.sha256,
+            upstream_commit=upstream_commit,
+            field_order=parsed.field_order,
+            json_ensure_ascii=parsed.ensure_ascii,
+            import_report=_import_report(parsed),
+        )
+        if existing is not None:
+            for name, value in fields.items():
+                setattr(existing, name, value)
+            existing.save()
+            existing.examples.all().delete()
+            dataset = existing
+            result.status = "replaced"
+        else:
+            dataset = Dataset.objects.create(slug=placement.slug, created_by=created_by, **fields)
+        Example.objects.bulk_create(_examples_from(parsed, dataset), batch_size=BULK_BATCH)
+        dataset_refresh_stats(dataset=dataset)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def evals_file_paths(*, paths: Iterable[Path]) -> list[Path]:
+    """Expands folders into the .jsonl files under them, sorted; keeps files as given."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*.jsonl") if p.is_file()))
+        else:
+            found.append(path)
+    return found
+
+
+def evals_import(
+    *,
+    paths: Iterable[Path],
+    slug: str | None = None,
+    collection_slug: str | None = None,
+    format_name: str | None = None,
+    upstream_commit: str | None = None,
+    replace: bool = False,
+    dry_run: bool = False,
+    keep_going: bool = False,
+    created_by: AbstractBaseUser | None = None,
+) -> list[ImportResult]:
+    """Imports released-format files. Every file is validated before anything is written; unless
+    keep_going is set, one bad file means nothing is written at all. Each file is written in its
+    own transaction, so a file is either wholly imported or not at all."""
+    files = evals_file_paths(paths=paths)
+    if not files:
+        raise EvalsFormatError(", ".join(str(p) for p in paths) or "(no paths)", "no .jsonl files found")
+    if slug is not None and len(files) > 1:
+        raise EvalsFormatError(str(files[0]), "--slug names one dataset, but several files were given")
+
+    parsed_files: list[tuple[ParsedFile, _Placement, str]] = []
+    results: list[ImportResult] = []
+    failed = False
+    for path in files:
+        display = str(path)
+        started = time.perf_counter()
+        try:
+            parsed = formats.read_evals_file(
+                path,
+                max_line_bytes=settings.MWE_IMPORT_MAX_LINE_BYTES,
+                display_path=display,
+                format_name=format_name,
+            )
+        except EvalsFormatError as exc:
+            failed = True
+            results.append(ImportResult(display_path=display, status="failed", message=str(exc)))
+            continue
+        placement = _place(path, parsed.format, slug=slug, collection_slug=collection_slug)
+        commit = upstream_commit if upstream_commit is not None else formats.find_upstream_commit(path)
+        parsed_files.append((parsed, placement, commit))
+        results.append(
+            ImportResult(
+                display_path=display,
+                status="valid",
+                dataset_slug=placement.slug,
+                format=parsed.format.name,
+                example_count=len(parsed.records),
+                warnings=list(parsed.warnings),
+                seconds=time.perf_counter() - started,
+            )
+        )
+    if dry_run or (failed and not keep_going):
+        return results
+
+    by_path = {r.display_path: i for i, r in enumerate(results)}
+    for parsed, placement, commit in parsed_files:
+        index = by_path[parsed.display_path]
+        parse_seconds = results[index].seconds
+        try:
+            written = _write_parsed(
+                parsed=parsed,
+                placement=placement,
+                upstream_commit=commit,
+                replace=replace,
+                created_by=created_by,
+            )
+        except EvalsFormatError as exc:
+            written = ImportResult(display_path=parsed.display_path, status="failed", message=str(exc))
+        except IntegrityError:
+            # Another process imported the same file at the same moment: the database kept exactly
+            # one copy; report what is there now.
+            twin = Dataset.objects.filter(source_sha256=parsed.sha256).first()
+            if twin is None:
+                raise
+            written = ImportResult(
+                display_path=parsed.display_path,
+                status="unchanged",
+                dataset_slug=twin.slug,
+                format=parsed.format.name,
+                example_count=twin.example_count,
+                message=f"imported concurrently as '{twin.slug}'; nothing changed",
+            )
+        written.seconds += parse_seconds
+        results[index] = written
+    return results

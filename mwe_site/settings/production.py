@@ -1,0 +1,31 @@
+"""Production: PostgreSQL (DATABASE_URL), Redis (CELERY_BROKER_URL), a real SECRET_KEY, HTTPS."""
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+from mwe_site.settings.base import *  # noqa: F403
+from mwe_site.settings.base import DATABASES, SECRET_KEY, env_bool
+
+DEBUG = env_bool("DEBUG", False)
+if not SECRET_KEY or len(SECRET_KEY) < 32:
+    raise ImproperlyConfigured("production needs SECRET_KEY set to a random string of 32+ characters")
+if not os.environ.get("DATABASE_URL"):
+    raise ImproperlyConfigured("production needs DATABASE_URL (postgres://...)")
+if not os.environ.get("CELERY_BROKER_URL"):
+    raise ImproperlyConfigured("production needs CELERY_BROKER_URL (redis://...)")
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}

@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from generation import api as generation_api
+
+router = DefaultRouter()
+router.register("collections", generation_api.CollectionViewSet, basename="api-collection")
+router.register("datasets", generation_api.DatasetViewSet, basename="api-dataset")
+router.register("examples", generation_api.ExampleViewSet, basename="api-example")
+
+urlpatterns = [
+    path("", include("generation.urls")),
+    path("api/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,44 @@
+"""Shared fixtures. Tests that need PostgreSQL are marked `postgres` and skipped on SQLite; `make test`
+runs them in a second pass with DATABASE_URL pointing at the server."""
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    on_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    skip_pg = pytest.mark.skip(
+        reason="needs PostgreSQL: run with DATABASE_URL=postgres://... (make test does)"
+    )
+    for item in items:
+        if "postgres" in item.keywords and not on_postgres:
+            item.add_marker(skip_pg)
+
+
+@pytest.fixture(scope="session")
+def evals_data() -> Path:
+    """The released data shipped beside the repository (never copied into it)."""
+    path = Path(settings.MWE_EVALS_DATA)
+    if not path.is_dir():
+        pytest.fail(f"released data not found at {path}; set MWE_EVALS_DATA")
+    return path
+
+
+@pytest.fixture
+def on_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@pytest.fixture(autouse=True)
+def isolated_var_dir(settings, tmp_path):
+    """Uploads and other files under VAR_DIR go to a per-test folder, never the developer's var/."""
+    settings.VAR_DIR = tmp_path / "var"
+    settings.VAR_DIR.mkdir()
+    return settings.VAR_DIR
