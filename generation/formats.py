@@ -191,12 +191,13 @@ def _iter_lines(path: Path, display: str, max_line_bytes: int, digest: hashlib._
     with path.open("rb") as handle:
         line_no = 0
         while True:
-            raw = handle.readline(max_line_bytes + 1)
+            # limit+2 so that a line of exactly the limit still arrives whole with its CRLF ending.
+            raw = handle.readline(max_line_bytes + 2)
             if not raw:
                 break
             line_no += 1
             digest.update(raw)
-            # readline returns at most limit+1 bytes, so a longer line shows up as content over the limit.
+            # A longer line shows up as content over the limit, however it ends.
             if len(raw.rstrip(b"\r\n")) > max_line_bytes:
                 raise EvalsFormatError(
                     display,

@@ -3,6 +3,7 @@ balance) goes through `dataset_refresh_stats`, so the catalog never disagrees wi
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from generation.formats import EvalsFormatError, ParsedFile
 from generation.models import Collection, Dataset, Example
 
 BULK_BATCH = 1000
+SLUG = re.compile(r"[-a-zA-Z0-9_]+")
 
 
 @dataclass
@@ -87,11 +89,20 @@ def _place(
         description = "Sentences with a blank for a pronoun referring to an occupation, with pronoun options."
     elif parsed_format is formats.WINOGENDER_OCCUPATIONS:
         description = "Occupations with the share of women (BLS 2019), input to Winogender generation."
+    final_slug = slug or derived_slug
+    if not SLUG.fullmatch(final_slug) or len(final_slug) > Dataset._meta.get_field("slug").max_length:
+        raise EvalsFormatError(
+            str(path),
+            f"'{final_slug}' is not a usable dataset slug (letters, digits, - and _, at most "
+            f"{Dataset._meta.get_field('slug').max_length} characters); pass --slug",
+        )
+    if not SLUG.fullmatch(collection) or len(collection) > Collection._meta.get_field("slug").max_length:
+        raise EvalsFormatError(str(path), f"'{collection}' is not a usable collection slug")
     return _Placement(
-        source_path=source_path,
+        source_path=source_path[-Dataset._meta.get_field("source_path").max_length :],
         collection_slug=collection,
-        slug=slug or derived_slug,
-        behavior=behavior,
+        slug=final_slug,
+        behavior=behavior[: Dataset._meta.get_field("behavior").max_length],
         category=category,
         description=description,
     )
@@ -286,11 +297,11 @@ def evals_import(
                 display_path=display,
                 format_name=format_name,
             )
+            placement = _place(path, parsed.format, slug=slug, collection_slug=collection_slug)
         except EvalsFormatError as exc:
             failed = True
             results.append(ImportResult(display_path=display, status="failed", message=str(exc)))
             continue
-        placement = _place(path, parsed.format, slug=slug, collection_slug=collection_slug)
         commit = upstream_commit if upstream_commit is not None else formats.find_upstream_commit(path)
         parsed_files.append((parsed, placement, commit))
         results.append(

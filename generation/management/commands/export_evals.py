@@ -1,4 +1,3 @@
-import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -21,7 +20,7 @@ class Command(BaseCommand):
             raise CommandError(f"no dataset with slug {options['dataset']!r}") from None
         if options["out"] == "-":
             for line in dataset_export_lines(dataset=dataset):
-                sys.stdout.write(line)
+                self.stdout.write(line, ending="")
             return
         out = Path(options["out"])
         if not out.parent.is_dir():

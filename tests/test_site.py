@@ -1,0 +1,134 @@
+"""The site as a newcomer meets it: `make run`'s launcher, the demo loader and the settings."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from io import StringIO
+
+import psutil
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from generation.models import Dataset
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def site_env(tmp_path, **extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL"}}
+    env.update(DJANGO_SETTINGS_MODULE="mwe_site.settings.local", MWE_VAR_DIR=str(tmp_path / "var"), **extra)
+    return env
+
+
+def test_run_serves_with_a_worker_and_ctrl_c_stops_both(tmp_path):
+    env = site_env(tmp_path)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=settings.BASE_DIR, env=env, check=True
+    )
+    port = free_port()
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "mwe_site.run", f"127.0.0.1:{port}"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, like a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 60
+        body = b""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:  # noqa: S310
+                    body = response.read()
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert b"Catalog" in body
+        children = psutil.Process(launcher.pid).children(recursive=True)
+        commands = [" ".join(child.cmdline()) for child in children]
+        assert any("celery" in c and "worker" in c for c in commands), commands
+        assert any("runserver" in c for c in commands), commands
+
+        os.killpg(launcher.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        launcher.wait(timeout=30)
+        gone, alive = psutil.wait_procs(children, timeout=15)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+
+
+@pytest.mark.django_db
+def test_load_demo_imports_the_release_once(evals_data, settings):
+    settings.MWE_EVALS_DATA = evals_data
+    out = StringIO()
+    call_command("load_demo", stdout=out)
+    count = Dataset.objects.count()
+    assert count == len(list(evals_data.rglob("*.jsonl")))
+    out = StringIO()
+    call_command("load_demo", stdout=out)
+    assert Dataset.objects.count() == count
+    assert f"{count} unchanged" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_load_demo_without_data_explains_what_to_do(tmp_path, settings):
+    settings.MWE_EVALS_DATA = tmp_path / "missing"
+    out = StringIO()
+    call_command("load_demo", stdout=out)
+    assert "import_evals" in out.getvalue()
+    assert Dataset.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "SECRET_KEY"),
+        ({"SECRET_KEY": "x" * 50}, "DATABASE_URL"),
+        ({"SECRET_KEY": "x" * 50, "DATABASE_URL": "postgres://u@h/db"}, "CELERY_BROKER_URL"),
+        ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean"),
+    ],
+)
+def test_production_settings_refuse_to_start_misconfigured(tmp_path, env, message):
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=settings.BASE_DIR,
+        env={
+            **site_env(tmp_path),
+            "DJANGO_SETTINGS_MODULE": "mwe_site.settings.production",
+            "SECRET_KEY": "",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_production_settings_pass_the_deploy_check(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=settings.BASE_DIR,
+        env={
+            **site_env(tmp_path),
+            "DJANGO_SETTINGS_MODULE": "mwe_site.settings.production",
+            "SECRET_KEY": "k8#Jd93-x" * 6,
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/mwe",
+            "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+            "ALLOWED_HOSTS": "evals.example.org",
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
