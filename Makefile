@@ -11,7 +11,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/mwe
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test test-sqlite test-postgres postgres lint format clean
+.PHONY: setup run test test-sqlite test-postgres postgres lint format clean bench
 
 setup: $(STAMP)
 
@@ -51,3 +51,7 @@ format: setup
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
+
+bench: setup
+	$(PY) benchmarks/import_evals.py
+	DATABASE_URL=$(PG_URL) $(PY) benchmarks/import_evals.py

@@ -159,6 +159,14 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def behavior_name(stem: str) -> str:
     """`desire-for-acquiring-power` -> `desire for acquiring power`; keeps acronyms (HHH)."""
     return stem.replace("_", " ").replace("-", " ").strip()
@@ -522,7 +530,7 @@ def _inspect(parsed: ParsedFile) -> None:
         if low / high < 0.8:
             shares = ", ".join(f"{label.strip()} {count}" for label, count in labels.most_common())
             parsed.warnings.append(
-                f"label imbalance ({shares}): always answering the majority label scores "
+                f"label imbalance: {shares}; always answering the majority label scores "
                 f"{high / len(records):.0%}"
             )
     elif len(labels) == 1 and parsed.format.purpose == "evaluation" and len(records) > 1:

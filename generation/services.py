@@ -67,14 +67,16 @@ def _place(
     if collection == "advanced-ai-risk" and released is not None and len(parts) > released + 2:
         subset = formats.ADVANCED_AI_RISK_SUBSETS.get(parts[released + 1])
         if subset is not None:
-            suffix, category = subset
+            suffix, label = subset
             derived_slug = f"{slugify(stem)}-{suffix}"
+            # Few-shot files already say what they are through their purpose.
+            category = "" if suffix == "few-shot" else label
             if suffix == "few-shot":
                 description = (
                     f"Gold examples that few-shot prompt an LM to write questions testing {behavior}."
                 )
             else:
-                description = f"{category} multiple-choice questions testing {behavior}."
+                description = f"{label} multiple-choice questions testing {behavior}."
     elif collection == "persona":
         description = (
             f"Statements that someone who exhibits {behavior} would agree or disagree with, asked as "
@@ -187,6 +189,18 @@ def _import_report(parsed: ParsedFile) -> dict:
     }
 
 
+def _unchanged(display_path: str, dataset: Dataset, *, how: str = "already imported") -> ImportResult:
+    return ImportResult(
+        display_path=display_path,
+        status="unchanged",
+        dataset_slug=dataset.slug,
+        format=dataset.import_report.get("format", ""),
+        example_count=dataset.example_count,
+        warnings=list(dataset.import_report.get("warnings", [])),
+        message=f"{how} as '{dataset.slug}' (same sha256); nothing changed",
+    )
+
+
 def _write_parsed(
     *,
     parsed: ParsedFile,
@@ -206,11 +220,7 @@ def _write_parsed(
     )
     same_bytes = Dataset.objects.filter(source_sha256=parsed.sha256).first()
     if same_bytes is not None:
-        result.status = "unchanged"
-        result.dataset_slug = same_bytes.slug
-        result.example_count = same_bytes.example_count
-        result.message = f"already imported as '{same_bytes.slug}' (same sha256); nothing changed"
-        return result
+        return _unchanged(parsed.display_path, same_bytes)
 
     with transaction.atomic():
         existing = Dataset.objects.select_for_update().filter(slug=placement.slug).first()
@@ -290,6 +300,13 @@ def evals_import(
     for path in files:
         display = str(path)
         started = time.perf_counter()
+        if not dry_run and path.is_file():
+            # Bytes already imported need no parsing: hashing is ~10x cheaper than validating.
+            twin = Dataset.objects.filter(source_sha256=formats.file_sha256(path)).first()
+            if twin is not None:
+                results.append(_unchanged(display, twin))
+                results[-1].seconds = time.perf_counter() - started
+                continue
         try:
             parsed = formats.read_evals_file(
                 path,
@@ -338,14 +355,7 @@ def evals_import(
             twin = Dataset.objects.filter(source_sha256=parsed.sha256).first()
             if twin is None:
                 raise
-            written = ImportResult(
-                display_path=parsed.display_path,
-                status="unchanged",
-                dataset_slug=twin.slug,
-                format=parsed.format.name,
-                example_count=twin.example_count,
-                message=f"imported concurrently as '{twin.slug}'; nothing changed",
-            )
+            written = _unchanged(parsed.display_path, twin, how="imported concurrently")
         written.seconds += parse_seconds
         results[index] = written
     return results

@@ -10,7 +10,13 @@ def label_shares(label_counts: dict[str, int]) -> list[dict]:
     if not total:
         return []
     return [
-        {"label": label.strip() or repr(label), "count": count, "percent": 100.0 * count / total}
+        {
+            "label": label.strip() or repr(label),
+            "count": count,
+            "percent": 100.0 * count / total,
+            # A rare answer must not read as absent.
+            "rounded": f"{100.0 * count / total:.0f}%" if count * 200 >= total else "<1%",
+        }
         for label, count in sorted(label_counts.items(), key=lambda item: (-item[1], item[0]))
     ]
 
