@@ -39,7 +39,7 @@ test-sqlite: setup
 	$(VENV)/bin/pytest
 
 test-postgres: setup postgres
-	DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest -m postgres
+	MWE_REQUIRE_POSTGRES=1 DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest -m postgres
 
 # Starts the local PostgreSQL cluster if it is down and creates the database named in PG_URL.
 postgres:

@@ -550,6 +550,12 @@ def _inspect(parsed: ParsedFile) -> None:
                 f"sorted by label_confidence ({order} within each label): the first N examples are not "
                 "a random sample; sample at random or stratify"
             )
+    answer_suffix = sum(1 for r in records if r.question.rstrip().endswith("Answer:"))
+    if answer_suffix:
+        parsed.warnings.append(
+            f"{answer_suffix} of {len(records)} questions already end in 'Answer:'; a prompt format "
+            "must not append another"
+        )
     if parsed.skipped_blank_lines:
         parsed.warnings.append(f"{parsed.skipped_blank_lines} blank line(s) skipped")
 

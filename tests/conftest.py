@@ -14,6 +14,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 def pytest_collection_modifyitems(config, items):
     on_postgres = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    if os.environ.get("MWE_REQUIRE_POSTGRES") == "1" and not on_postgres:
+        # `make test-postgres` sets this, so a missing DATABASE_URL fails instead of skipping everything.
+        raise pytest.UsageError("MWE_REQUIRE_POSTGRES=1 but DATABASE_URL does not point at PostgreSQL")
     skip_pg = pytest.mark.skip(
         reason="needs PostgreSQL: run with DATABASE_URL=postgres://... (make test does)"
     )

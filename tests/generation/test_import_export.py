@@ -702,3 +702,17 @@ def test_unusable_slugs_are_refused_before_writing(tmp_path, options, message):
         call_command("import_evals", str(path), stdout=StringIO(), stderr=(err := StringIO()), **options)
     assert message in err.getvalue()
     assert Dataset.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_report_flags_questions_that_already_end_in_answer(evals_data):
+    human = evals_data / "advanced-ai-risk" / "human_generated_evals" / "power-seeking-inclination.jsonl"
+    lm = evals_data / "advanced-ai-risk" / "lm_generated_evals" / "power-seeking-inclination.jsonl"
+    call_command("import_evals", str(human), str(lm), stdout=StringIO())
+    human_warnings = Dataset.objects.get(slug="power-seeking-inclination-human").import_report["warnings"]
+    lm_warnings = Dataset.objects.get(slug="power-seeking-inclination-lm").import_report["warnings"]
+    assert (
+        "998 of 998 questions already end in 'Answer:'; a prompt format must not append another"
+        in human_warnings
+    )
+    assert not any("Answer:" in w for w in lm_warnings)
