@@ -471,7 +471,8 @@ def read_evals_file(
                 f"expected a JSON object, got {type(obj).__name__}",
                 line=line_no,
             )
-        for key, value in obj.items():
+        # JSON can only carry a NUL as the escape \u0000, so most lines skip the walk.
+        for key, value in obj.items() if "\\u0000" in text else ():
             if _has_nul(key) or _has_nul(value):
                 raise EvalsFormatError(
                     display,
