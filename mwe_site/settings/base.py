@@ -174,5 +174,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Django's own default config gives "django" a console handler too; one line per message is enough.
+    "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }
 MWE_UPLOAD_MAX_BYTES = int(os.environ.get("MWE_UPLOAD_MAX_BYTES", str(200 * 1024 * 1024)))
