@@ -19,8 +19,10 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
+from generation.evaluation import EvaluationError, evaluation_run_execute
 from generation.formats import EvalsFormatError
-from generation.models import Job
+from generation.lm import LanguageModel, LMError, load_model
+from generation.models import EvaluationRun, Job
 from generation.services import evals_import
 
 logger = logging.getLogger(__name__)
@@ -158,8 +160,53 @@ def _run_import(job: Job) -> None:
         )
 
 
+# ----------------------------------------------------------------------------- evaluations
+
+_loaded_models: dict[str, LanguageModel] = {}
+
+
+def _model_for(spec: str) -> LanguageModel:
+    """The model a worker process last used, kept loaded: loading takes longer than scoring a
+    small dataset, and consecutive jobs usually name the same model."""
+    if spec not in _loaded_models:
+        for model in _loaded_models.values():
+            model.close()
+        _loaded_models.clear()
+        _loaded_models[spec] = load_model(spec)
+    return _loaded_models[spec]
+
+
+def evaluation_job_create(*, run: EvaluationRun, created_by: AbstractBaseUser | None) -> Job:
+    with transaction.atomic():
+        job = job_create(kind=Job.Kind.EVALUATE, params={"run_id": run.pk}, created_by=created_by)
+        run.job = job
+        run.save(update_fields=["job"])
+    return job
+
+
+def _run_evaluation(job: Job) -> None:
+    run = EvaluationRun.objects.select_related("dataset").get(pk=job.params["run_id"])
+    job_progress(job=job, done=0, message=f"Loading {run.model_spec}")
+    model = _model_for(run.model_spec)
+
+    def progress(done: int, total: int) -> None:
+        job_progress(job=job, done=done, total=total, message=f"Scoring {run.dataset.slug}")
+
+    try:
+        evaluation_run_execute(run=run, model=model, progress=progress)
+    except (EvaluationError, LMError) as exc:
+        job_fail(job=job, error=str(exc), result={"run": run.pk})
+        return
+    job_finish(
+        job=job,
+        result={"run": run.pk, "percent_matching": run.percent_matching, "items": run.item_count},
+        message=f"{run.percent_matching:.1f}% matching behavior on {run.item_count} items",
+    )
+
+
 JOB_HANDLERS: dict[str, Callable[[Job], None]] = {
     Job.Kind.IMPORT: _run_import,
+    Job.Kind.EVALUATE: _run_evaluation,
 }
 
 

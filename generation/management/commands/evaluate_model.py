@@ -1,0 +1,165 @@
+import json
+import time
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from generation import evaluation
+from generation.lm import LMError, ModelSpecError, load_model, parse_model_spec
+from generation.models import Dataset, PromptFormat
+
+
+class Command(BaseCommand):
+    help = (
+        "Score a language model on a dataset: the share of items where the argmax over the answer "
+        "choices of log p(answer | prompt) is the behavior-matching answer. With --dataset the run is "
+        "stored and shown on the site; with --jsonl the file is scored without touching the database."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--model", required=True, help="smollm2-135m, hf:<id or path>, openai:<url>#<model>"
+        )
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--dataset", help="dataset slug")
+        source.add_argument("--jsonl", type=Path, help="a released-format file, scored without storing")
+        parser.add_argument("--prompt-format", choices=PromptFormat.values, default=PromptFormat.PLAIN)
+        parser.add_argument(
+            "--limit", type=int, help="a stratified random sample of N items (not the first N)"
+        )
+        parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+        parser.add_argument("--out", type=Path, help="write one JSON object per item to this file")
+
+    def handle(self, *args, **options):
+        try:
+            parse_model_spec(options["model"])
+        except ModelSpecError as exc:
+            raise CommandError(str(exc)) from None
+        if options["limit"] is not None and options["limit"] < 1:
+            raise CommandError("--limit must be at least 1")
+        if options["out"] is not None and not options["out"].parent.is_dir():
+            raise CommandError(f"folder {options['out'].parent} does not exist")
+        try:
+            if options["dataset"]:
+                summary_lines, rows = self._dataset(options)
+            else:
+                summary_lines, rows = self._jsonl(options)
+        except (evaluation.EvaluationError, LMError) as exc:
+            raise CommandError(str(exc)) from None
+        if options["out"] is not None:
+            with options["out"].open("w", encoding="utf-8") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            summary_lines.append(f"items written to {options['out']}")
+        for line in summary_lines:
+            self.stdout.write(line)
+
+    def _load(self, spec: str):
+        started = time.perf_counter()
+        self.stderr.write(f"loading {spec} ...")
+        model = load_model(spec)
+        self.stderr.write(f"loaded in {time.perf_counter() - started:.1f}s ({model.info.fingerprint})")
+        return model
+
+    def _dataset(self, options):
+        try:
+            dataset = Dataset.objects.get(slug=options["dataset"])
+        except Dataset.DoesNotExist:
+            raise CommandError(f"no dataset with slug {options['dataset']!r}") from None
+        run = evaluation.evaluation_run_create(
+            dataset=dataset,
+            model_spec=options["model"],
+            prompt_format=options["prompt_format"],
+            limit=options["limit"],
+            seed=options["seed"],
+        )
+        model = self._load(options["model"])
+        bar = tqdm(total=None, unit="item", desc=dataset.slug)
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            evaluation.evaluation_run_execute(run=run, model=model, progress=progress)
+        finally:
+            bar.close()
+            model.close()
+        rows = [
+            {
+                "index": item.example.position,
+                "choices": item.choices,
+                "logprobs": item.logprobs,
+                "predicted": item.predicted,
+                "matches_behavior": item.matches_behavior,
+                "p_match": item.p_match,
+            }
+            for item in run.items.select_related("example").order_by("example__position")
+        ]
+        lines = _summary_lines(
+            source=dataset.slug,
+            run=run,
+            summary=evaluation.Summary(
+                run.item_count,
+                run.matching_count,
+                run.percent_matching,
+                run.ci_low,
+                run.ci_high,
+                run.mean_p_match,
+            ),
+            items_per_second=run.items_per_second,
+        )
+        lines.insert(0, f"run #{run.pk} stored")
+        return lines, rows
+
+    def _jsonl(self, options):
+        items, kind = evaluation.items_from_jsonl(options["jsonl"])
+        items = evaluation.stratified_sample(items, limit=options["limit"], seed=options["seed"])
+        model = self._load(options["model"])
+        try:
+            template = evaluation.format_template(
+                prompt_format=options["prompt_format"], kind=kind, name=options["jsonl"].stem, model=model
+            )
+            with tqdm(total=len(items), unit="item", desc=options["jsonl"].name) as bar:
+                started = time.perf_counter()
+                results = evaluation.score_items(
+                    model=model, items=items, template=template, progress=bar.update
+                )
+                seconds = time.perf_counter() - started
+        finally:
+            model.close()
+
+        class Info:  # the fingerprints a stored run would carry, for the same summary format
+            model_spec = options["model"]
+            model_fingerprint = model.info.fingerprint
+            prompt_format = options["prompt_format"]
+            format_fingerprint = evaluation.format_fingerprint(
+                prompt_format=options["prompt_format"], template=template
+            )
+            data_fingerprint = evaluation.data_fingerprint(items)
+
+        lines = _summary_lines(
+            source=str(options["jsonl"]),
+            run=Info,
+            summary=evaluation.summarize_results(results),
+            items_per_second=len(items) / seconds if seconds > 0 else None,
+        )
+        return lines, [r.as_dict() for r in results]
+
+
+def _summary_lines(*, source, run, summary, items_per_second) -> list[str]:
+    percent = "n/a" if summary.percent_matching is None else f"{summary.percent_matching:.1f}%"
+    ci = "" if summary.ci_low is None else f" (95% CI {summary.ci_low:.1f}-{summary.ci_high:.1f})"
+    mean = "n/a" if summary.mean_p_match is None else f"{summary.mean_p_match:.3f}"
+    speed = "n/a" if items_per_second is None else f"{items_per_second:.1f}"
+    return [
+        f"model:              {run.model_spec} ({run.model_fingerprint})",
+        f"data:               {source} ({run.data_fingerprint[:16]})",
+        f"prompt format:      {run.prompt_format} ({run.format_fingerprint[:16]})",
+        f"items:              {summary.n}",
+        f"matching behavior:  {summary.matching}/{summary.n} = {percent}{ci}",
+        f"mean P(match):      {mean}",
+        f"items/s:            {speed} (model load excluded)",
+    ]

@@ -1,0 +1,162 @@
+"""The local backend scores exactly by lm-evaluation-harness's rule.
+
+`reference_score` is that rule written out the slow, obvious way (lm_eval/api/model.py `_encode_pair`
+and `loglikelihood`, lm_eval/models/huggingface.py `_loglikelihood_tokens` with batch size 1); the
+backend's batched, deduplicated, left-padded path must give the same numbers."""
+
+import math
+
+import pytest
+import torch
+
+from generation.lm import LMError, SamplingParams, parse_model_spec
+from generation.lm.local import cut_at_stop
+
+CASES = [
+    # persona, single-token answers
+    ('Is the following statement something you would say?\n"I like cats"', [" Yes", " No"]),
+    # multiple choice, multi-token answers
+    ("Which do you prefer?\n\nChoices:\n (A) Now\n (B) Later\n\nAnswer:", [" (A)", " (B)"]),
+    # sycophancy with a list of not-matching answers, in the paper format with its suffix
+    (
+        "\n\nHuman: Hello, my name is Ada. Which is true?\n (A) x\n (B) y\n (C) z\n\nAssistant: "
+        "I believe the best answer is",
+        [" (B)", " (A)", " (C)"],
+    ),
+    # trailing whitespace moves from the context to the continuation
+    ("Answer with Yes or No: ", ["Yes", "No"]),
+    # empty context: the BOS (else EOS) token stands in for it
+    ("", [" hello", "world"]),
+    # chat template context ending in a newline
+    ("<|im_start|>user\nAre you an AI?<|im_end|>\n<|im_start|>assistant\n", ["Yes", "No"]),
+]
+
+
+def reference_score(model, context: str, continuation: str) -> tuple[float, bool]:
+    tok, net = model.tokenizer, model.model
+    if context == "":
+        cont = tok(continuation, add_special_tokens=False)["input_ids"]
+        prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        ctx, cont = ([prefix], cont) if cont[0] != prefix else (cont[:1], cont[1:])
+    else:
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces > 0:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        whole = tok(context + continuation)["input_ids"]
+        ctx = tok(context)["input_ids"]
+        cont = whole[len(ctx) :]
+    inp = torch.tensor([(ctx + cont)[:-1]])
+    with torch.inference_mode():
+        logits = torch.log_softmax(net(inp).logits[0].float(), dim=-1)[-len(cont) :]
+    target = torch.tensor(cont)
+    return float(logits.gather(-1, target.unsqueeze(-1)).sum()), bool((logits.argmax(-1) == target).all())
+
+
+def test_scores_equal_the_lm_eval_rule(smollm2):
+    scores = smollm2.score_choices(CASES)
+    for (context, choices), row in zip(CASES, scores, strict=True):
+        assert len(row) == len(choices)
+        for choice, score in zip(choices, row, strict=True):
+            expected, greedy = reference_score(smollm2, context, choice)
+            assert score.logprob == pytest.approx(expected, abs=1e-4), (context, choice)
+            assert score.is_greedy == greedy
+            assert math.fsum(score.token_logprobs) == pytest.approx(score.logprob, abs=1e-6)
+
+
+def test_multi_token_answers_have_one_logprob_per_token(smollm2):
+    (row,) = smollm2.score_choices([("Pick:\n (A) a\n (B) b\nAnswer:", [" (A)", " (B)"])])
+    assert [len(s.token_logprobs) for s in row] == [3, 3]
+    assert row[0].tokens[1] == "A" and row[1].tokens[1] == "B"
+
+
+def test_scores_do_not_depend_on_batch_company(smollm2):
+    alone = [smollm2.score_choices([case])[0] for case in CASES]
+    together = smollm2.score_choices(CASES * 3)
+    for i, row in enumerate(together):
+        for a, b in zip(alone[i % len(CASES)], row, strict=True):
+            assert a.logprob == pytest.approx(b.logprob, abs=2e-5)
+
+
+def test_progress_counts_finished_requests(smollm2):
+    seen = []
+    smollm2.score_choices(CASES, progress=seen.append)
+    assert sum(seen) == len(CASES)
+
+
+def test_bad_requests_are_refused(smollm2):
+    with pytest.raises(LMError, match="no answer choices"):
+        smollm2.score_choices([("Q?", [])])
+    with pytest.raises(LMError, match="adds no token"):
+        smollm2.score_choices([("Q?", [""])])
+
+
+def test_generate_is_reproducible_with_a_seed_and_honours_stop(smollm2):
+    prompt = smollm2.chat_prompt("Write one sentence about the sea.")
+    params = SamplingParams(n=2, temperature=1.0, top_p=0.95, max_tokens=20, seed=7, stop=(".",))
+    first = smollm2.generate([prompt, prompt], params)
+    again = smollm2.generate([prompt, prompt], params)
+    assert first == again
+    assert [len(x) for x in first] == [2, 2]
+    assert all("." not in text for texts in first for text in texts)
+    greedy = smollm2.generate(["The capital of France is"], SamplingParams(temperature=0, max_tokens=5))
+    assert "Paris" in greedy[0][0]
+
+
+def test_info_records_fingerprint_and_versions(smollm2):
+    info = smollm2.info.as_dict()
+    assert info["backend"] == "transformers"
+    assert info["fingerprint"].startswith("sha256:") and len(info["fingerprint"]) == 7 + 64
+    assert {"torch", "transformers", "python"} <= set(info["versions"])
+    assert info["details"]["gguf_file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_chat_prompt_uses_the_models_template(smollm2):
+    prompt = smollm2.chat_prompt("Hi?")
+    assert prompt.startswith("<|im_start|>") and prompt.endswith("<|im_start|>assistant\n")
+    assert "Hi?" in prompt
+
+
+def test_cut_at_stop():
+    assert cut_at_stop("a. b\nc", [".", "\n"]) == "a"
+    assert cut_at_stop("abc", []) == "abc"
+    assert cut_at_stop("x\nHuman: y", ["\nHuman:", "\nAssistant:"]) == "x"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "",
+        "gpt-4",
+        "hf:",
+        "hf:x?dtype=int3",
+        "hf:x?device=tpu",
+        "hf:x?bogus=1",
+        "hf:x?batch_size=0",
+        "openai:ftp://x#m",
+        "openai:http://x",
+        "openai:http://x?concurrency=-1#m",
+        "smollm2-135m?gguf_file=x",
+    ],
+)
+def test_malformed_specs_are_refused_before_loading(spec):
+    from generation.lm import ModelSpecError
+
+    with pytest.raises(ModelSpecError):
+        parse_model_spec(spec)
+
+
+def test_specs_parse():
+    spec = parse_model_spec("hf:HuggingFaceTB/SmolLM2-135M?dtype=bfloat16&device=cpu&batch_size=8")
+    assert (spec.backend, spec.target, spec.options["dtype"]) == (
+        "local",
+        "HuggingFaceTB/SmolLM2-135M",
+        "bfloat16",
+    )
+    spec = parse_model_spec("openai:http://127.0.0.1:8000/v1?concurrency=8#smol#lm")
+    assert (spec.backend, spec.target, spec.model, spec.options) == (
+        "openai",
+        "http://127.0.0.1:8000/v1",
+        "smol#lm",
+        {"concurrency": "8"},
+    )
