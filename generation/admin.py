@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from generation.models import Collection, Dataset, Example, Job
+from generation.models import Collection, Dataset, EvaluationItem, EvaluationRun, Example, Job
 from generation.services import example_delete, example_save
 
 
@@ -82,6 +82,46 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ["kind", "status"]
     # A job's state is the worker's to write (generation.jobs); the admin only shows it.
     readonly_fields = [f.name for f in Job._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(EvaluationRun)
+class EvaluationRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "dataset",
+        "model_spec",
+        "prompt_format",
+        "status",
+        "item_count",
+        "percent_matching",
+        "created_at",
+    ]
+    list_filter = ["status", "prompt_format", "dataset__collection"]
+    search_fields = ["model_spec", "model_name", "dataset__slug"]
+    list_select_related = ["dataset"]
+    raw_id_fields = ["dataset", "job", "created_by"]
+    # Runs are started from a dataset page or evaluate_model, and everything a run records is written
+    # by generation.evaluation from the model and the stored items; the admin only shows it.
+    readonly_fields = [f.name for f in EvaluationRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(EvaluationItem)
+class EvaluationItemAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "run", "example", "predicted_index", "matches_behavior", "p_match"]
+    list_filter = ["matches_behavior"]
+    search_fields = ["run__model_spec", "example__dataset__slug"]
+    list_select_related = ["run__dataset", "example__dataset"]
+    # Pickers would list every run and example; ids are what one has in hand anyway.
+    raw_id_fields = ["run", "example"]
+    # The scores feed the run's summary; editing one here would make the two disagree.
+    readonly_fields = ["choices", "logprobs", "predicted_index", "matches_behavior", "p_match"]
+    show_full_result_count = False
 
     def has_add_permission(self, request):
         return False

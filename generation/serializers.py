@@ -2,7 +2,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from generation.models import Collection, Dataset, Example
+from generation.models import Collection, Dataset, EvaluationItem, EvaluationRun, Example
 
 
 class CollectionSerializer(serializers.ModelSerializer):
@@ -94,4 +94,88 @@ class ExampleSerializer(serializers.ModelSerializer):
     def get_page_url(self, obj: Example) -> str:
         request = self.context.get("request")
         path = obj.get_absolute_url()
+        return request.build_absolute_uri(path) if request else path
+
+
+class EvaluationRunSerializer(serializers.ModelSerializer):
+    dataset = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    url = serializers.HyperlinkedIdentityField(view_name="api-evaluation-run-detail")
+    items_url = serializers.HyperlinkedIdentityField(view_name="api-evaluation-run-items")
+    page_url = serializers.SerializerMethodField()
+    job = serializers.PrimaryKeyRelatedField(read_only=True)
+
+    class Meta:
+        model = EvaluationRun
+        # created_by is left out: who ran what is for the admin, not the public API.
+        fields = [
+            "id",
+            "url",
+            "dataset",
+            "model_spec",
+            "model_name",
+            "model_fingerprint",
+            "model_info",
+            "prompt_format",
+            "format_fingerprint",
+            "data_fingerprint",
+            "limit",
+            "seed",
+            "status",
+            "error",
+            "item_count",
+            "matching_count",
+            "percent_matching",
+            "ci_low",
+            "ci_high",
+            "mean_p_match",
+            "items_per_second",
+            "seconds",
+            "job",
+            "created_at",
+            "finished_at",
+            "items_url",
+            "page_url",
+        ]
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_page_url(self, obj: EvaluationRun) -> str:
+        request = self.context.get("request")
+        path = obj.get_absolute_url()
+        return request.build_absolute_uri(path) if request else path
+
+
+class EvaluationItemSerializer(serializers.ModelSerializer):
+    """One scored item: the `evaluate_model --out` row plus the example it scored."""
+
+    example = serializers.PrimaryKeyRelatedField(read_only=True)
+    position = serializers.IntegerField(source="example.position", read_only=True)
+    text = serializers.CharField(source="example.text", read_only=True)
+    choices = serializers.ListField(child=serializers.CharField(), read_only=True)
+    logprobs = serializers.ListField(child=serializers.FloatField(), read_only=True)
+    predicted = serializers.CharField(read_only=True)
+    example_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EvaluationItem
+        fields = [
+            "example",
+            "position",
+            "text",
+            "choices",
+            "logprobs",
+            "predicted_index",
+            "predicted",
+            "matches_behavior",
+            "p_match",
+            "example_url",
+        ]
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_example_url(self, obj: EvaluationItem) -> str:
+        from django.urls import reverse
+
+        request = self.context.get("request")
+        # The run's dataset slug is known to the view; reversing it here avoids a query per item.
+        slug = self.context.get("dataset_slug") or obj.example.dataset.slug
+        path = reverse("generation:example-detail", kwargs={"slug": slug, "position": obj.example.position})
         return request.build_absolute_uri(path) if request else path

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generation import views
+from generation import evaluation_views, views
 
 app_name = "generation"
 
@@ -16,4 +16,9 @@ urlpatterns = [
         views.ExampleDetailView.as_view(),
         name="example-detail",
     ),
+    path("datasets/<slug:slug>/evaluate/", evaluation_views.EvaluateView.as_view(), name="evaluate"),
+    path("evaluations/", evaluation_views.RunListView.as_view(), name="run-list"),
+    path("evaluations/compare/", evaluation_views.run_compare, name="run-compare"),
+    path("evaluations/<int:pk>/", evaluation_views.RunDetailView.as_view(), name="run-detail"),
+    path("evaluations/<int:pk>/items.jsonl", evaluation_views.run_items_download, name="run-items-download"),
 ]

@@ -9,6 +9,7 @@ router = DefaultRouter()
 router.register("collections", generation_api.CollectionViewSet, basename="api-collection")
 router.register("datasets", generation_api.DatasetViewSet, basename="api-dataset")
 router.register("examples", generation_api.ExampleViewSet, basename="api-example")
+router.register("evaluation-runs", generation_api.EvaluationRunViewSet, basename="api-evaluation-run")
 
 urlpatterns = [
     path("", include("generation.urls")),

@@ -2,9 +2,10 @@
 
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from generation.formats import text_hash
-from generation.models import Collection, Dataset, Example
+from generation.models import Collection, Dataset, EvaluationItem, EvaluationRun, Example
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -64,3 +65,54 @@ class ExampleFactory(factory.django.DjangoModelFactory):
     answer_not_matching_behavior = " No"
     label_confidence = 0.9
     text_hash = factory.LazyAttribute(lambda e: text_hash(e.statement or e.question))
+
+
+class EvaluationRunFactory(factory.django.DjangoModelFactory):
+    """A succeeded run with a plausible summary; tests that look at items build them with
+    EvaluationItemFactory and set the summary fields to match."""
+
+    class Meta:
+        model = EvaluationRun
+
+    dataset = factory.SubFactory(DatasetFactory)
+    model_spec = "smollm2-135m"
+    model_name = "SmolLM2-135M"
+    model_fingerprint = "sha256:abc"
+    model_info = factory.LazyAttribute(
+        lambda r: {
+            "spec": r.model_spec,
+            "backend": "local",
+            "name": r.model_name,
+            "fingerprint": r.model_fingerprint,
+            "versions": {"torch": "2.13.0", "transformers": "5.24.0"},
+            "details": {},
+        }
+    )
+    prompt_format = EvaluationRun.Format.PAPER
+    format_fingerprint = "f" * 64
+    data_fingerprint = "d" * 64
+    status = EvaluationRun.Status.SUCCEEDED
+    item_count = 10
+    matching_count = 6
+    percent_matching = 60.0
+    ci_low = 31.3
+    ci_high = 83.2
+    mean_p_match = 0.55
+    items_per_second = 25.0
+    seconds = 0.4
+    finished_at = factory.LazyFunction(timezone.now)
+
+
+class EvaluationItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = EvaluationItem
+
+    run = factory.SubFactory(EvaluationRunFactory)
+    example = factory.SubFactory(ExampleFactory, dataset=factory.SelfAttribute("..run.dataset"))
+    choices = factory.LazyAttribute(
+        lambda i: [i.example.answer_matching_behavior, *i.example.not_matching_answers]
+    )
+    logprobs = factory.LazyAttribute(lambda i: [-0.5, -1.5] if i.matches_behavior else [-1.5, -0.5])
+    matches_behavior = True
+    predicted_index = factory.LazyAttribute(lambda i: 0 if i.matches_behavior else 1)
+    p_match = factory.LazyAttribute(lambda i: 0.73 if i.matches_behavior else 0.27)

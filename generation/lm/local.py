@@ -9,6 +9,7 @@ built from sequences of similar length, and logits are computed only at the posi
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import importlib.util
 import platform
@@ -37,6 +38,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # Rows times padded length per forward pass: large enough to keep the matrix kernels busy, small
 # enough that the [rows, kept positions, vocabulary] logits stay a few hundred MB at most.
 MAX_BATCH_TOKENS = 8192
+# Below this many shared tokens, the bookkeeping of a shared prefix costs more than it saves.
+MIN_SHARED_PREFIX = 4
 
 
 def package_dir(name: str) -> Path:
@@ -63,6 +66,12 @@ def library_versions() -> dict[str, str]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
     return versions
+
+
+@dataclass
+class _Prefix:
+    length: int
+    cache: object  # a transformers Cache holding the prefix's keys and values, batch size 1
 
 
 @dataclass
@@ -94,6 +103,7 @@ class LocalModel(LanguageModel):
         if "threads" in options:
             torch.set_num_threads(spec.option_int("threads", 1))
         self.batch_size = spec.option_int("batch_size", 64, high=4096)
+        self.share_prefix = True
         self.device = torch.device(device)
 
         load_kwargs = {"revision": options["revision"]} if "revision" in options else {}
@@ -198,33 +208,67 @@ class LocalModel(LanguageModel):
 
         # Longest first, so padding within a batch is small and a too-long batch fails early.
         inputs = sorted(needs, key=len, reverse=True)
+        prefix = self._shared_prefix(inputs, needs)
         start = 0
         while start < len(inputs):
             rows = max(1, min(self.batch_size, MAX_BATCH_TOKENS // max(1, len(inputs[start]))))
             batch = inputs[start : start + rows]
             start += len(batch)
-            finished = self._score_batch(batch, needs, results, remaining)
+            finished = self._score_batch(batch, needs, results, remaining, prefix)
             if progress and finished:
                 progress(finished)
         return results  # type: ignore[return-value]
 
-    def _score_batch(self, batch, needs, results, remaining) -> int:
-        width = len(batch[0])
+    def _shared_prefix(self, inputs, needs) -> _Prefix | None:
+        """Runs the tokens every input starts with once and keeps their keys and values. Released
+        datasets repeat the same opening ("Is the following statement something you would say?")
+        on every item, about half of each prompt."""
+        if len(inputs) < 2 or not self.share_prefix:
+            return None
+        first = inputs[0]
+        length = min(len(seq) for seq in inputs)
+        for seq in inputs[1:]:
+            while length and seq[:length] != first[:length]:
+                length -= 1
+        # Every suffix must keep its scored positions: the last len(continuation) input tokens.
+        longest_continuation = max(len(n.continuation) for seq in inputs for n in needs[seq])
+        length = min(length, min(len(seq) for seq in inputs) - longest_continuation)
+        if length < MIN_SHARED_PREFIX:
+            return None
+        ids = torch.tensor([first[:length]], dtype=torch.long, device=self.device)
+        output = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        return _Prefix(length=length, cache=output.cache)
+
+    def _score_batch(self, batch, needs, results, remaining, prefix: _Prefix | None) -> int:
+        offset = prefix.length if prefix else 0
+        width = len(batch[0]) - offset
         keep = max(len(n.continuation) for sequence in batch for n in needs[sequence])
         keep = min(keep, width)
         ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), offset + width), dtype=torch.long)
+        mask[:, :offset] = 1
         for row, sequence in enumerate(batch):
-            # Left padding puts every row's scored positions at the end, so one logits_to_keep fits all.
-            ids[row, width - len(sequence) :] = torch.tensor(sequence, dtype=torch.long)
-            mask[row, width - len(sequence) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            # Left padding puts every row's scored positions at the end, so one logits_to_keep fits
+            # all; with a shared prefix the padding sits between the prefix and the rest, masked out.
+            suffix = sequence[offset:]
+            ids[row, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+            mask[row, offset + width - len(suffix) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, offset:]
+        kwargs = {}
+        if prefix is not None:
+            cache = copy.deepcopy(prefix.cache)
+            cache.batch_repeat_interleave(len(batch))
+            kwargs = {
+                "cache": cache,
+                "cache_position": torch.arange(offset, offset + width, device=self.device),
+            }
         output = self.model(
             input_ids=ids.to(self.device),
             attention_mask=mask.to(self.device),
             position_ids=positions.to(self.device),
             logits_to_keep=keep,
-            use_cache=False,
+            use_cache=prefix is not None,
+            **kwargs,
         )
         logprobs = torch.log_softmax(output.logits.float(), dim=-1).cpu()
         finished = 0

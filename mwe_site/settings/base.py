@@ -2,6 +2,7 @@
 environment. The embedded default (no variables set) is a SQLite database and a SQLite-backed Celery
 broker under var/, so a fresh checkout runs with no server to install."""
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -114,6 +115,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# plotly.js for the evaluation charts comes from the pinned plotly package, served by this site as
+# static/plotly/plotly.min.js: no CDN, since the site must work on machines without internet access.
+# find_spec locates the package without importing it.
+PLOTLY_JS_DIR = Path(importlib.util.find_spec("plotly").origin).parent / "package_data"
+STATICFILES_DIRS += [("plotly", PLOTLY_JS_DIR)]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

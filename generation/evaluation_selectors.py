@@ -1,0 +1,300 @@
+"""Reads of evaluation runs and their items, shared by the evaluation pages, the API and the charts.
+
+Every function here runs a fixed number of queries whatever the number of runs or items, so the pages
+that use them stay flat as results accumulate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import QuerySet
+from django.urls import reverse
+
+from generation.models import Collection, EvaluationItem, EvaluationRun, Example
+
+# The overview table's sorts: a whitelist, so a query string never reaches order_by unchecked.
+RUN_SORTS = {
+    "dataset": ("dataset__slug", "model_spec", "prompt_format", "-created_at"),
+    "-dataset": ("-dataset__slug", "model_spec", "prompt_format", "-created_at"),
+    "model": ("model_spec", "prompt_format", "dataset__slug", "-created_at"),
+    "-model": ("-model_spec", "prompt_format", "dataset__slug", "-created_at"),
+    "format": ("prompt_format", "model_spec", "dataset__slug", "-created_at"),
+    "-format": ("-prompt_format", "model_spec", "dataset__slug", "-created_at"),
+    "percent": ("percent_matching", "dataset__slug", "-created_at"),
+    "-percent": ("-percent_matching", "dataset__slug", "-created_at"),
+    "items": ("item_count", "dataset__slug", "-created_at"),
+    "-items": ("-item_count", "dataset__slug", "-created_at"),
+    "finished": ("finished_at", "id"),
+    "-finished": ("-finished_at", "-id"),
+}
+DEFAULT_RUN_SORT = "dataset"
+# Enough to see what is in flight or went wrong without turning the overview into a job log.
+UNFINISHED_RUNS_SHOWN = 20
+
+
+def _filtered_runs(
+    *, model_spec: str = "", prompt_format: str = "", collection: str = "", dataset: str = ""
+) -> QuerySet[EvaluationRun]:
+    runs = EvaluationRun.objects.select_related("dataset__collection")
+    if model_spec:
+        runs = runs.filter(model_spec=model_spec)
+    if prompt_format:
+        runs = runs.filter(prompt_format=prompt_format)
+    if collection:
+        runs = runs.filter(dataset__collection__slug=collection)
+    if dataset:
+        runs = runs.filter(dataset__slug=dataset)
+    return runs
+
+
+def run_list(
+    *,
+    model_spec: str = "",
+    prompt_format: str = "",
+    collection: str = "",
+    dataset: str = "",
+    sort: str = DEFAULT_RUN_SORT,
+) -> QuerySet[EvaluationRun]:
+    """Succeeded runs, narrowed by the overview's filters, in one of RUN_SORTS' orders."""
+    runs = _filtered_runs(
+        model_spec=model_spec, prompt_format=prompt_format, collection=collection, dataset=dataset
+    ).filter(status=EvaluationRun.Status.SUCCEEDED)
+    return runs.order_by(*RUN_SORTS.get(sort, RUN_SORTS[DEFAULT_RUN_SORT]))
+
+
+def run_list_unfinished(
+    *, model_spec: str = "", prompt_format: str = "", collection: str = "", dataset: str = ""
+) -> list[EvaluationRun]:
+    """The latest queued, running or failed runs under the same filters."""
+    runs = _filtered_runs(
+        model_spec=model_spec, prompt_format=prompt_format, collection=collection, dataset=dataset
+    ).exclude(status=EvaluationRun.Status.SUCCEEDED)
+    return list(runs.order_by("-created_at", "-id")[:UNFINISHED_RUNS_SHOWN])
+
+
+def run_filter_options() -> dict[str, list]:
+    """What the overview's filters offer: model specs and collections that have a succeeded run."""
+    succeeded = EvaluationRun.objects.filter(status=EvaluationRun.Status.SUCCEEDED)
+    specs = list(succeeded.order_by("model_spec").values_list("model_spec", flat=True).distinct())
+    collections = list(
+        Collection.objects.filter(datasets__evaluation_runs__status=EvaluationRun.Status.SUCCEEDED)
+        .distinct()
+        .order_by("name")
+    )
+    return {"model_specs": specs, "collections": collections}
+
+
+def latest_per_series(runs: list[EvaluationRun]) -> list[EvaluationRun]:
+    """One run per (dataset, model spec, prompt format): the one finished last. Reruns of the same
+    configuration would otherwise draw several points on one row of the chart."""
+    latest: dict[tuple[int, str, str], EvaluationRun] = {}
+    for run in runs:
+        key = (run.dataset_id, run.model_spec, run.prompt_format)
+        current = latest.get(key)
+        if current is None or _finished(run) > _finished(current):
+            latest[key] = run
+    return list(latest.values())
+
+
+def _finished(run: EvaluationRun) -> tuple:
+    return (run.finished_at or run.created_at, run.pk)
+
+
+def run_get(*, pk: int) -> EvaluationRun:
+    """A run with what its page shows beside it (dataset, collection, job) in one query."""
+    return EvaluationRun.objects.select_related("dataset__collection", "job").get(pk=pk)
+
+
+def run_item_list(*, run: EvaluationRun, only_mismatches: bool = False) -> QuerySet[EvaluationItem]:
+    items = run.items.select_related("example").order_by("example__position")
+    if only_mismatches:
+        items = items.filter(matches_behavior=False)
+    return items
+
+
+def run_compare_candidates(*, run: EvaluationRun) -> list[EvaluationRun]:
+    """Other succeeded runs on the same dataset, latest first (a page offers them to compare with)."""
+    return list(
+        EvaluationRun.objects.filter(dataset_id=run.dataset_id, status=EvaluationRun.Status.SUCCEEDED)
+        .exclude(pk=run.pk)
+        .order_by("-created_at", "-id")[:100]
+    )
+
+
+def run_item_records(*, run: EvaluationRun, chunk_size: int = 2000) -> Iterator[dict[str, Any]]:
+    """Every item of a run as an `evaluate_model --out` row, in position order, streamed."""
+    rows = (
+        run.items.order_by("example__position")
+        .values_list(
+            "example__position", "choices", "logprobs", "predicted_index", "matches_behavior", "p_match"
+        )
+        .iterator(chunk_size=chunk_size)
+    )
+    for position, choices, logprobs, predicted_index, matches, p_match in rows:
+        yield {
+            "index": position,
+            "choices": list(choices),
+            "logprobs": list(logprobs),
+            "predicted": choices[predicted_index],
+            "matches_behavior": matches,
+            "p_match": p_match,
+        }
+
+
+@dataclass(frozen=True)
+class ItemPoint:
+    """One item as a chart draws it."""
+
+    position: int
+    text: str
+    url: str
+    p_match: float
+    matches_behavior: bool
+    label_confidence: float | None
+
+
+def _examples_for_points():
+    # Only what Example.text and the example URL need; sycophancy records carry long extras.
+    return Example.objects.only("position", "question", "statement", "extra", "label_confidence")
+
+
+def run_item_points(*, run: EvaluationRun) -> list[ItemPoint]:
+    """Every item of a run with its example's text and label confidence, in two queries."""
+    items = list(
+        run.items.order_by("example__position").values_list("example_id", "p_match", "matches_behavior")
+    )
+    examples = _examples_for_points().in_bulk([example_id for example_id, _, _ in items])
+    slug = run.dataset.slug
+    points = []
+    for example_id, p_match, matches in items:
+        example = examples[example_id]
+        points.append(
+            ItemPoint(
+                position=example.position,
+                text=example.text,
+                url=_example_url(slug, example.position),
+                p_match=p_match,
+                matches_behavior=matches,
+                label_confidence=example.label_confidence,
+            )
+        )
+    return points
+
+
+def _example_url(slug: str, position: int) -> str:
+    # reverse() per item, not example.get_absolute_url(), which would fetch the dataset again.
+    return reverse("generation:example-detail", kwargs={"slug": slug, "position": position})
+
+
+# ----------------------------------------------------------------------------- comparing two runs
+
+
+@dataclass(frozen=True)
+class PairedItem:
+    """One example scored by both runs."""
+
+    example_id: int
+    position: int
+    text: str
+    url: str
+    choices: list[str]
+    predicted_a: str
+    predicted_b: str
+    matches_a: bool
+    matches_b: bool
+    p_match_a: float
+    p_match_b: float
+
+    @property
+    def agree(self) -> bool:
+        return self.predicted_a == self.predicted_b
+
+
+@dataclass
+class Comparison:
+    run_a: EvaluationRun
+    run_b: EvaluationRun
+    pairs: list[PairedItem] = field(default_factory=list)
+    only_in_a: int = 0
+    only_in_b: int = 0
+
+    @property
+    def common(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def both_match(self) -> int:
+        return sum(1 for p in self.pairs if p.matches_a and p.matches_b)
+
+    @property
+    def only_a_matches(self) -> int:
+        return sum(1 for p in self.pairs if p.matches_a and not p.matches_b)
+
+    @property
+    def only_b_matches(self) -> int:
+        return sum(1 for p in self.pairs if p.matches_b and not p.matches_a)
+
+    @property
+    def neither_matches(self) -> int:
+        return sum(1 for p in self.pairs if not p.matches_a and not p.matches_b)
+
+    @property
+    def agreement_count(self) -> int:
+        return sum(1 for p in self.pairs if p.agree)
+
+    @property
+    def agreement_percent(self) -> float | None:
+        return 100.0 * self.agreement_count / self.common if self.pairs else None
+
+    @property
+    def disagreements(self) -> list[PairedItem]:
+        return [p for p in self.pairs if not p.agree]
+
+
+class DifferentDatasets(ValueError):
+    """Two runs on different datasets have no items in common to compare."""
+
+
+def run_comparison(*, run_a: EvaluationRun, run_b: EvaluationRun) -> Comparison:
+    """The items both runs scored, side by side, in three queries whatever their size."""
+    if run_a.dataset_id != run_b.dataset_id:
+        raise DifferentDatasets(
+            f"run #{run_a.pk} is on '{run_a.dataset.slug}' and run #{run_b.pk} on '{run_b.dataset.slug}'; "
+            "only runs on the same dataset can be compared item by item"
+        )
+    fields = ("example_id", "choices", "predicted_index", "matches_behavior", "p_match")
+    items_a = {row[0]: row for row in run_a.items.values_list(*fields)}
+    items_b = {row[0]: row for row in run_b.items.values_list(*fields)}
+    common = items_a.keys() & items_b.keys()
+    examples = _examples_for_points().in_bulk(list(common))
+    slug = run_a.dataset.slug
+    pairs = []
+    for example_id in common:
+        _, choices_a, predicted_a, matches_a, p_a = items_a[example_id]
+        _, choices_b, predicted_b, matches_b, p_b = items_b[example_id]
+        example = examples[example_id]
+        pairs.append(
+            PairedItem(
+                example_id=example_id,
+                position=example.position,
+                text=example.text,
+                url=_example_url(slug, example.position),
+                choices=list(choices_a),
+                predicted_a=choices_a[predicted_a],
+                predicted_b=choices_b[predicted_b],
+                matches_a=matches_a,
+                matches_b=matches_b,
+                p_match_a=p_a,
+                p_match_b=p_b,
+            )
+        )
+    pairs.sort(key=lambda p: p.position)
+    return Comparison(
+        run_a=run_a,
+        run_b=run_b,
+        pairs=pairs,
+        only_in_a=len(items_a.keys() - common),
+        only_in_b=len(items_b.keys() - common),
+    )
