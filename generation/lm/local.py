@@ -130,7 +130,8 @@ class LocalModel(LanguageModel):
         self.info = ModelInfo(
             spec=spec.raw,
             backend="transformers",
-            name=str(getattr(self.model.config, "_name_or_path", "") or spec.target),
+            # A GGUF's folder is a path on this machine; its file name says which model it is.
+            name=Path(gguf_file).stem if gguf_file else spec.target,
             fingerprint=self._fingerprint(source, gguf_file),
             versions=library_versions(),
             details={
