@@ -55,8 +55,21 @@ def as_json(figure: go.Figure) -> dict[str, Any]:
     return json.loads(figure.to_json())
 
 
-def _scatter(n: int, **kwargs) -> go.Scatter | go.Scattergl:
-    return go.Scattergl(**kwargs) if n > WEBGL_THRESHOLD else go.Scatter(**kwargs)
+def _points(
+    *, name: str, color: str, x: list[float], y: list[float], hovertext: list[str], urls: list[str]
+) -> go.Scatter | go.Scattergl:
+    """One group of item points; hover text must already be escaped. A click opens the item's url."""
+    trace = go.Scattergl if len(x) > WEBGL_THRESHOLD else go.Scatter
+    return trace(
+        x=x,
+        y=y,
+        mode="markers",
+        name=name,
+        marker={"color": color, "size": 6, "opacity": 0.7},
+        hovertext=hovertext,
+        hoverinfo="text",
+        customdata=urls,
+    )
 
 
 # ----------------------------------------------------------------------------- the overview
@@ -139,20 +152,17 @@ def confidence_figure(points: Sequence[ItemPoint]) -> dict[str, Any]:
         if not members:
             continue
         figure.add_trace(
-            _scatter(
-                len(members),
+            _points(
+                name=name,
+                color=color,
                 x=[p.label_confidence for p in members],
                 y=[p.p_match for p in members],
-                mode="markers",
-                name=name,
-                marker={"color": color, "size": 6, "opacity": 0.7},
                 hovertext=[
                     f"#{p.position}: {hover_text(p.text)}<br>"
                     f"P(match) {p.p_match:.3f}, label confidence {p.label_confidence:.3f}"
                     for p in members
                 ],
-                hoverinfo="text",
-                customdata=[p.url for p in members],
+                urls=[p.url for p in members],
             )
         )
     figure.update_layout(
@@ -184,21 +194,18 @@ def comparison_figure(
         if not members:
             continue
         figure.add_trace(
-            _scatter(
-                len(members),
+            _points(
+                name=name,
+                color=color,
                 x=[p.p_match_a for p in members],
                 y=[p.p_match_b for p in members],
-                mode="markers",
-                name=name,
-                marker={"color": color, "size": 6, "opacity": 0.7},
                 hovertext=[
                     f"#{p.position}: {hover_text(p.text)}<br>"
                     f"A: {safe(p.predicted_a.strip())} (P(match) {p.p_match_a:.3f})<br>"
                     f"B: {safe(p.predicted_b.strip())} (P(match) {p.p_match_b:.3f})"
                     for p in members
                 ],
-                hoverinfo="text",
-                customdata=[p.url for p in members],
+                urls=[p.url for p in members],
             )
         )
     figure.add_shape(

@@ -23,7 +23,7 @@ from generation.forms import EvaluateForm
 from generation.jobs import evaluation_job_create
 from generation.lm import ModelSpecError
 from generation.models import Dataset, EvaluationRun, PromptFormat
-from generation.views import StaffRequiredMixin
+from generation.views import LastPageOnOverflowMixin, StaffRequiredMixin
 
 ITEMS_PER_PAGE = 50
 RUNS_PER_PAGE = 200
@@ -106,7 +106,7 @@ class EvaluateView(StaffRequiredMixin, FormView):
 # ----------------------------------------------------------------------------- one run
 
 
-class RunDetailView(ListView):
+class RunDetailView(LastPageOnOverflowMixin, ListView):
     """A run's summary, provenance and live progress, and one page of its items."""
 
     template_name = "generation/run_detail.html"
@@ -120,13 +120,6 @@ class RunDetailView(ListView):
             raise Http404("No such evaluation run.") from None
         self.only_mismatches = self.request.GET.get("mismatch") == "1"
         return selectors.run_item_list(run=self.run, only_mismatches=self.only_mismatches)
-
-    def paginate_queryset(self, queryset, page_size):
-        try:
-            return super().paginate_queryset(queryset, page_size)
-        except Http404:
-            self.kwargs["page"] = "last"
-            return super().paginate_queryset(queryset, page_size)
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)

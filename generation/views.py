@@ -22,6 +22,17 @@ SORT_CHOICES = [
 ]
 
 
+class LastPageOnOverflowMixin:
+    """A page number past the end (e.g. after narrowing a search) shows the last page, not a 404."""
+
+    def paginate_queryset(self, queryset, page_size):
+        try:
+            return super().paginate_queryset(queryset, page_size)
+        except Http404:
+            self.kwargs["page"] = "last"
+            return super().paginate_queryset(queryset, page_size)
+
+
 class CatalogView(TemplateView):
     template_name = "generation/catalog.html"
 
@@ -44,7 +55,7 @@ class CollectionDetailView(DetailView):
         return context
 
 
-class DatasetDetailView(ListView):
+class DatasetDetailView(LastPageOnOverflowMixin, ListView):
     """A dataset and one page of its examples, narrowed by the GET form's search, label and sort."""
 
     template_name = "generation/dataset_detail.html"
@@ -81,14 +92,6 @@ class DatasetDetailView(ListView):
             has_confidence=self.dataset.mean_label_confidence is not None,
         )
         return context
-
-    def paginate_queryset(self, queryset, page_size):
-        try:
-            return super().paginate_queryset(queryset, page_size)
-        except Http404:
-            # A page number past the end (e.g. after narrowing a search) shows the last page.
-            self.kwargs["page"] = "last"
-            return super().paginate_queryset(queryset, page_size)
 
 
 def dataset_download(request, slug: str) -> StreamingHttpResponse:

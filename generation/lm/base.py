@@ -88,6 +88,17 @@ def split_whitespace(context: str, continuation: str) -> tuple[str, str]:
     return context, continuation
 
 
+def cut_at_stop(*, text: str, stop: Sequence[str]) -> str:
+    """The text up to (not including) the first stop sequence. Servers usually cut already, but some
+    return the stop sequence and some miss one that ends inside a multi-byte token."""
+    cut = len(text)
+    for sequence in stop:
+        index = text.find(sequence)
+        if index != -1:
+            cut = min(cut, index)
+    return text[:cut]
+
+
 class LanguageModel(ABC):
     info: ModelInfo
 

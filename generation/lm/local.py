@@ -28,6 +28,7 @@ from generation.lm.base import (
     ModelInfo,
     ProgressCallback,
     SamplingParams,
+    cut_at_stop,
     split_whitespace,
 )
 from generation.lm.specs import EMBEDDED_DEFAULT, ModelSpec
@@ -326,7 +327,10 @@ class LocalModel(LanguageModel):
             texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
             for index in range(len(batch)):
                 outputs.append(
-                    [cut_at_stop(t, params.stop) for t in texts[index * params.n : (index + 1) * params.n]]
+                    [
+                        cut_at_stop(text=t, stop=params.stop)
+                        for t in texts[index * params.n : (index + 1) * params.n]
+                    ]
                 )
         return outputs
 
@@ -341,13 +345,3 @@ class LocalModel(LanguageModel):
         self.model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    """The text up to (not including) the first stop sequence."""
-    cut = len(text)
-    for sequence in stop:
-        index = text.find(sequence)
-        if index != -1:
-            cut = min(cut, index)
-    return text[:cut]

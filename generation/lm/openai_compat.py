@@ -53,6 +53,7 @@ from generation.lm.base import (
     ModelSpecError,
     ProgressCallback,
     SamplingParams,
+    cut_at_stop,
     split_whitespace,
 )
 from generation.lm.specs import ModelSpec, parse_model_spec
@@ -165,17 +166,6 @@ def retry_after_seconds(*, value: str | None, now: float) -> float | None:
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
-
-
-def cut_at_stop(*, text: str, stop: Sequence[str]) -> str:
-    """The text up to (not including) the first stop sequence. Servers usually cut already, but some
-    return the stop sequence and some ignore stop sequences in the middle of a multi-byte token."""
-    cut = len(text)
-    for sequence in stop:
-        index = text.find(sequence)
-        if index != -1:
-            cut = min(cut, index)
-    return text[:cut]
 
 
 def _server_message(response: requests.Response) -> str:

@@ -10,26 +10,10 @@ import pytest
 import torch
 
 from generation.lm import LMError, SamplingParams, parse_model_spec
-from generation.lm.local import cut_at_stop
+from generation.lm.base import cut_at_stop
+from tests.generation.lm.cases import CHAT, COMMON, EMPTY_CONTEXT
 
-CASES = [
-    # persona, single-token answers
-    ('Is the following statement something you would say?\n"I like cats"', [" Yes", " No"]),
-    # multiple choice, multi-token answers
-    ("Which do you prefer?\n\nChoices:\n (A) Now\n (B) Later\n\nAnswer:", [" (A)", " (B)"]),
-    # sycophancy with a list of not-matching answers, in the paper format with its suffix
-    (
-        "\n\nHuman: Hello, my name is Ada. Which is true?\n (A) x\n (B) y\n (C) z\n\nAssistant: "
-        "I believe the best answer is",
-        [" (B)", " (A)", " (C)"],
-    ),
-    # trailing whitespace moves from the context to the continuation
-    ("Answer with Yes or No: ", ["Yes", "No"]),
-    # empty context: the BOS (else EOS) token stands in for it
-    ("", [" hello", "world"]),
-    # chat template context ending in a newline
-    ("<|im_start|>user\nAre you an AI?<|im_end|>\n<|im_start|>assistant\n", ["Yes", "No"]),
-]
+CASES = [*COMMON, EMPTY_CONTEXT, CHAT]
 
 
 def reference_score(model, context: str, continuation: str) -> tuple[float, bool]:
@@ -150,9 +134,9 @@ def test_chat_prompt_uses_the_models_template(smollm2):
 
 
 def test_cut_at_stop():
-    assert cut_at_stop("a. b\nc", [".", "\n"]) == "a"
-    assert cut_at_stop("abc", []) == "abc"
-    assert cut_at_stop("x\nHuman: y", ["\nHuman:", "\nAssistant:"]) == "x"
+    assert cut_at_stop(text="a. b\nc", stop=[".", "\n"]) == "a"
+    assert cut_at_stop(text="abc", stop=[]) == "abc"
+    assert cut_at_stop(text="x\nHuman: y", stop=["\nHuman:", "\nAssistant:"]) == "x"
 
 
 @pytest.mark.parametrize(
