@@ -211,15 +211,25 @@ class LocalModel(LanguageModel):
         # Longest first, so padding within a batch is small and a too-long batch fails early.
         inputs = sorted(needs, key=len, reverse=True)
         prefix = self._shared_prefix(inputs, needs)
-        start = 0
-        while start < len(inputs):
-            rows = max(1, min(self.batch_size, MAX_BATCH_TOKENS // max(1, len(inputs[start]))))
-            batch = inputs[start : start + rows]
-            start += len(batch)
+        for batch in self._batches(inputs):
             finished = self._score_batch(batch, needs, results, remaining, prefix)
             if progress and finished:
                 progress(finished)
         return results  # type: ignore[return-value]
+
+    def _batches(self, inputs: list[tuple[int, ...]]):
+        """Batches of inputs sorted longest first. A batch takes sequences of one length while it can,
+        so rows need no padding (padding costs as much compute as real tokens); a length with too few
+        sequences to fill a useful batch joins the next one, and pays a little padding."""
+        batch: list[tuple[int, ...]] = []
+        for index, sequence in enumerate(inputs):
+            rows = max(1, min(self.batch_size, MAX_BATCH_TOKENS // max(1, len(batch[0] if batch else sequence))))
+            if batch and (len(batch) >= rows or (len(sequence) != len(batch[-1]) and len(batch) >= rows // 4)):
+                yield batch
+                batch = []
+            batch.append(sequence)
+        if batch:
+            yield batch
 
     def _shared_prefix(self, inputs, needs) -> _Prefix | None:
         """Runs the tokens every input starts with once and keeps their keys and values. Released
