@@ -222,9 +222,13 @@ class LocalModel(LanguageModel):
         so rows need no padding (padding costs as much compute as real tokens); a length with too few
         sequences to fill a useful batch joins the next one, and pays a little padding."""
         batch: list[tuple[int, ...]] = []
-        for index, sequence in enumerate(inputs):
-            rows = max(1, min(self.batch_size, MAX_BATCH_TOKENS // max(1, len(batch[0] if batch else sequence))))
-            if batch and (len(batch) >= rows or (len(sequence) != len(batch[-1]) and len(batch) >= rows // 4)):
+        for sequence in inputs:
+            rows = max(
+                1, min(self.batch_size, MAX_BATCH_TOKENS // max(1, len(batch[0] if batch else sequence)))
+            )
+            if batch and (
+                len(batch) >= rows or (len(sequence) != len(batch[-1]) and len(batch) >= rows // 4)
+            ):
                 yield batch
                 batch = []
             batch.append(sequence)
