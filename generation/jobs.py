@@ -21,8 +21,17 @@ from django.utils.text import get_valid_filename
 
 from generation.evaluation import EvaluationError, evaluation_run_execute
 from generation.formats import EvalsFormatError
+from generation.generate import (
+    GenerationCancelled,
+    GenerationError,
+    Models,
+    PersonaSpec,
+    Progress,
+    generation_counts,
+    generation_run_execute,
+)
 from generation.lm import LanguageModel, LMError, load_model
-from generation.models import EvaluationRun, Job
+from generation.models import EvaluationRun, GenerationRun, Job
 from generation.services import evals_import
 
 logger = logging.getLogger(__name__)
@@ -165,13 +174,15 @@ def _run_import(job: Job) -> None:
 _loaded_models: dict[str, LanguageModel] = {}
 
 
+MAX_LOADED_MODELS = 2  # a generator and a discriminator
+
+
 def _model_for(spec: str) -> LanguageModel:
-    """The model a worker process last used, kept loaded: loading takes longer than scoring a
-    small dataset, and consecutive jobs usually name the same model."""
+    """Models a worker process used last, kept loaded: loading takes longer than scoring a small
+    dataset, and consecutive jobs usually name the same models."""
     if spec not in _loaded_models:
-        for model in _loaded_models.values():
-            model.close()
-        _loaded_models.clear()
+        while len(_loaded_models) >= MAX_LOADED_MODELS:
+            _loaded_models.pop(next(iter(_loaded_models))).close()
         _loaded_models[spec] = load_model(spec)
     return _loaded_models[spec]
 
@@ -204,9 +215,68 @@ def _run_evaluation(job: Job) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- generation
+
+
+def generation_job_create(*, run: GenerationRun, created_by: AbstractBaseUser | None) -> Job:
+    with transaction.atomic():
+        job = job_create(kind=Job.Kind.GENERATE, params={"run_id": run.pk}, created_by=created_by)
+        run.job = job
+        run.save(update_fields=["job"])
+    return job
+
+
+def job_cancel(*, job: Job) -> None:
+    """Asks a running job to stop; it does so at its next checkpoint. A queued one stops at once."""
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+        status=Job.Status.CANCELLED, finished_at=timezone.now()
+    )
+
+
+def _cancel_requested(job: Job) -> bool:
+    return Job.objects.filter(pk=job.pk, cancel_requested=True).exists()
+
+
+def _run_generation(job: Job) -> None:
+    from generation.lm.embeddings import load_embedder
+
+    run = GenerationRun.objects.get(pk=job.params["run_id"])
+    spec = PersonaSpec.from_dict(run.spec)
+    job_progress(job=job, done=0, message=f"Loading {spec.generator}")
+    models = Models(
+        generator=_model_for(spec.generator),
+        discriminator=_model_for(spec.discriminator),
+        embedder=load_embedder(),
+    )
+
+    def report(stage: str, done: int, total: int) -> None:
+        job_progress(job=job, done=done, total=total, message=f"{stage.capitalize()} candidates")
+
+    try:
+        generation_run_execute(
+            run=run,
+            models=models,
+            progress=Progress(report=report, should_cancel=lambda: _cancel_requested(job)),
+        )
+    except GenerationCancelled:
+        Job.objects.filter(pk=job.pk).update(status=Job.Status.CANCELLED, finished_at=timezone.now())
+        return
+    except (GenerationError, LMError) as exc:
+        job_fail(job=job, error=str(exc), result={"generation_run": run.pk})
+        return
+    counts = generation_counts(run=run)
+    job_finish(
+        job=job,
+        result={"generation_run": run.pk, "dataset": run.dataset.slug, **counts},
+        message=f"{counts['kept']} of {counts['generated']} candidates kept in {run.dataset.slug}",
+    )
+
+
 JOB_HANDLERS: dict[str, Callable[[Job], None]] = {
     Job.Kind.IMPORT: _run_import,
     Job.Kind.EVALUATE: _run_evaluation,
+    Job.Kind.GENERATE: _run_generation,
 }
 
 

@@ -55,3 +55,11 @@ def smollm2():
     model = load_model("smollm2-135m")
     yield model
     model.close()
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The MiniLM sentence embedder, loaded once per test session."""
+    from generation.lm.embeddings import load_embedder
+
+    return load_embedder()
