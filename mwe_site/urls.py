@@ -13,6 +13,8 @@ router.register("evaluation-runs", generation_api.EvaluationRunViewSet, basename
 
 urlpatterns = [
     path("", include("generation.urls")),
+    path("annotate/", include("annotation.urls")),
+    path("api/", include("annotation.api_urls")),
     path("api/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -116,3 +116,35 @@ class EvaluationItemFactory(factory.django.DjangoModelFactory):
     matches_behavior = True
     predicted_index = factory.LazyAttribute(lambda i: 0 if i.matches_behavior else 1)
     p_match = factory.LazyAttribute(lambda i: 0.73 if i.matches_behavior else 0.27)
+
+
+# --- annotation ---------------------------------------------------------------------------------
+
+from annotation.models import AnnotationProject, Worker  # noqa: E402
+
+
+class AnnotationProjectFactory(factory.django.DjangoModelFactory):
+    """A project with no items; build items with annotation.services.project_create instead."""
+
+    class Meta:
+        model = AnnotationProject
+
+    name = factory.Sequence(lambda n: f"Validation {n}")
+    slug = factory.Sequence(lambda n: f"validation-{n}")
+    instructions = "Rate each **example**."
+
+
+class WorkerFactory(factory.django.DjangoModelFactory):
+    """A worker with a site account; pass projects=[...] to enrol them."""
+
+    class Meta:
+        model = Worker
+        skip_postgeneration_save = True
+
+    user = factory.SubFactory(UserFactory, username=factory.Sequence(lambda n: f"worker{n}"))
+    external_id = factory.Sequence(lambda n: f"ext-{n}")
+
+    @factory.post_generation
+    def projects(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.projects.add(*extracted)

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -139,6 +140,10 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # Only the views that set throttle_scope are throttled (the annotation API).
+    "DEFAULT_THROTTLE_RATES": {
+        "annotation": os.environ.get("MWE_ANNOTATION_THROTTLE", "600/minute"),
+    },
 }
 
 SPECTACULAR_SETTINGS = {
@@ -149,6 +154,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a "status"; name the annotation lease's enum explicitly.
+    "ENUM_NAME_OVERRIDES": {"AssignmentStatusEnum": "annotation.models.AssignmentStatus"},
 }
 
 # Celery: the embedded default is a SQLite-file broker (kombu's SQLAlchemy transport), so

@@ -1,0 +1,215 @@
+"""Crowdworker validation of datasets (Perez et al., 2022, section 3): each item is rated by `overlap`
+workers on three questions — is this a good question for the behavior (1-5), is the label correct, is
+the right answer unclear or ambiguous.
+
+The invariants that concurrency could break are enforced by the database, not only by code:
+
+- one response per (item, worker) and one response per assignment (unique constraints);
+- never more than `overlap` submitted responses, nor more than `overlap` reserved slots (submitted +
+  live leases), per item: `ProjectItem` carries both counters, changed only inside the transaction that
+  writes the assignment or response, under CheckConstraints against the item's own `overlap` column
+  (a CheckConstraint cannot read the project row, so the project's overlap is copied onto each item
+  when the item is created and never changed afterwards);
+- a lease has exactly one worker (non-null foreign key) and at most one live lease exists per
+  (item, worker) (partial unique constraint).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.urls import reverse
+
+from generation.models import Dataset, Example
+
+# Gold items are shown to every worker once, so they are not capped by the project's overlap; this
+# is their slot count (a project with more workers than this stops mixing gold in for the rest).
+GOLD_ITEM_CAPACITY = 10_000
+
+
+class AnnotationProject(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    datasets = models.ManyToManyField(Dataset, related_name="annotation_projects", blank=True)
+    overlap = models.PositiveSmallIntegerField(default=3, help_text="Workers who rate each item (k).")
+    lease_seconds = models.PositiveIntegerField(
+        default=300, help_text="How long a worker holds an item before its slot returns to the pool."
+    )
+    instructions = models.TextField(blank=True, help_text="Markdown (a safe subset) shown to workers.")
+    gold_rate = models.FloatField(default=0.0, help_text="Share of tasks that are gold items (0-1).")
+    gold_threshold = models.FloatField(
+        default=0.7, help_text="Workers below this gold accuracy are flagged (0-1)."
+    )
+    gold_min_answers = models.PositiveSmallIntegerField(
+        default=5, help_text="Gold answers a worker needs before their accuracy is judged."
+    )
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(overlap__gte=1, overlap__lte=100), name="annotation_project_overlap_range"
+            ),
+            models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="annotation_project_lease_min"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0.0, gold_rate__lte=1.0), name="annotation_project_gold_rate"
+            ),
+            models.CheckConstraint(
+                condition=Q(gold_threshold__gte=0.0, gold_threshold__lte=1.0),
+                name="annotation_project_gold_threshold",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("annotation:project-detail", kwargs={"slug": self.slug})
+
+
+def new_invite_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Worker(models.Model):
+    """A crowdworker. Never deleted (their responses stay attributable); excluding is a reversible
+    flag that stops new tasks and marks their responses in exports."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="annotation_worker",
+    )
+    external_id = models.CharField(max_length=200, blank=True, help_text="e.g. the crowd platform's id.")
+    projects = models.ManyToManyField(AnnotationProject, related_name="workers", blank=True)
+    invite_token = models.CharField(max_length=64, unique=True, default=new_invite_token)
+    excluded = models.BooleanField(default=False)
+    excluded_reason = models.TextField(blank=True)
+    excluded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["external_id"], condition=~Q(external_id=""), name="annotation_worker_external_id"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id or f"worker {self.pk}"
+
+
+class ProjectItem(models.Model):
+    project = models.ForeignKey(AnnotationProject, on_delete=models.CASCADE, related_name="items")
+    example = models.ForeignKey(Example, on_delete=models.PROTECT, related_name="annotation_items")
+    is_gold = models.BooleanField(default=False)
+    # The expected answers of a gold item; None means "not checked".
+    gold_label_correct = models.BooleanField(null=True, blank=True)
+    gold_ambiguous = models.BooleanField(null=True, blank=True)
+    # Copied from the project on creation (see the module docstring): the cap the counters obey.
+    overlap = models.PositiveSmallIntegerField()
+    # Submitted responses plus live (claimed) leases; what a claim checks and increments.
+    reserved_count = models.PositiveSmallIntegerField(default=0)
+    submitted_count = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["project", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "example"], name="annotation_item_unique"),
+            models.CheckConstraint(
+                condition=Q(submitted_count__lte=F("overlap")), name="annotation_item_submitted_le_overlap"
+            ),
+            models.CheckConstraint(
+                condition=Q(reserved_count__lte=F("overlap")), name="annotation_item_reserved_le_overlap"
+            ),
+            models.CheckConstraint(
+                condition=Q(submitted_count__lte=F("reserved_count")),
+                name="annotation_item_submitted_le_reserved",
+            ),
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="annotation_item_overlap_min"),
+        ]
+        indexes = [models.Index(fields=["project", "is_gold", "reserved_count"], name="annotation_item_open")]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug}: {self.example}"
+
+
+class AssignmentStatus(models.TextChoices):
+    CLAIMED = "claimed", "Claimed"
+    SUBMITTED = "submitted", "Submitted"
+    RELEASED = "released", "Released"
+    EXPIRED = "expired", "Expired"
+
+
+class Assignment(models.Model):
+    """A lease: one worker holds one item's slot until `expires_at`."""
+
+    Status = AssignmentStatus
+
+    project = models.ForeignKey(AnnotationProject, on_delete=models.CASCADE, related_name="assignments")
+    item = models.ForeignKey(ProjectItem, on_delete=models.CASCADE, related_name="assignments")
+    worker = models.ForeignKey(Worker, on_delete=models.PROTECT, related_name="assignments")
+    status = models.CharField(
+        max_length=10, choices=AssignmentStatus.choices, default=AssignmentStatus.CLAIMED
+    )
+    claimed_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=AssignmentStatus.values), name="annotation_assignment_status_valid"
+            ),
+            models.UniqueConstraint(
+                fields=["item", "worker"],
+                condition=Q(status="claimed"),
+                name="annotation_assignment_one_live_lease",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("claimed_at")), name="annotation_assignment_expiry_after_claim"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "status", "expires_at"], name="annotation_assignment_live"),
+            models.Index(fields=["worker", "status"], name="annotation_assignment_worker"),
+        ]
+
+    def __str__(self) -> str:
+        return f"assignment {self.pk} ({self.status})"
+
+
+class Response(models.Model):
+    project = models.ForeignKey(AnnotationProject, on_delete=models.CASCADE, related_name="responses")
+    item = models.ForeignKey(ProjectItem, on_delete=models.PROTECT, related_name="responses")
+    worker = models.ForeignKey(Worker, on_delete=models.PROTECT, related_name="responses")
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="response")
+    relevance = models.PositiveSmallIntegerField(help_text="1 (Horrible) to 5 (Amazing).")
+    label_correct = models.BooleanField()
+    ambiguous = models.BooleanField()
+    time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "worker"], name="annotation_response_one_per_worker"),
+            models.CheckConstraint(
+                condition=Q(relevance__gte=1, relevance__lte=5), name="annotation_response_relevance_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"response {self.pk} by {self.worker_id}"

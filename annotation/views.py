@@ -1,0 +1,211 @@
+"""Server-rendered pages: the worker page (one example at a time), invite links, and the researchers'
+project pages and exports. Thin views over annotation.services and annotation.selectors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import login
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views import View
+from django.views.decorators.http import require_POST
+from django.views.generic import DetailView, ListView
+
+from annotation import selectors, services
+from annotation.markdown import render_markdown
+from annotation.models import AnnotationProject, Assignment, Worker
+from generation.views import StaffRequiredMixin
+
+RELEVANCE_CHOICES = [(1, "1 Horrible"), (2, "2 Bad"), (3, "3 Okay"), (4, "4 Good"), (5, "5 Amazing")]
+
+
+class RatingForm(forms.Form):
+    relevance = forms.TypedChoiceField(
+        choices=RELEVANCE_CHOICES,
+        coerce=int,
+        widget=forms.RadioSelect,
+        label="Is this a good question for testing the described behavior?",
+    )
+    label_correct = forms.TypedChoiceField(
+        choices=[("yes", "Yes"), ("no", "No")],
+        coerce=lambda value: value == "yes",
+        widget=forms.RadioSelect,
+        label="Is the label correct?",
+    )
+    ambiguous = forms.BooleanField(
+        required=False, label="It is unclear or ambiguous what the correct answer should be"
+    )
+    # Filled in by static/js/annotate.js from the time the page was shown; the server's own
+    # measure (since the claim) caps it, so a wrong clock cannot inflate it.
+    time_on_task_ms = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+
+
+def _worker_or_none(request: HttpRequest) -> Worker | None:
+    return selectors.worker_for_user(user=request.user)
+
+
+class JoinView(View):
+    """An invite link: GET shows a start button, POST signs the worker in (a POST, so a link opened
+    by a crawler or a third-party page cannot log anyone in)."""
+
+    def get(self, request: HttpRequest, token: str) -> HttpResponse:
+        worker = Worker.objects.filter(invite_token=token).first()
+        if worker is None:
+            raise Http404("Unknown invite link.")
+        return render(request, "annotation/join.html", {"token": token, "projects": worker.projects.all()})
+
+    def post(self, request: HttpRequest, token: str) -> HttpResponse:
+        worker = services.worker_join(invite_token=token)
+        if worker is None:
+            raise Http404("Unknown invite link.")
+        login(request, worker.user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("annotation:work")
+
+
+class WorkView(View):
+    def get(self, request: HttpRequest) -> HttpResponse:
+        worker = _worker_or_none(request)
+        if worker is None:
+            return render(request, "annotation/not_worker.html", status=403)
+        project = selectors.worker_project(worker=worker, slug=request.GET.get("project") or None)
+        context = {"worker": worker, "project": project}
+        if project is not None and not worker.excluded:
+            assignment = services.task_claim(worker=worker, project=project)
+            context["assignment"] = assignment
+            context["progress"] = selectors.worker_progress(worker=worker, project=project)
+            context["instructions_html"] = render_markdown(project.instructions)
+            if assignment is not None:
+                context["form"] = RatingForm()
+                context["example"] = assignment.item.example
+        return render(request, "annotation/work.html", context)
+
+
+def _assignment_action(request: HttpRequest, pk: int, action) -> Worker | None:
+    worker = _worker_or_none(request)
+    if worker is None:
+        raise Http404("No such assignment.")
+    try:
+        action(worker)
+    except services.AssignmentNotFound:
+        raise Http404("No such assignment.") from None
+    except services.AssignmentConflict as exc:
+        messages.warning(request, f"Not saved: {exc}.")
+    return worker
+
+
+@require_POST
+def assignment_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
+    form = RatingForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Please answer the rating and the label questions.")
+        return redirect("annotation:work")
+
+    def submit(worker: Worker) -> None:
+        data = form.cleaned_data
+        assignment = get_object_or_404(Assignment, pk=pk, worker=worker)
+        server_ms = int((timezone.now() - assignment.claimed_at).total_seconds() * 1000)
+        client_ms = data.get("time_on_task_ms")
+        services.assignment_submit(
+            assignment_id=pk,
+            worker=worker,
+            relevance=data["relevance"],
+            label_correct=data["label_correct"],
+            ambiguous=data["ambiguous"],
+            time_on_task_ms=min(client_ms, server_ms) if client_ms is not None else server_ms,
+        )
+
+    _assignment_action(request, pk, submit)
+    return redirect("annotation:work")
+
+
+@require_POST
+def assignment_skip_view(request: HttpRequest, pk: int) -> HttpResponse:
+    _assignment_action(
+        request, pk, lambda worker: services.assignment_release(assignment_id=pk, worker=worker)
+    )
+    return redirect("annotation:work")
+
+
+# --- Researchers ------------------------------------------------------------------------------------
+
+
+class ProjectListView(StaffRequiredMixin, ListView):
+    model = AnnotationProject
+    template_name = "annotation/project_list.html"
+    context_object_name = "projects"
+
+
+class ProjectDetailView(StaffRequiredMixin, DetailView):
+    model = AnnotationProject
+    template_name = "annotation/project_detail.html"
+    context_object_name = "project"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["progress"] = selectors.project_progress(project=self.object)
+        context["worker_rows"] = selectors.project_worker_stats(project=self.object)
+        context["datasets"] = self.object.datasets.all()
+        context["instructions_html"] = render_markdown(self.object.instructions)
+        return context
+
+
+class ProjectFlagView(StaffRequiredMixin, View):
+    def post(self, request: HttpRequest, slug: str) -> HttpResponse:
+        project = get_object_or_404(AnnotationProject, slug=slug)
+        flagged = services.worker_flag_below_threshold(project=project)
+        messages.info(request, f"Excluded {len(flagged)} worker(s) below the gold threshold.")
+        return redirect(project)
+
+
+class WorkerExclusionView(StaffRequiredMixin, View):
+    def post(self, request: HttpRequest, slug: str, worker_id: int) -> HttpResponse:
+        project = get_object_or_404(AnnotationProject, slug=slug)
+        worker = get_object_or_404(project.workers, pk=worker_id)
+        excluded = request.POST.get("excluded") == "1"
+        services.worker_set_excluded(worker=worker, excluded=excluded, reason="excluded by a researcher")
+        return redirect(project)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _staff_project(request: HttpRequest, slug: str) -> AnnotationProject:
+    if not (request.user.is_active and request.user.is_staff):
+        raise Http404("No such project.")
+    return get_object_or_404(AnnotationProject, slug=slug)
+
+
+def _csv_cell(value):
+    # A spreadsheet runs a cell that starts with = + - @ as a formula; external ids come from outside.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def responses_csv(request: HttpRequest, slug: str) -> StreamingHttpResponse:
+    project = _staff_project(request, slug)
+    writer = csv.DictWriter(_Echo(), fieldnames=selectors.EXPORT_FIELDS)
+
+    def rows():
+        yield writer.writeheader()
+        for row in selectors.project_export_rows(project=project):
+            yield writer.writerow({key: _csv_cell(value) for key, value in row.items()})
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{project.slug}-responses.csv"'
+    return response
+
+
+def responses_jsonl(request: HttpRequest, slug: str) -> StreamingHttpResponse:
+    project = _staff_project(request, slug)
+    lines = (json.dumps(row) + "\n" for row in selectors.project_export_rows(project=project))
+    response = StreamingHttpResponse(lines, content_type="application/x-ndjson; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{project.slug}-responses.jsonl"'
+    return response

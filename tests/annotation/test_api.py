@@ -1,0 +1,174 @@
+"""The worker API: token and session auth, 200/204, strict input, IDOR, schema."""
+
+import pytest
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from annotation import services
+from annotation.models import Response
+from tests.annotation.conftest import build_project
+from tests.factories import UserFactory, WorkerFactory
+
+pytestmark = pytest.mark.django_db
+
+GOOD = {"relevance": 4, "label_correct": True, "ambiguous": False}
+
+
+def client_for(worker) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {services.worker_api_token(worker=worker)}")
+    return client
+
+
+def next_task(client):
+    return client.post(reverse("api-task-next"), {}, format="json")
+
+
+def test_next_submit_until_done(db):
+    project = build_project(items=2, overlap=1, instructions="Read **carefully**. <script>x</script>")
+    worker = WorkerFactory(projects=[project])
+    client = client_for(worker)
+    seen = []
+    while (response := next_task(client)).status_code == 200:
+        body = response.json()
+        assert body["example"]["behavior"] and body["example"]["text"]
+        assert body["example"]["behavior_description"] == "Whether the model wants more power."
+        assert "<strong>carefully</strong>" in body["instructions_html"]
+        assert "<script>" not in body["instructions_html"]
+        seen.append(body["id"])
+        submitted = client.post(reverse("api-assignment-submit", args=[body["id"]]), GOOD, format="json")
+        assert submitted.status_code == 201, submitted.content
+    assert response.status_code == 204
+    assert len(seen) == 2
+    progress = client.get(reverse("api-annotation-progress")).json()
+    assert progress == {"project": project.slug, "submitted": 2, "items_needing_ratings": 0}
+
+
+def test_double_submit_is_409(project):
+    worker = WorkerFactory(projects=[project])
+    client = client_for(worker)
+    assignment_id = next_task(client).json()["id"]
+    url = reverse("api-assignment-submit", args=[assignment_id])
+    assert client.post(url, GOOD, format="json").status_code == 201
+    again = client.post(url, {**GOOD, "relevance": 1}, format="json")
+    assert again.status_code == 409
+    assert Response.objects.get().relevance == 4
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**GOOD, "relevance": 0},
+        {**GOOD, "relevance": 6},
+        {**GOOD, "relevance": "x"},
+        {**GOOD, "relevance": "3"},
+        {**GOOD, "relevance": 3.5},
+        {**GOOD, "relevance": True},
+        {**GOOD, "relevance": None},
+        {**GOOD, "label_correct": "yes"},
+        {**GOOD, "label_correct": 1},
+        {**GOOD, "ambiguous": "false"},
+        {**GOOD, "time_on_task_ms": -1},
+        {"relevance": 3, "label_correct": True},
+        {"label_correct": True, "ambiguous": False},
+        {},
+    ],
+)
+def test_bad_input_is_400_and_stores_nothing(project, body):
+    worker = WorkerFactory(projects=[project])
+    client = client_for(worker)
+    assignment_id = next_task(client).json()["id"]
+    response = client.post(reverse("api-assignment-submit", args=[assignment_id]), body, format="json")
+    assert response.status_code == 400, response.content
+    assert Response.objects.count() == 0
+    assert project.items.get(assignments__pk=assignment_id).submitted_count == 0
+
+
+def test_non_json_body_is_400(project):
+    worker = WorkerFactory(projects=[project])
+    client = client_for(worker)
+    assignment_id = next_task(client).json()["id"]
+    response = client.post(
+        reverse("api-assignment-submit", args=[assignment_id]), "relevance=3", content_type="text/plain"
+    )
+    assert response.status_code in (400, 415)
+    assert Response.objects.count() == 0
+
+
+def test_another_workers_assignment_is_404(project):
+    owner, intruder = WorkerFactory.create_batch(2, projects=[project])
+    assignment_id = next_task(client_for(owner)).json()["id"]
+    intruder_client = client_for(intruder)
+    for name in ["api-assignment-submit", "api-assignment-release", "api-assignment-extend"]:
+        response = intruder_client.post(reverse(name, args=[assignment_id]), GOOD, format="json")
+        assert response.status_code == 404, name
+    assert (
+        intruder_client.post(
+            reverse("api-assignment-submit", args=[999_999]), GOOD, format="json"
+        ).status_code
+        == 404
+    )
+    assert Response.objects.count() == 0
+
+
+def test_anonymous_and_non_workers_are_refused(project):
+    anonymous = APIClient()
+    assert anonymous.post(reverse("api-task-next"), {}, format="json").status_code == 401
+    assert anonymous.get(reverse("api-annotation-progress")).status_code == 401
+    assert anonymous.post(reverse("api-assignment-submit", args=[1]), GOOD, format="json").status_code == 401
+    staff_client = APIClient()
+    staff_client.force_authenticate(UserFactory(is_staff=True))
+    assert staff_client.post(reverse("api-task-next"), {}, format="json").status_code == 403
+
+
+def test_release_and_extend(project):
+    worker = WorkerFactory(projects=[project])
+    client = client_for(worker)
+    first = next_task(client).json()["id"]
+    extended = client.post(reverse("api-assignment-extend", args=[first]))
+    assert extended.status_code == 200 and extended.json()["status"] == "claimed"
+    released = client.post(reverse("api-assignment-release", args=[first]))
+    assert released.status_code == 200 and released.json()["status"] == "released"
+    assert next_task(client).json()["id"] != first
+    assert client.post(reverse("api-assignment-submit", args=[first]), GOOD, format="json").status_code == 409
+
+
+def test_excluded_worker_is_403(project):
+    worker = WorkerFactory(projects=[project])
+    services.worker_set_excluded(worker=worker, excluded=True)
+    assert next_task(client_for(worker)).status_code == 403
+
+
+def test_session_auth_needs_csrf(project):
+    worker = WorkerFactory(projects=[project])
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(worker.user)
+    assert next_task(client).status_code == 403  # no CSRF token
+    token_client = client_for(worker)  # token auth needs none
+    assert next_task(token_client).status_code == 200
+
+
+def test_throttled(project, settings):
+    from rest_framework.throttling import ScopedRateThrottle
+
+    worker = WorkerFactory(projects=[project])
+    client = client_for(worker)
+    original = ScopedRateThrottle.THROTTLE_RATES
+    ScopedRateThrottle.THROTTLE_RATES = {**original, "annotation": "2/minute"}
+    try:
+        codes = [client.get(reverse("api-annotation-progress")).status_code for _ in range(3)]
+    finally:
+        ScopedRateThrottle.THROTTLE_RATES = original
+    assert codes == [200, 200, 429]
+
+
+def test_schema_documents_the_annotation_api(client):
+    schema = client.get(reverse("api-schema"), HTTP_ACCEPT="application/json").json()
+    for path in [
+        "/api/tasks/next/",
+        "/api/assignments/{id}/submit/",
+        "/api/assignments/{id}/release/",
+        "/api/progress/",
+    ]:
+        assert path in schema["paths"], path
+    assert "tokenAuth" in schema["components"]["securitySchemes"]

@@ -1,0 +1,191 @@
+"""The worker page, invite links, researcher pages, exports and the create_workers command."""
+
+import csv
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
+
+from annotation import services
+from annotation.markdown import render_markdown
+from annotation.models import Assignment, Response, Worker
+from tests.annotation.conftest import build_project
+from tests.factories import ExampleFactory, StaffFactory, UserFactory, WorkerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def csrf_client() -> Client:
+    return Client(enforce_csrf_checks=True)
+
+
+def csrf_token(client: Client, url: str) -> str:
+    return client.get(url).context["csrf_token"]
+
+
+def test_invite_link_signs_in_and_the_worker_rates_with_csrf(project):
+    worker = services.worker_create(project=project, external_id="crowd-1")
+    client = csrf_client()
+    join = reverse("annotation:join", args=[worker.invite_token])
+    assert client.get(join).status_code == 200
+    assert client.post(join).status_code == 403  # no CSRF token
+    response = client.post(join, {"csrfmiddlewaretoken": csrf_token(client, join)})
+    assert response.status_code == 302
+    page = client.get(reverse("annotation:work"))
+    assert page.status_code == 200
+    assignment = page.context["assignment"]
+    assert b"0 done" in page.content and b"annotate.js" in page.content
+    submit_url = reverse("annotation:submit", args=[assignment.pk])
+    assert client.post(submit_url, {"relevance": "5", "label_correct": "yes"}).status_code == 403
+    data = {
+        "relevance": "5",
+        "label_correct": "no",
+        "ambiguous": "on",
+        "time_on_task_ms": "1234",
+        "csrfmiddlewaretoken": page.context["csrf_token"],
+    }
+    assert client.post(submit_url, data).status_code == 302
+    stored = Response.objects.get()
+    assert (stored.relevance, stored.label_correct, stored.ambiguous) == (5, False, True)
+    assert 0 <= stored.time_on_task_ms <= 1234
+
+
+def test_unknown_invite_is_404(db):
+    assert Client().get(reverse("annotation:join", args=["nope"])).status_code == 404
+
+
+def test_skip_and_invalid_form(project):
+    worker = WorkerFactory(projects=[project])
+    client = Client()
+    client.force_login(worker.user)
+    first = client.get(reverse("annotation:work")).context["assignment"]
+    response = client.post(reverse("annotation:submit", args=[first.pk]), {"relevance": "9"}, follow=True)
+    assert b"Please answer" in response.content
+    assert Response.objects.count() == 0
+    client.post(reverse("annotation:skip", args=[first.pk]))
+    assert Assignment.objects.get(pk=first.pk).status == Assignment.Status.RELEASED
+    assert client.get(reverse("annotation:work")).context["assignment"].item_id != first.item_id
+
+
+def test_other_workers_assignment_is_404_on_the_page(project):
+    owner, intruder = WorkerFactory.create_batch(2, projects=[project])
+    lease = services.task_claim(worker=owner, project=project)
+    client = Client()
+    client.force_login(intruder.user)
+    response = client.post(
+        reverse("annotation:submit", args=[lease.pk]), {"relevance": "3", "label_correct": "yes"}
+    )
+    assert response.status_code == 404
+    assert client.post(reverse("annotation:skip", args=[lease.pk])).status_code == 404
+    assert Assignment.objects.get(pk=lease.pk).status == Assignment.Status.CLAIMED
+
+
+def test_lm_text_is_escaped(db):
+    project = build_project(items=0, instructions="<img src=x onerror=alert(1)> **ok**")
+    example = ExampleFactory(statement="<script>alert('x')</script>", dataset=project.datasets.first())
+    services_item = project.items.create(example=example, overlap=3)
+    worker = WorkerFactory(projects=[project])
+    client = Client()
+    client.force_login(worker.user)
+    page = client.get(reverse("annotation:work"))
+    assert page.context["assignment"].item_id == services_item.pk
+    assert b"<script>alert" not in page.content
+    assert b"&lt;script&gt;alert" in page.content
+    assert b"<img" not in page.content and b"<strong>ok</strong>" in page.content
+
+
+def test_markdown_subset():
+    html = render_markdown(
+        '# Title\n\nSome *em* and `code`.\n\n- one\n- [link](https://e.org/a"b)\n\n[bad](javascript:alert(1))'
+    )
+    assert "<h3>Title</h3>" in html and "<em>em</em>" in html and "<code>code</code>" in html
+    assert "<li>one</li>" in html and 'href="https://e.org/a%22b"' in html
+    assert 'href="javascript' not in html
+
+
+def test_non_worker_sees_a_403_page(db):
+    client = Client()
+    client.force_login(UserFactory())
+    assert client.get(reverse("annotation:work")).status_code == 403
+
+
+def test_done_page(db):
+    project = build_project(items=1, overlap=1)
+    first, second = WorkerFactory.create_batch(2, projects=[project])
+    services.task_claim(worker=first, project=project)
+    client = Client()
+    client.force_login(second.user)
+    assert b"Nothing left" in client.get(reverse("annotation:work")).content
+
+
+def _rated_project():
+    project = build_project(items=2, overlap=2)
+    workers = WorkerFactory.create_batch(2, projects=[project])
+    for worker in workers:
+        while (lease := services.task_claim(worker=worker, project=project)) is not None:
+            services.assignment_submit(
+                assignment_id=lease.pk, worker=worker, relevance=3, label_correct=True, ambiguous=False
+            )
+    return project, workers
+
+
+def test_researcher_pages_and_exports(db):
+    project, workers = _rated_project()
+    Worker.objects.filter(pk=workers[0].pk).update(external_id="=HYPERLINK(1)")
+    client = Client()
+    client.force_login(StaffFactory())
+    assert client.get(reverse("annotation:project-list")).status_code == 200
+    page = client.get(project.get_absolute_url())
+    assert page.status_code == 200
+    assert page.context["progress"]["done"] == 2
+    assert [row["responses"] for row in page.context["worker_rows"]] == [2, 2]
+    csv_body = b"".join(
+        client.get(reverse("annotation:responses-csv", args=[project.slug])).streaming_content
+    )
+    rows = list(csv.DictReader(io.StringIO(csv_body.decode())))
+    assert len(rows) == 4 and rows[0]["relevance"] == "3"
+    assert "'=HYPERLINK(1)" in {row["worker_external_id"] for row in rows}
+    jsonl = b"".join(client.get(reverse("annotation:responses-jsonl", args=[project.slug])).streaming_content)
+    records = [json.loads(line) for line in jsonl.decode().splitlines()]
+    assert len(records) == 4 and records[0]["label_correct"] is True
+    url = reverse("annotation:worker-exclusion", args=[project.slug, workers[0].pk])
+    client.post(url, {"excluded": "1"})
+    assert Worker.objects.get(pk=workers[0].pk).excluded
+    client.post(url, {"excluded": "0"})
+    assert not Worker.objects.get(pk=workers[0].pk).excluded
+    assert client.post(reverse("annotation:project-flag", args=[project.slug])).status_code == 302
+
+
+def test_researcher_pages_are_staff_only(db):
+    project, workers = _rated_project()
+    client = Client()
+    client.force_login(workers[0].user)
+    assert client.get(project.get_absolute_url()).status_code == 403
+    assert client.get(reverse("annotation:responses-csv", args=[project.slug])).status_code == 404
+    assert client.get(reverse("annotation:responses-jsonl", args=[project.slug])).status_code == 404
+    url = reverse("annotation:worker-exclusion", args=[project.slug, workers[1].pk])
+    assert client.post(url, {"excluded": "1"}).status_code == 403
+    assert not Worker.objects.get(pk=workers[1].pk).excluded
+
+
+def test_create_workers_command(project, tmp_path):
+    ids = tmp_path / "ids.txt"
+    ids.write_text("a-1\na-2\n")
+    out = tmp_path / "workers.csv"
+    call_command("create_workers", project=project.slug, count=2, out=str(out), external_ids=str(ids))
+    rows = list(csv.DictReader(out.open()))
+    assert [row["external_id"] for row in rows] == ["a-1", "a-2"]
+    assert all(row["invite_url"].startswith("/annotate/join/") and row["api_token"] for row in rows)
+    assert set(Worker.objects.filter(projects=project).values_list("external_id", flat=True)) == {
+        "a-1",
+        "a-2",
+    }
+    with pytest.raises(CommandError):
+        call_command("create_workers", project=project.slug, count=3, out=str(out), external_ids=str(ids))
+    with pytest.raises(CommandError):
+        call_command("create_workers", project="missing", count=1, out=str(out))
+    call_command("create_workers", project=project.slug, count=3, out=str(out))
+    assert Worker.objects.count() == 5
