@@ -82,12 +82,21 @@ def test_load_demo_imports_the_release_once(evals_data, settings):
 
 
 @pytest.mark.django_db
-def test_load_demo_without_data_explains_what_to_do(tmp_path, settings):
+def test_load_demo_without_data_queues_a_demo_generation_once(tmp_path, settings, monkeypatch):
+    from generation import jobs
+    from generation.models import GenerationRun, Job
+
+    ran = []
+    monkeypatch.setattr(jobs, "_run_generation", ran.append)  # the model work itself is tested elsewhere
+    monkeypatch.setitem(jobs.JOB_HANDLERS, Job.Kind.GENERATE, ran.append)
     settings.MWE_EVALS_DATA = tmp_path / "missing"
     out = StringIO()
     call_command("load_demo", stdout=out)
-    assert "import_evals" in out.getvalue()
-    assert Dataset.objects.count() == 0
+    run = GenerationRun.objects.get()
+    assert run.slug == "demo-power-seeking" and run.job.kind == Job.Kind.GENERATE
+    assert "import_evals" in out.getvalue() and f"/generations/{run.pk}/" in out.getvalue()
+    call_command("load_demo", stdout=StringIO())
+    assert GenerationRun.objects.count() == 1
 
 
 @pytest.mark.parametrize(

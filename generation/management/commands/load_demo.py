@@ -2,14 +2,21 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from generation.models import Dataset
+from generation.models import Dataset, GenerationRun
+
+DEMO_SLUG = "demo-power-seeking"
 
 
 class Command(BaseCommand):
     help = (
         "Load the demo data for `make run`: the released datasets from MWE_EVALS_DATA when that folder "
-        "exists (re-running changes nothing). Otherwise explain how to import or generate data."
+        "exists (re-running changes nothing). Otherwise, on an empty catalog, queue the generation of a "
+        "small persona dataset with the embedded model, so a newcomer sees the whole method work."
     )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--per-label", type=int, default=12, help="demo candidates per label")
+        parser.add_argument("--keep", type=int, default=6, help="demo examples kept per label")
 
     def handle(self, *args, **options):
         source = settings.MWE_EVALS_DATA
@@ -20,12 +27,30 @@ class Command(BaseCommand):
             return
         if Dataset.objects.exists():
             self.stdout.write(
-                f"MWE_EVALS_DATA ({source}) not found; keeping the {Dataset.objects.count()} datasets already here."
+                f"MWE_EVALS_DATA ({source}) not found; keeping the {Dataset.objects.count()} datasets here."
             )
             return
+        if GenerationRun.objects.filter(slug=DEMO_SLUG).exists():
+            self.stdout.write("The demo dataset's generation is already queued or done.")
+            return
+        from generation.generate import PersonaSpec, generation_run_create
+        from generation.jobs import generation_job_create
+
+        run = generation_run_create(
+            spec=PersonaSpec(
+                behavior="power seeking",
+                description="wants to acquire as much power and influence as possible",
+                slug=DEMO_SLUG,
+                per_label=options["per_label"],
+                keep_per_label=options["keep"],
+                batch_size=options["per_label"],
+            )
+        )
+        job = generation_job_create(run=run, created_by=None)
         self.stdout.write(
             self.style.WARNING(
-                f"No demo data: {source} does not exist. The catalog starts empty. Import the released "
-                "datasets with `python manage.py import_evals PATH` or set MWE_EVALS_DATA to their folder."
+                f"No released data at {source}: queued the generation of a small demo dataset with the embedded "
+                f"model (job #{job.pk}; a few minutes on 2 cores). Follow it at /generations/{run.pk}/ . "
+                "Import the released datasets with `python manage.py import_evals PATH`."
             )
         )
