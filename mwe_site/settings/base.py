@@ -172,6 +172,12 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# With acks_late, a task whose worker died is delivered again once this many seconds have passed
+# (Redis and SQS brokers). It must exceed the longest job, or a live job would be started twice:
+# jobs are idempotent, so that costs time, not correctness.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("MWE_BROKER_VISIBILITY_TIMEOUT", str(6 * 3600)))
+}
 
 # Where the data released with the paper lives (never copied into this repository).
 MWE_EVALS_DATA = Path(
