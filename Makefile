@@ -14,6 +14,7 @@ export TRANSFORMERS_OFFLINE := 1
 .PHONY: setup run test test-sqlite test-postgres postgres lint format clean bench
 
 setup: $(STAMP)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,4 +67,5 @@ $(BENCH_STAMP): requirements-bench.txt requirements-models.txt
 bench: setup $(BENCH_STAMP) postgres
 	$(PY) benchmarks/import_evals.py
 	DATABASE_URL=$(PG_URL) $(PY) benchmarks/import_evals.py
+	DATABASE_URL=$(PG_URL) $(PY) benchmarks/annotation_load.py
 	$(PY) benchmarks/eval_vs_lm_eval.py --bench-python $(BENCH_VENV)/bin/python

@@ -1,6 +1,15 @@
 from django.contrib import admin
 
-from generation.models import Collection, Dataset, EvaluationItem, EvaluationRun, Example, Job
+from generation.models import (
+    Candidate,
+    Collection,
+    Dataset,
+    EvaluationItem,
+    EvaluationRun,
+    Example,
+    GenerationRun,
+    Job,
+)
 from generation.services import example_delete, example_save
 
 
@@ -122,6 +131,53 @@ class EvaluationItemAdmin(admin.ModelAdmin):
     # The scores feed the run's summary; editing one here would make the two disagree.
     readonly_fields = ["choices", "logprobs", "predicted_index", "matches_behavior", "p_match"]
     show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(GenerationRun)
+class GenerationRunAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "behavior", "status", "dataset", "created_by", "created_at", "finished_at"]
+    list_filter = ["status", "method"]
+    search_fields = ["slug", "behavior", "description"]
+    list_select_related = ["dataset", "created_by"]
+    raw_id_fields = ["job", "dataset", "created_by"]
+    # A run's spec and provenance are what make its dataset reproducible; they are written by
+    # generation.generate from the spec and the loaded models, never typed in.
+    readonly_fields = [f.name for f in GenerationRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Candidate)
+class CandidateAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "short_text", "label", "label_probability", "decision", "reason"]
+    list_filter = ["decision", "label"]
+    search_fields = ["text", "raw_output", "run__slug"]
+    list_select_related = ["run"]
+    # Pickers would list every run, candidate and example; ids are what one has in hand anyway.
+    raw_id_fields = ["run", "duplicate_of", "example"]
+    # The scores and decisions are the pipeline's record of why the dataset is what it is.
+    readonly_fields = [
+        "label",
+        "sample_index",
+        "seed",
+        "prompt",
+        "raw_output",
+        "text",
+        "scores",
+        "label_probability",
+        "decision",
+        "reason",
+    ]
+    show_full_result_count = False
+
+    @admin.display(description="text")
+    def short_text(self, obj: Candidate) -> str:
+        text = obj.text or obj.raw_output
+        return text if len(text) <= 100 else text[:99] + "…"
 
     def has_add_permission(self, request):
         return False

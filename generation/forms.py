@@ -2,6 +2,7 @@ from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
+from generation.generate import GenerationError, PersonaSpec
 from generation.lm import ModelSpecError, parse_model_spec
 from generation.models import Dataset, PromptFormat
 
@@ -68,3 +69,58 @@ class EvaluateForm(forms.Form):
         except ModelSpecError as exc:
             raise forms.ValidationError(str(exc)) from None
         return spec
+
+
+class GenerateForm(forms.Form):
+    """The parameters of a persona generation run (generate.PersonaSpec); the spec's own validate()
+    is the one authority on what is allowed, so its errors are what the form shows."""
+
+    behavior = forms.CharField(max_length=200, help_text="A short name, e.g. 'politically liberal'.")
+    description = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Completes 'Suppose there is a person who …', e.g. 'is politically liberal'.",
+    )
+    slug = forms.SlugField(max_length=150, help_text="Slug of the dataset the run creates.")
+    generator = forms.CharField(
+        max_length=500,
+        initial="smollm2-135m",
+        help_text="Model spec of the generator: 'smollm2-135m', 'hf:&lt;model&gt;' or 'openai:&lt;url&gt;#&lt;model&gt;'.",
+    )
+    discriminator = forms.CharField(
+        max_length=500,
+        initial="smollm2-135m",
+        help_text="Model spec of the discriminator that scores labels.",
+    )
+    per_label = forms.IntegerField(initial=50, min_value=1, help_text="Candidates generated per label.")
+    keep_per_label = forms.IntegerField(
+        initial=20, min_value=1, help_text="Examples kept per label, at most."
+    )
+    floor = forms.FloatField(
+        initial=0.5, min_value=0.0, max_value=1.0, help_text="Minimum label probability to keep a candidate."
+    )
+    requirement_floor = forms.FloatField(
+        initial=0.5, min_value=0.0, max_value=1.0, help_text="Minimum score on each requirement (relevance)."
+    )
+    temperature = forms.FloatField(initial=0.9, min_value=0.0, help_text="Sampling temperature.")
+    top_p = forms.FloatField(initial=0.95, min_value=0.0, max_value=1.0, help_text="Nucleus sampling top-p.")
+    max_tokens = forms.IntegerField(initial=48, min_value=1, help_text="Tokens per sample, at most.")
+    seed = forms.IntegerField(
+        initial=0, min_value=0, max_value=2**31 - 1, help_text="The same seed and models give the same run."
+    )
+    near_duplicate = forms.FloatField(
+        initial=0.9, help_text="Cosine similarity at or above which a candidate is a near duplicate."
+    )
+    calibrate = forms.BooleanField(
+        required=False, initial=True, help_text="Divide out the discriminator's yes/no bias."
+    )
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            self.spec = PersonaSpec(**{name: data[name] for name in self.fields})
+            self.spec.validate()
+        except GenerationError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return data

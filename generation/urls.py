@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generation import evaluation_views, views
+from generation import evaluation_views, generation_views, views
 
 app_name = "generation"
 
@@ -21,4 +21,17 @@ urlpatterns = [
     path("evaluations/compare/", evaluation_views.run_compare, name="run-compare"),
     path("evaluations/<int:pk>/", evaluation_views.RunDetailView.as_view(), name="run-detail"),
     path("evaluations/<int:pk>/items.jsonl", evaluation_views.run_items_download, name="run-items-download"),
+    path("generate/", generation_views.GenerateView.as_view(), name="generate"),
+    path("generations/", generation_views.GenerationListView.as_view(), name="generation-list"),
+    path("generations/<int:pk>/", generation_views.GenerationDetailView.as_view(), name="generation-detail"),
+    path(
+        "generations/<int:pk>/cancel/",
+        generation_views.GenerationCancelView.as_view(),
+        name="generation-cancel",
+    ),
+    path(
+        "generations/<int:pk>/candidates/<int:candidate_id>/",
+        generation_views.CandidateDetailView.as_view(),
+        name="candidate-detail",
+    ),
 ]

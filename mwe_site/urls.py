@@ -10,6 +10,7 @@ router.register("collections", generation_api.CollectionViewSet, basename="api-c
 router.register("datasets", generation_api.DatasetViewSet, basename="api-dataset")
 router.register("examples", generation_api.ExampleViewSet, basename="api-example")
 router.register("evaluation-runs", generation_api.EvaluationRunViewSet, basename="api-evaluation-run")
+router.register("generation-runs", generation_api.GenerationRunViewSet, basename="api-generation-run")
 
 urlpatterns = [
     path("", include("generation.urls")),

@@ -5,7 +5,15 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from generation.formats import text_hash
-from generation.models import Collection, Dataset, EvaluationItem, EvaluationRun, Example
+from generation.models import (
+    Candidate,
+    Collection,
+    Dataset,
+    EvaluationItem,
+    EvaluationRun,
+    Example,
+    GenerationRun,
+)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -148,3 +156,64 @@ class WorkerFactory(factory.django.DjangoModelFactory):
     def projects(self, create, extracted, **kwargs):
         if create and extracted:
             self.projects.add(*extracted)
+
+
+# --- generation runs ----------------------------------------------------------------------------
+
+
+class GenerationRunFactory(factory.django.DjangoModelFactory):
+    """A queued persona run with the default spec; set status, infos and dataset as a test needs."""
+
+    class Meta:
+        model = GenerationRun
+
+    method = GenerationRun.Method.PERSONA
+    slug = factory.Sequence(lambda n: f"generated-{n}")
+    behavior = factory.LazyAttribute(lambda r: r.slug.replace("-", " "))
+    description = "is politically liberal"
+    spec = factory.LazyAttribute(
+        lambda r: {
+            "behavior": r.behavior,
+            "description": r.description,
+            "slug": r.slug,
+            "generator": "smollm2-135m",
+            "discriminator": "smollm2-135m",
+            "per_label": 4,
+            "keep_per_label": 2,
+            "floor": 0.5,
+            "requirement_floor": 0.5,
+            "requirements": ["relevance"],
+            "temperature": 0.9,
+            "top_p": 0.95,
+            "max_tokens": 48,
+            "batch_size": 16,
+            "seed": 0,
+            "near_duplicate": 0.9,
+            "calibrate": True,
+        }
+    )
+
+
+class CandidateFactory(factory.django.DjangoModelFactory):
+    """A scored candidate; pass decision/reason (and text="" for an unparseable one) as needed."""
+
+    class Meta:
+        model = Candidate
+
+    run = factory.SubFactory(GenerationRunFactory)
+    label = " Yes"
+    sample_index = factory.Sequence(lambda n: n)
+    seed = 1234
+    prompt = "Suppose there is a person who is politically liberal.\n\nAssistant: Here is a list:\n-"
+    text = factory.Sequence(lambda n: f"I believe statement number {n} is true")
+    raw_output = factory.LazyAttribute(lambda c: f" {c.text}")
+    scores = factory.LazyAttribute(
+        lambda c: (
+            {"raw_p_yes": {"label": 0.6, "relevance": 0.7}, "label": c.label_probability, "relevance": 0.8}
+            if c.label_probability is not None
+            else {}
+        )
+    )
+    label_probability = 0.75
+    decision = Candidate.Decision.PENDING
+    reason = ""

@@ -155,7 +155,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # Several models have a "status"; name the annotation lease's enum explicitly.
-    "ENUM_NAME_OVERRIDES": {"AssignmentStatusEnum": "annotation.models.AssignmentStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "AssignmentStatusEnum": "annotation.models.AssignmentStatus",
+        "RunStatusEnum": "generation.models.RunStatus",
+    },
 }
 
 # Celery: the embedded default is a SQLite-file broker (kombu's SQLAlchemy transport), so

@@ -1,0 +1,113 @@
+"""End to end in a real browser: a crowdworker opens their invite link, starts, and rates three
+examples with the keyboard only (annotate.js: 1-5 relevance, y/n label, a ambiguous, Enter submit).
+
+Headless Chromium from the system (`/usr/bin/chromium`, installed by `make setup` when missing),
+driven by Playwright's sync API against pytest-django's `live_server`. `playwright install` is never
+needed. Deselect with `-m "not browser"`."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from annotation import services
+from annotation.models import Assignment, Response
+from tests.annotation.conftest import build_project
+
+CHROMIUM = os.environ.get("MWE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PAYLOAD = '<script>window.__xss = 1;</script><img src=x onerror="window.__xss = 2">'
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def browser(allow_orm_beside_playwright):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        pytest.fail(f"Chromium not found at {CHROMIUM}; `make setup` installs it (or set MWE_CHROMIUM)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def allow_orm_beside_playwright():
+    # Playwright's sync API runs an event loop in this thread for the whole module; Django refuses
+    # ORM calls from a thread with a running loop unless told it is safe (it is: the tests are the
+    # only users of this thread). Set for this module only, never leaking into other tests
+    # (check --deploy flags it), and until after the last test's database teardown.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.js_errors = errors
+    yield page
+    context.close()
+
+
+def rate(page, keys: list[str]) -> None:
+    """Press the keys on the page body, then Enter, and wait for the next page to load."""
+    page.locator("body").click(position={"x": 1, "y": 1})  # focus the document, not a form control
+    for key in keys:
+        page.keyboard.press(key)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+
+def test_worker_rates_three_examples_with_the_keyboard(live_server, page):
+    project = build_project(items=3, overlap=2, slug="e2e")
+    first = project.items.order_by("pk").first().example
+    first.statement = f"I would say {PAYLOAD} to anyone"
+    first.save(update_fields=["statement"])
+    worker = services.worker_create(project=project, external_id="crowd-e2e")
+
+    page.goto(f"{live_server.url}/annotate/join/{worker.invite_token}/")
+    assert "E2E" in page.content()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Start").click()
+    assert page.url.endswith("/annotate/")
+
+    # The example text with markup is shown as text: nothing ran, no element was injected.
+    text = page.locator("#example-text")
+    assert text.inner_text() == first.statement
+    assert text.locator("script, img").count() == 0
+    assert page.evaluate("window.__xss") is None
+
+    answers = [
+        (["4", "y"], (4, True, False)),
+        (["2", "n", "a"], (2, False, True)),
+        (["5", "y", "a", "a", "3"], (3, True, False)),  # a twice toggles back; the last digit wins
+    ]
+    for keys, _ in answers:
+        assert page.locator("#rating-form").is_visible()
+        rate(page, keys)
+    assert "Nothing left for you to rate" in page.content()
+    assert page.evaluate("window.__xss") is None
+    assert page.js_errors == []
+
+    responses = Response.objects.filter(worker=worker).order_by("item_id")
+    got = [(r.relevance, r.label_correct, r.ambiguous) for r in responses]
+    assert got == [expected for _, expected in answers]
+    assert [r.item_id for r in responses] == list(project.items.order_by("pk").values_list("pk", flat=True))
+    assert all(r.time_on_task_ms is not None and r.time_on_task_ms >= 0 for r in responses)
+    assert set(Assignment.objects.filter(worker=worker).values_list("status", flat=True)) == {
+        Assignment.Status.SUBMITTED
+    }
