@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from io import StringIO
@@ -43,6 +44,11 @@ def test_run_serves_with_a_worker_and_ctrl_c_stops_both(tmp_path):
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, like a terminal's foreground job
     )
+    output: list[str] = []
+    reader = threading.Thread(
+        target=lambda: output.extend(line.decode(errors="replace") for line in launcher.stdout), daemon=True
+    )
+    reader.start()
     try:
         deadline = time.monotonic() + 60
         body = b""
@@ -54,6 +60,10 @@ def test_run_serves_with_a_worker_and_ctrl_c_stops_both(tmp_path):
             except OSError:
                 time.sleep(0.5)
         assert b"Catalog" in body
+        # The worker must have connected to the embedded broker and be consuming, not merely started.
+        while time.monotonic() < deadline and not any(" ready." in line for line in output):
+            time.sleep(0.5)
+        assert any(" ready." in line for line in output), "".join(output)[-3000:]
         children = psutil.Process(launcher.pid).children(recursive=True)
         commands = [" ".join(child.cmdline()) for child in children]
         assert any("celery" in c and "worker" in c for c in commands), commands

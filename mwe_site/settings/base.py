@@ -178,9 +178,13 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # With acks_late, a task whose worker died is delivered again once this many seconds have passed
 # (Redis and SQS brokers). It must exceed the longest job, or a live job would be started twice:
 # jobs are idempotent, so that costs time, not correctness.
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": int(os.environ.get("MWE_BROKER_VISIBILITY_TIMEOUT", str(6 * 3600)))
-}
+# Only brokers that have the notion get the option: the SQLAlchemy transport hands its options to
+# create_engine, which rejects unknown ones.
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {"visibility_timeout": int(os.environ.get("MWE_BROKER_VISIBILITY_TIMEOUT", str(6 * 3600)))}
+    if CELERY_BROKER_URL.startswith(("redis", "rediss", "sqs"))
+    else {}
+)
 
 # Where the data released with the paper lives (never copied into this repository).
 MWE_EVALS_DATA = Path(
