@@ -15,8 +15,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--per-label", type=int, default=12, help="demo candidates per label")
-        parser.add_argument("--keep", type=int, default=6, help="demo examples kept per label")
+        # Enough candidates that the embedded 135M discriminator leaves some of each label after its
+        # floors (on a sample run about a quarter pass both the label and the relevance floor).
+        parser.add_argument("--per-label", type=int, default=32, help="demo candidates per label")
+        parser.add_argument("--keep", type=int, default=5, help="demo examples kept per label")
 
     def handle(self, *args, **options):
         source = settings.MWE_EVALS_DATA
@@ -43,7 +45,8 @@ class Command(BaseCommand):
                 slug=DEMO_SLUG,
                 per_label=options["per_label"],
                 keep_per_label=options["keep"],
-                batch_size=options["per_label"],
+                requirement_floor=0.45,
+                batch_size=16,
             )
         )
         job = generation_job_create(run=run, created_by=None)
