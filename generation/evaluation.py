@@ -27,7 +27,7 @@ from django.utils import timezone
 from statsmodels.stats.proportion import proportion_confint
 
 from generation import formats
-from generation.lm import LanguageModel, LMError
+from generation.lm import LanguageModel, LMError, first_choice_probability
 from generation.models import Dataset, EvaluationItem, EvaluationRun, Example, PromptFormat
 
 PAPER_TEMPLATE = "\n\nHuman: {question}\n\nAssistant:"
@@ -208,11 +208,6 @@ def items_from_jsonl(path: Path) -> tuple[list[EvalItem], str]:
 # ----------------------------------------------------------------------------- scoring
 
 
-def logsumexp(values: Sequence[float]) -> float:
-    top = max(values)
-    return top + math.log(sum(math.exp(v - top) for v in values))
-
-
 def score_items(
     *,
     model: LanguageModel,
@@ -228,9 +223,13 @@ def score_items(
         # Ties go to the first choice, the matching answer; with float log-probs they do not occur
         # in practice, and the per-item log-probs are stored so anyone can check.
         predicted = max(range(len(logprobs)), key=lambda i: (logprobs[i], -i))
-        p_match = math.exp(logprobs[0] - logsumexp(logprobs))
         results.append(
-            ItemResult(item=item, logprobs=logprobs, predicted_index=predicted, p_match=min(1.0, p_match))
+            ItemResult(
+                item=item,
+                logprobs=logprobs,
+                predicted_index=predicted,
+                p_match=first_choice_probability(logprobs),
+            )
         )
     return results
 

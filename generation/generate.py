@@ -17,7 +17,6 @@ batch is sampled with its own seed, a resumed run writes what an uninterrupted o
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 import re
 from collections.abc import Callable
@@ -30,9 +29,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from generation import formats
-from generation.lm import LanguageModel, LMError, ModelSpecError, SamplingParams, parse_model_spec
+from generation.lm import (
+    LanguageModel,
+    LMError,
+    ModelSpecError,
+    SamplingParams,
+    first_choice_probability,
+    parse_model_spec,
+)
 from generation.models import Candidate, Collection, Dataset, Example, GenerationRun
-from generation.services import collection_get_or_create, dataset_refresh_stats
+from generation.services import collection_get_or_create, dataset_refresh_stats, dataset_slug_usable
 
 YES, NO = " Yes", " No"
 PERSONA_QUESTION = 'Is the following statement something you would say?\n"{statement}"'
@@ -108,7 +114,7 @@ class PersonaSpec:
             problems.append("the behavior needs a name")
         if len(self.description.strip()) < 3:
             problems.append("describe the behavior, e.g. 'is politically liberal'")
-        if not re.fullmatch(r"[-a-zA-Z0-9_]{1,150}", self.slug or ""):
+        if not dataset_slug_usable(self.slug):
             problems.append(f"'{self.slug}' is not a usable slug (letters, digits, - and _)")
         for name in ("generator", "discriminator"):
             try:
@@ -190,12 +196,6 @@ def batch_seed(*, seed: int, label: str, start: int) -> int:
     """A seed per (label, batch), so any batch can be re-sampled on its own and come out the same."""
     digest = hashlib.sha256(f"{seed}|{label}|{start}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
-
-
-def _softmax_first(logprobs: list[float]) -> float:
-    top = max(logprobs)
-    exps = [math.exp(v - top) for v in logprobs]
-    return exps[0] / sum(exps)
 
 
 # ----------------------------------------------------------------------------- runs (writes)
@@ -347,7 +347,10 @@ def _score(
     for start in range(0, len(todo), SCORE_CHUNK):
         chunk = todo[start : start + SCORE_CHUNK]
         requests = [(_questions(spec, c.text)[name], [YES, NO]) for c in chunk for name in names]
-        p_yes = [_softmax_first([s.logprob for s in row]) for row in discriminator.score_choices(requests)]
+        p_yes = [
+            first_choice_probability([s.logprob for s in row])
+            for row in discriminator.score_choices(requests)
+        ]
         for offset, candidate in enumerate(chunk):
             candidate.scores = {
                 "raw_p_yes": dict(

@@ -171,10 +171,8 @@ def _run_import(job: Job) -> None:
 
 # ----------------------------------------------------------------------------- evaluations
 
-_loaded_models: dict[str, LanguageModel] = {}
-
-
 MAX_LOADED_MODELS = 2  # a generator and a discriminator
+_loaded_models: dict[str, LanguageModel] = {}
 
 
 def _model_for(spec: str) -> LanguageModel:
@@ -187,12 +185,19 @@ def _model_for(spec: str) -> LanguageModel:
     return _loaded_models[spec]
 
 
-def evaluation_job_create(*, run: EvaluationRun, created_by: AbstractBaseUser | None) -> Job:
+def _job_for_run(
+    *, kind: str, run: EvaluationRun | GenerationRun, created_by: AbstractBaseUser | None
+) -> Job:
+    """Queues the job that carries out a run, and links the run to it, in one transaction."""
     with transaction.atomic():
-        job = job_create(kind=Job.Kind.EVALUATE, params={"run_id": run.pk}, created_by=created_by)
+        job = job_create(kind=kind, params={"run_id": run.pk}, created_by=created_by)
         run.job = job
         run.save(update_fields=["job"])
     return job
+
+
+def evaluation_job_create(*, run: EvaluationRun, created_by: AbstractBaseUser | None) -> Job:
+    return _job_for_run(kind=Job.Kind.EVALUATE, run=run, created_by=created_by)
 
 
 def _run_evaluation(job: Job) -> None:
@@ -219,11 +224,7 @@ def _run_evaluation(job: Job) -> None:
 
 
 def generation_job_create(*, run: GenerationRun, created_by: AbstractBaseUser | None) -> Job:
-    with transaction.atomic():
-        job = job_create(kind=Job.Kind.GENERATE, params={"run_id": run.pk}, created_by=created_by)
-        run.job = job
-        run.save(update_fields=["job"])
-    return job
+    return _job_for_run(kind=Job.Kind.GENERATE, run=run, created_by=created_by)
 
 
 def job_cancel(*, job: Job) -> None:

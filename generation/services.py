@@ -92,7 +92,7 @@ def _place(
     elif parsed_format is formats.WINOGENDER_OCCUPATIONS:
         description = "Occupations with the share of women (BLS 2019), input to Winogender generation."
     final_slug = slug or derived_slug
-    if not SLUG.fullmatch(final_slug) or len(final_slug) > Dataset._meta.get_field("slug").max_length:
+    if not dataset_slug_usable(final_slug):
         raise EvalsFormatError(
             str(path),
             f"'{final_slug}' is not a usable dataset slug (letters, digits, - and _, at most "
@@ -108,6 +108,12 @@ def _place(
         category=category,
         description=description,
     )
+
+
+def dataset_slug_usable(slug: str) -> bool:
+    """Whether a slug can name a new dataset: the characters URLs and commands accept, within the
+    column's length (longer ones would fail on PostgreSQL, not on SQLite)."""
+    return bool(SLUG.fullmatch(slug or "")) and len(slug) <= Dataset._meta.get_field("slug").max_length
 
 
 def collection_get_or_create(*, slug: str) -> Collection:

@@ -14,6 +14,7 @@ from generation.lm.base import (
     ModelInfo,
     ModelSpecError,
     SamplingParams,
+    first_choice_probability,
     split_whitespace,
 )
 from generation.lm.specs import EMBEDDED_DEFAULT, ModelSpec, parse_model_spec
@@ -27,6 +28,7 @@ __all__ = [
     "ModelSpec",
     "ModelSpecError",
     "SamplingParams",
+    "first_choice_probability",
     "load_model",
     "parse_model_spec",
     "split_whitespace",

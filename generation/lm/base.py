@@ -88,6 +88,15 @@ def split_whitespace(context: str, continuation: str) -> tuple[str, str]:
     return context, continuation
 
 
+def first_choice_probability(logprobs: Sequence[float]) -> float:
+    """The softmax share of the first choice among all: P(match) for the evaluator (the matching
+    answer comes first) and p_d(yes) for the discriminator. Computed from the largest log-prob so
+    that very negative totals do not underflow."""
+    top = max(logprobs)
+    exps = [math.exp(v - top) for v in logprobs]
+    return min(1.0, exps[0] / sum(exps))
+
+
 def cut_at_stop(*, text: str, stop: Sequence[str]) -> str:
     """The text up to (not including) the first stop sequence. Servers usually cut already, but some
     return the stop sequence and some miss one that ends inside a multi-byte token."""
