@@ -281,6 +281,14 @@ JOB_HANDLERS: dict[str, Callable[[Job], None]] = {
 }
 
 
+def job_handler_register(*, kind: str, handler: Callable[[Job], None]) -> None:
+    """Lets another app run its own kind of job (the explorer build lives in `analysis`), from its
+    AppConfig.ready, without this module importing that app."""
+    if kind not in Job.Kind.values:
+        raise ValueError(f"unknown job kind {kind!r}")
+    JOB_HANDLERS[kind] = handler
+
+
 def job_run(*, job_id: int) -> None:
     """Runs a job to completion on this process; what a Celery task body calls."""
     job = job_start(job_id=job_id)

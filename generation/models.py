@@ -184,6 +184,7 @@ class JobKind(models.TextChoices):
     IMPORT = "import", "Import a dataset file"
     EVALUATE = "evaluate", "Evaluate a model"
     GENERATE = "generate", "Generate a dataset"
+    EXPLORE = "explore", "Build the explorer map"
 
 
 class JobStatus(models.TextChoices):
@@ -345,6 +346,9 @@ class EvaluationItem(models.Model):
 
 class GenerationMethod(models.TextChoices):
     PERSONA = "persona", "Persona yes/no statements"
+    MULTIPLE_CHOICE = "multiple-choice", "Few-shot multiple choice"
+    SYCOPHANCY = "sycophancy", "Sycophancy (biographies prepended to questions)"
+    WINOGENDER = "winogender", "Winogender schemas"
 
 
 class GenerationRun(models.Model):
@@ -410,6 +414,9 @@ class Candidate(models.Model):
     prompt = models.TextField()
     raw_output = models.TextField(blank=True)
     text = models.TextField(blank=True, help_text="The parsed, cleaned statement; empty if unparseable.")
+    # What the method parsed besides the text: the choices of a multiple-choice question, the base
+    # question a biography was prepended to, a schema's occupation, participant and pronoun options.
+    parsed = models.JSONField(default=dict, blank=True)
     # Discriminator probabilities: {"label": p_d(label | text), "relevance": ..., ...}.
     scores = models.JSONField(default=dict, blank=True)
     label_probability = models.FloatField(null=True, blank=True)

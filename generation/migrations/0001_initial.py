@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,118 +14,236 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Collection',
+            name="Collection",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=100, unique=True)),
-                ('name', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('is_released', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=100, unique=True)),
+                ("name", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                ("is_released", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Dataset',
+            name="Dataset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=150, unique=True)),
-                ('behavior', models.CharField(help_text='The behavior the dataset tests.', max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('category', models.CharField(blank=True, max_length=100)),
-                ('kind', models.CharField(choices=[('yes_no', 'Yes/no statements'), ('multiple_choice', 'Multiple choice'), ('sycophancy', 'Sycophancy'), ('winogender', 'Winogender schemas')], max_length=20)),
-                ('origin', models.CharField(choices=[('imported', 'Imported'), ('generated', 'Generated')], max_length=20)),
-                ('purpose', models.CharField(choices=[('evaluation', 'Evaluation'), ('few_shot', 'Few-shot generation prompts'), ('reference', 'Reference material')], default='evaluation', max_length=20)),
-                ('source_path', models.CharField(blank=True, max_length=500)),
-                ('source_sha256', models.CharField(blank=True, max_length=64)),
-                ('upstream_commit', models.CharField(blank=True, max_length=40)),
-                ('field_order', models.JSONField(blank=True, default=list)),
-                ('json_ensure_ascii', models.BooleanField(default=True)),
-                ('example_count', models.PositiveIntegerField(default=0)),
-                ('label_counts', models.JSONField(blank=True, default=dict)),
-                ('mean_label_confidence', models.FloatField(blank=True, null=True)),
-                ('import_report', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('collection', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='datasets', to='generation.collection')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("slug", models.SlugField(max_length=150, unique=True)),
+                ("behavior", models.CharField(help_text="The behavior the dataset tests.", max_length=200)),
+                ("description", models.TextField(blank=True)),
+                ("category", models.CharField(blank=True, max_length=100)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("yes_no", "Yes/no statements"),
+                            ("multiple_choice", "Multiple choice"),
+                            ("sycophancy", "Sycophancy"),
+                            ("winogender", "Winogender schemas"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "origin",
+                    models.CharField(
+                        choices=[("imported", "Imported"), ("generated", "Generated")], max_length=20
+                    ),
+                ),
+                (
+                    "purpose",
+                    models.CharField(
+                        choices=[
+                            ("evaluation", "Evaluation"),
+                            ("few_shot", "Few-shot generation prompts"),
+                            ("reference", "Reference material"),
+                        ],
+                        default="evaluation",
+                        max_length=20,
+                    ),
+                ),
+                ("source_path", models.CharField(blank=True, max_length=500)),
+                ("source_sha256", models.CharField(blank=True, max_length=64)),
+                ("upstream_commit", models.CharField(blank=True, max_length=40)),
+                ("field_order", models.JSONField(blank=True, default=list)),
+                ("json_ensure_ascii", models.BooleanField(default=True)),
+                ("example_count", models.PositiveIntegerField(default=0)),
+                ("label_counts", models.JSONField(blank=True, default=dict)),
+                ("mean_label_confidence", models.FloatField(blank=True, null=True)),
+                ("import_report", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "collection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="datasets",
+                        to="generation.collection",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['collection__name', 'slug'],
+                "ordering": ["collection__name", "slug"],
             },
         ),
         migrations.CreateModel(
-            name='Example',
+            name="Example",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField()),
-                ('question', models.TextField(blank=True)),
-                ('statement', models.TextField(blank=True)),
-                ('answer_matching_behavior', models.CharField(blank=True, db_index=True, max_length=500)),
-                ('answer_not_matching_behavior', models.JSONField(blank=True, null=True)),
-                ('label_confidence', models.FloatField(blank=True, null=True)),
-                ('extra', models.JSONField(blank=True, default=dict)),
-                ('key_order', models.JSONField(blank=True, null=True)),
-                ('text_hash', models.CharField(db_index=True, max_length=64)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='examples', to='generation.dataset')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField()),
+                ("question", models.TextField(blank=True)),
+                ("statement", models.TextField(blank=True)),
+                ("answer_matching_behavior", models.CharField(blank=True, db_index=True, max_length=500)),
+                ("answer_not_matching_behavior", models.JSONField(blank=True, null=True)),
+                ("label_confidence", models.FloatField(blank=True, null=True)),
+                ("extra", models.JSONField(blank=True, default=dict)),
+                ("key_order", models.JSONField(blank=True, null=True)),
+                ("text_hash", models.CharField(db_index=True, max_length=64)),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="examples",
+                        to="generation.dataset",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['dataset', 'position'],
+                "ordering": ["dataset", "position"],
             },
         ),
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('import', 'Import a dataset file')], max_length=30)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=20)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('progress_done', models.PositiveIntegerField(default=0)),
-                ('progress_total', models.PositiveIntegerField(blank=True, null=True)),
-                ('message', models.TextField(blank=True)),
-                ('result', models.JSONField(blank=True, default=dict)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='jobs', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("kind", models.CharField(choices=[("import", "Import a dataset file")], max_length=30)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="queued",
+                        max_length=20,
+                    ),
+                ),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("progress_done", models.PositiveIntegerField(default=0)),
+                ("progress_total", models.PositiveIntegerField(blank=True, null=True)),
+                ("message", models.TextField(blank=True)),
+                ("result", models.JSONField(blank=True, default=dict)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="jobs",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddConstraint(
-            model_name='dataset',
-            constraint=models.UniqueConstraint(condition=models.Q(('source_sha256', ''), _negated=True), fields=('source_sha256',), name='dataset_source_sha256_unique'),
+            model_name="dataset",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("source_sha256", ""), _negated=True),
+                fields=("source_sha256",),
+                name="dataset_source_sha256_unique",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='dataset',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['yes_no', 'multiple_choice', 'sycophancy', 'winogender'])), name='dataset_kind_valid'),
+            model_name="dataset",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["yes_no", "multiple_choice", "sycophancy", "winogender"])),
+                name="dataset_kind_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='dataset',
-            constraint=models.CheckConstraint(condition=models.Q(('origin__in', ['imported', 'generated'])), name='dataset_origin_valid'),
+            model_name="dataset",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("origin__in", ["imported", "generated"])), name="dataset_origin_valid"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='dataset',
-            constraint=models.CheckConstraint(condition=models.Q(('purpose__in', ['evaluation', 'few_shot', 'reference'])), name='dataset_purpose_valid'),
+            model_name="dataset",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("purpose__in", ["evaluation", "few_shot", "reference"])),
+                name="dataset_purpose_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='example',
-            constraint=models.UniqueConstraint(fields=('dataset', 'position'), name='example_position_unique'),
+            model_name="example",
+            constraint=models.UniqueConstraint(
+                fields=("dataset", "position"), name="example_position_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='example',
-            constraint=models.CheckConstraint(condition=models.Q(('label_confidence__isnull', True), models.Q(('label_confidence__gte', 0.0), ('label_confidence__lte', 1.0)), _connector='OR'), name='example_label_confidence_range'),
+            model_name="example",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("label_confidence__isnull", True),
+                    models.Q(("label_confidence__gte", 0.0), ("label_confidence__lte", 1.0)),
+                    _connector="OR",
+                ),
+                name="example_label_confidence_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['import'])), name='job_kind_valid'),
+            model_name="job",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["import"])), name="job_kind_valid"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['queued', 'running', 'succeeded', 'failed', 'cancelled'])), name='job_status_valid'),
+            model_name="job",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["queued", "running", "succeeded", "failed", "cancelled"])),
+                name="job_status_valid",
+            ),
         ),
     ]

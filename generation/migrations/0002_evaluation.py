@@ -6,109 +6,182 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('generation', '0001_initial'),
+        ("generation", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EvaluationItem',
+            name="EvaluationItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('choices', models.JSONField()),
-                ('logprobs', models.JSONField()),
-                ('predicted_index', models.PositiveSmallIntegerField()),
-                ('matches_behavior', models.BooleanField()),
-                ('p_match', models.FloatField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("choices", models.JSONField()),
+                ("logprobs", models.JSONField()),
+                ("predicted_index", models.PositiveSmallIntegerField()),
+                ("matches_behavior", models.BooleanField()),
+                ("p_match", models.FloatField()),
             ],
             options={
-                'ordering': ['run', 'example__position'],
+                "ordering": ["run", "example__position"],
             },
         ),
         migrations.CreateModel(
-            name='EvaluationRun',
+            name="EvaluationRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model_spec', models.CharField(max_length=500)),
-                ('model_name', models.CharField(blank=True, max_length=300)),
-                ('model_fingerprint', models.CharField(blank=True, max_length=200)),
-                ('model_info', models.JSONField(blank=True, default=dict)),
-                ('prompt_format', models.CharField(choices=[('plain', 'Plain (the question as-is)'), ('paper', 'Paper (Human/Assistant)'), ('chat', "The model's chat template")], max_length=10)),
-                ('format_fingerprint', models.CharField(blank=True, max_length=64)),
-                ('data_fingerprint', models.CharField(blank=True, max_length=64)),
-                ('limit', models.PositiveIntegerField(blank=True, help_text='Stratified sample size; empty: all.', null=True)),
-                ('seed', models.IntegerField(default=0)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=20)),
-                ('error', models.TextField(blank=True)),
-                ('item_count', models.PositiveIntegerField(default=0)),
-                ('matching_count', models.PositiveIntegerField(default=0)),
-                ('percent_matching', models.FloatField(blank=True, null=True)),
-                ('ci_low', models.FloatField(blank=True, null=True)),
-                ('ci_high', models.FloatField(blank=True, null=True)),
-                ('mean_p_match', models.FloatField(blank=True, null=True)),
-                ('items_per_second', models.FloatField(blank=True, null=True)),
-                ('seconds', models.FloatField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("model_spec", models.CharField(max_length=500)),
+                ("model_name", models.CharField(blank=True, max_length=300)),
+                ("model_fingerprint", models.CharField(blank=True, max_length=200)),
+                ("model_info", models.JSONField(blank=True, default=dict)),
+                (
+                    "prompt_format",
+                    models.CharField(
+                        choices=[
+                            ("plain", "Plain (the question as-is)"),
+                            ("paper", "Paper (Human/Assistant)"),
+                            ("chat", "The model's chat template"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("format_fingerprint", models.CharField(blank=True, max_length=64)),
+                ("data_fingerprint", models.CharField(blank=True, max_length=64)),
+                (
+                    "limit",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Stratified sample size; empty: all.", null=True
+                    ),
+                ),
+                ("seed", models.IntegerField(default=0)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=20,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("item_count", models.PositiveIntegerField(default=0)),
+                ("matching_count", models.PositiveIntegerField(default=0)),
+                ("percent_matching", models.FloatField(blank=True, null=True)),
+                ("ci_low", models.FloatField(blank=True, null=True)),
+                ("ci_high", models.FloatField(blank=True, null=True)),
+                ("mean_p_match", models.FloatField(blank=True, null=True)),
+                ("items_per_second", models.FloatField(blank=True, null=True)),
+                ("seconds", models.FloatField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.RemoveConstraint(
-            model_name='job',
-            name='job_kind_valid',
+            model_name="job",
+            name="job_kind_valid",
         ),
         migrations.AlterField(
-            model_name='job',
-            name='kind',
-            field=models.CharField(choices=[('import', 'Import a dataset file'), ('evaluate', 'Evaluate a model')], max_length=30),
+            model_name="job",
+            name="kind",
+            field=models.CharField(
+                choices=[("import", "Import a dataset file"), ("evaluate", "Evaluate a model")], max_length=30
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['import', 'evaluate'])), name='job_kind_valid'),
+            model_name="job",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["import", "evaluate"])), name="job_kind_valid"
+            ),
         ),
         migrations.AddField(
-            model_name='evaluationitem',
-            name='example',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='evaluation_items', to='generation.example'),
+            model_name="evaluationitem",
+            name="example",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="evaluation_items",
+                to="generation.example",
+            ),
         ),
         migrations.AddField(
-            model_name='evaluationrun',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="evaluationrun",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='evaluationrun',
-            name='dataset',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='evaluation_runs', to='generation.dataset'),
+            model_name="evaluationrun",
+            name="dataset",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="evaluation_runs",
+                to="generation.dataset",
+            ),
         ),
         migrations.AddField(
-            model_name='evaluationrun',
-            name='job',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='generation.job'),
+            model_name="evaluationrun",
+            name="job",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="generation.job",
+            ),
         ),
         migrations.AddField(
-            model_name='evaluationitem',
-            name='run',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='generation.evaluationrun'),
+            model_name="evaluationitem",
+            name="run",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="items",
+                to="generation.evaluationrun",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='evaluationrun',
-            constraint=models.CheckConstraint(condition=models.Q(('prompt_format__in', ['plain', 'paper', 'chat'])), name='run_prompt_format_valid'),
+            model_name="evaluationrun",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("prompt_format__in", ["plain", "paper", "chat"])),
+                name="run_prompt_format_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='evaluationrun',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['queued', 'running', 'succeeded', 'failed'])), name='run_status_valid'),
+            model_name="evaluationrun",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["queued", "running", "succeeded", "failed"])),
+                name="run_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='evaluationitem',
-            constraint=models.UniqueConstraint(fields=('run', 'example'), name='evaluation_item_unique'),
+            model_name="evaluationitem",
+            constraint=models.UniqueConstraint(fields=("run", "example"), name="evaluation_item_unique"),
         ),
         migrations.AddConstraint(
-            model_name='evaluationitem',
-            constraint=models.CheckConstraint(condition=models.Q(('p_match__gte', 0.0), ('p_match__lte', 1.0)), name='evaluation_item_p_match_range'),
+            model_name="evaluationitem",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("p_match__gte", 0.0), ("p_match__lte", 1.0)),
+                name="evaluation_item_p_match_range",
+            ),
         ),
     ]

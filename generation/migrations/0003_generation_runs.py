@@ -6,132 +6,245 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('generation', '0002_evaluation'),
+        ("generation", "0002_evaluation"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Candidate',
+            name="Candidate",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('label', models.CharField(max_length=50)),
-                ('sample_index', models.PositiveIntegerField()),
-                ('seed', models.BigIntegerField(blank=True, null=True)),
-                ('prompt', models.TextField()),
-                ('raw_output', models.TextField(blank=True)),
-                ('text', models.TextField(blank=True, help_text='The parsed, cleaned statement; empty if unparseable.')),
-                ('scores', models.JSONField(blank=True, default=dict)),
-                ('label_probability', models.FloatField(blank=True, null=True)),
-                ('decision', models.CharField(choices=[('pending', 'Pending'), ('kept', 'Kept'), ('dropped', 'Dropped')], default='pending', max_length=10)),
-                ('reason', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("label", models.CharField(max_length=50)),
+                ("sample_index", models.PositiveIntegerField()),
+                ("seed", models.BigIntegerField(blank=True, null=True)),
+                ("prompt", models.TextField()),
+                ("raw_output", models.TextField(blank=True)),
+                (
+                    "text",
+                    models.TextField(
+                        blank=True, help_text="The parsed, cleaned statement; empty if unparseable."
+                    ),
+                ),
+                ("scores", models.JSONField(blank=True, default=dict)),
+                ("label_probability", models.FloatField(blank=True, null=True)),
+                (
+                    "decision",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("kept", "Kept"), ("dropped", "Dropped")],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['run', 'label', 'sample_index'],
+                "ordering": ["run", "label", "sample_index"],
             },
         ),
         migrations.CreateModel(
-            name='GenerationRun',
+            name="GenerationRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('method', models.CharField(choices=[('persona', 'Persona yes/no statements')], max_length=30)),
-                ('slug', models.SlugField(help_text='Slug of the dataset this run creates.', max_length=150)),
-                ('behavior', models.CharField(max_length=200)),
-                ('description', models.TextField(help_text="Who exhibits the behavior, e.g. 'is politically liberal'.")),
-                ('spec', models.JSONField(default=dict)),
-                ('generator_info', models.JSONField(blank=True, default=dict)),
-                ('discriminator_info', models.JSONField(blank=True, default=dict)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=20)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "method",
+                    models.CharField(choices=[("persona", "Persona yes/no statements")], max_length=30),
+                ),
+                ("slug", models.SlugField(help_text="Slug of the dataset this run creates.", max_length=150)),
+                ("behavior", models.CharField(max_length=200)),
+                (
+                    "description",
+                    models.TextField(help_text="Who exhibits the behavior, e.g. 'is politically liberal'."),
+                ),
+                ("spec", models.JSONField(default=dict)),
+                ("generator_info", models.JSONField(blank=True, default=dict)),
+                ("discriminator_info", models.JSONField(blank=True, default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="queued",
+                        max_length=20,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.RemoveConstraint(
-            model_name='evaluationrun',
-            name='run_status_valid',
+            model_name="evaluationrun",
+            name="run_status_valid",
         ),
         migrations.RemoveConstraint(
-            model_name='job',
-            name='job_kind_valid',
+            model_name="job",
+            name="job_kind_valid",
         ),
         migrations.AddField(
-            model_name='job',
-            name='cancel_requested',
+            model_name="job",
+            name="cancel_requested",
             field=models.BooleanField(default=False),
         ),
         migrations.AlterField(
-            model_name='evaluationrun',
-            name='status',
-            field=models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=20),
+            model_name="evaluationrun",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("queued", "Queued"),
+                    ("running", "Running"),
+                    ("succeeded", "Succeeded"),
+                    ("failed", "Failed"),
+                    ("cancelled", "Cancelled"),
+                ],
+                default="queued",
+                max_length=20,
+            ),
         ),
         migrations.AlterField(
-            model_name='job',
-            name='kind',
-            field=models.CharField(choices=[('import', 'Import a dataset file'), ('evaluate', 'Evaluate a model'), ('generate', 'Generate a dataset')], max_length=30),
+            model_name="job",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("import", "Import a dataset file"),
+                    ("evaluate", "Evaluate a model"),
+                    ("generate", "Generate a dataset"),
+                ],
+                max_length=30,
+            ),
         ),
         migrations.AddConstraint(
-            model_name='evaluationrun',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['queued', 'running', 'succeeded', 'failed', 'cancelled'])), name='run_status_valid'),
+            model_name="evaluationrun",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["queued", "running", "succeeded", "failed", "cancelled"])),
+                name="run_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='job',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['import', 'evaluate', 'generate'])), name='job_kind_valid'),
+            model_name="job",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["import", "evaluate", "generate"])), name="job_kind_valid"
+            ),
         ),
         migrations.AddField(
-            model_name='candidate',
-            name='duplicate_of',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='generation.candidate'),
+            model_name="candidate",
+            name="duplicate_of",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="generation.candidate",
+            ),
         ),
         migrations.AddField(
-            model_name='candidate',
-            name='example',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='candidate', to='generation.example'),
+            model_name="candidate",
+            name="example",
+            field=models.OneToOneField(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="candidate",
+                to="generation.example",
+            ),
         ),
         migrations.AddField(
-            model_name='generationrun',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="generationrun",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='generationrun',
-            name='dataset',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='generation_run', to='generation.dataset'),
+            model_name="generationrun",
+            name="dataset",
+            field=models.OneToOneField(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="generation_run",
+                to="generation.dataset",
+            ),
         ),
         migrations.AddField(
-            model_name='generationrun',
-            name='job',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='generation.job'),
+            model_name="generationrun",
+            name="job",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="generation.job",
+            ),
         ),
         migrations.AddField(
-            model_name='candidate',
-            name='run',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='candidates', to='generation.generationrun'),
+            model_name="candidate",
+            name="run",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="candidates",
+                to="generation.generationrun",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='generationrun',
-            constraint=models.CheckConstraint(condition=models.Q(('method__in', ['persona'])), name='generation_method_valid'),
+            model_name="generationrun",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("method__in", ["persona"])), name="generation_method_valid"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='generationrun',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['queued', 'running', 'succeeded', 'failed', 'cancelled'])), name='generation_status_valid'),
+            model_name="generationrun",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["queued", "running", "succeeded", "failed", "cancelled"])),
+                name="generation_status_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='candidate',
-            constraint=models.UniqueConstraint(fields=('run', 'label', 'sample_index'), name='candidate_sample_unique'),
+            model_name="candidate",
+            constraint=models.UniqueConstraint(
+                fields=("run", "label", "sample_index"), name="candidate_sample_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='candidate',
-            constraint=models.CheckConstraint(condition=models.Q(('decision__in', ['pending', 'kept', 'dropped'])), name='candidate_decision_valid'),
+            model_name="candidate",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("decision__in", ["pending", "kept", "dropped"])),
+                name="candidate_decision_valid",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='candidate',
-            constraint=models.CheckConstraint(condition=models.Q(('label_probability__isnull', True), models.Q(('label_probability__gte', 0.0), ('label_probability__lte', 1.0)), _connector='OR'), name='candidate_label_probability_range'),
+            model_name="candidate",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("label_probability__isnull", True),
+                    models.Q(("label_probability__gte", 0.0), ("label_probability__lte", 1.0)),
+                    _connector="OR",
+                ),
+                name="candidate_label_probability_range",
+            ),
         ),
     ]
