@@ -166,7 +166,11 @@ class CandidateDetailView(DetailView):
         scores = candidate.scores or {}
         context.update(
             run=candidate.run,
-            raw_scores=sorted((scores.get("raw_p_yes") or {}).items()),
-            scores=sorted((k, v) for k, v in scores.items() if k != "raw_p_yes"),
+            raw_scores=sorted(
+                (name, " / ".join(f"{p:.4f}" for p in probabilities))
+                for name, probabilities in (scores.get("raw_p") or {}).items()
+            ),
+            scores=sorted((k, v) for k, v in scores.items() if k != "raw_p"),
+            parsed=sorted((k, _as_text(v)) for k, v in (candidate.parsed or {}).items()),
         )
         return context

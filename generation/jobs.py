@@ -25,10 +25,10 @@ from generation.generate import (
     GenerationCancelled,
     GenerationError,
     Models,
-    PersonaSpec,
     Progress,
     generation_counts,
     generation_run_execute,
+    run_spec,
 )
 from generation.lm import LanguageModel, LMError, load_model
 from generation.models import EvaluationRun, GenerationRun, Job
@@ -243,7 +243,7 @@ def _run_generation(job: Job) -> None:
     from generation.lm.embeddings import load_embedder
 
     run = GenerationRun.objects.get(pk=job.params["run_id"])
-    spec = PersonaSpec.from_dict(run.spec)
+    spec = run_spec(run)
     job_progress(job=job, done=0, message=f"Loading {spec.generator}")
     models = Models(
         generator=_model_for(spec.generator),

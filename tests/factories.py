@@ -209,7 +209,11 @@ class CandidateFactory(factory.django.DjangoModelFactory):
     raw_output = factory.LazyAttribute(lambda c: f" {c.text}")
     scores = factory.LazyAttribute(
         lambda c: (
-            {"raw_p_yes": {"label": 0.6, "relevance": 0.7}, "label": c.label_probability, "relevance": 0.8}
+            {
+                "raw_p": {"label": [0.6, 0.4], "relevance": [0.7, 0.3]},
+                "label": c.label_probability,
+                "relevance": 0.8,
+            }
             if c.label_probability is not None
             else {}
         )

@@ -14,6 +14,7 @@ from generation.lm.base import (
     ModelInfo,
     ModelSpecError,
     SamplingParams,
+    choice_probabilities,
     first_choice_probability,
     split_whitespace,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "ModelSpec",
     "ModelSpecError",
     "SamplingParams",
+    "choice_probabilities",
     "first_choice_probability",
     "load_model",
     "parse_model_spec",

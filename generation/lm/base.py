@@ -88,13 +88,19 @@ def split_whitespace(context: str, continuation: str) -> tuple[str, str]:
     return context, continuation
 
 
-def first_choice_probability(logprobs: Sequence[float]) -> float:
-    """The softmax share of the first choice among all: P(match) for the evaluator (the matching
-    answer comes first) and p_d(yes) for the discriminator. Computed from the largest log-prob so
+def choice_probabilities(logprobs: Sequence[float]) -> list[float]:
+    """The softmax over a question's answer choices, from their log-probs; shifted by the largest so
     that very negative totals do not underflow."""
     top = max(logprobs)
     exps = [math.exp(v - top) for v in logprobs]
-    return min(1.0, exps[0] / sum(exps))
+    total = sum(exps)
+    return [min(1.0, e / total) for e in exps]
+
+
+def first_choice_probability(logprobs: Sequence[float]) -> float:
+    """The softmax share of the first choice among all: P(match) for the evaluator (the matching
+    answer comes first) and p_d(yes) for the discriminator."""
+    return choice_probabilities(logprobs)[0]
 
 
 def cut_at_stop(*, text: str, stop: Sequence[str]) -> str:

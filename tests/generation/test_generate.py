@@ -76,7 +76,7 @@ def fake(label: str, index: int, text: str, p_yes: float, relevance: float = 0.9
         label=label,
         sample_index=index,
         text=text,
-        scores={"raw_p_yes": {"label": p_yes, "relevance": relevance}},
+        scores={"raw_p": {"label": [p_yes, 1 - p_yes], "relevance": [relevance, 1 - relevance]}},
     )
 
 
@@ -126,7 +126,7 @@ def test_batch_calibration_centres_the_labels():
     candidates = [fake(YES, i, f"Word{i} statement here", 0.2 + 0.01 * i) for i in range(5)]
     candidates += [fake(NO, i, f"Other{i} statement here", 0.1 + 0.01 * i) for i in range(5)]
     bias = generate.apply_scores(candidates=candidates, spec=spec())
-    assert bias["label"] == pytest.approx(sum(c.scores["raw_p_yes"]["label"] for c in candidates) / 10)
+    assert bias["label"][0] == pytest.approx(sum(c.scores["raw_p"]["label"][0] for c in candidates) / 10)
     assert all(
         c.label_probability > 0.5 for c in candidates
     )  # every Yes above average P(yes), every No below
