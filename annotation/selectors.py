@@ -14,9 +14,14 @@ from annotation.models import AnnotationProject, ProjectItem, Response, Worker
 
 
 def worker_for_user(*, user: AbstractBaseUser) -> Worker | None:
+    """The user's worker; no query when it was loaded with the user (the API's token
+    authentication does that)."""
     if not user.is_authenticated:
         return None
-    return Worker.objects.filter(user=user).first()
+    try:
+        return user.annotation_worker
+    except Worker.DoesNotExist:
+        return None
 
 
 def worker_project(*, worker: Worker, slug: str | None = None) -> AnnotationProject | None:
@@ -72,6 +77,21 @@ def worker_gold_accuracy(*, project: AnnotationProject) -> dict[int, tuple[int, 
     return {worker_id: (right, total) for worker_id, (right, total) in result.items()}
 
 
+def worker_fails_gold(*, project: AnnotationProject, right: int, total: int) -> bool:
+    """The project's rule for a worker whose gold answers disqualify them: below the threshold after
+    at least `gold_min_answers` gold answers."""
+    return total > 0 and total >= project.gold_min_answers and right / total < project.gold_threshold
+
+
+def project_gold_failing_worker_ids(*, project: AnnotationProject) -> set[int]:
+    """Ids of the project's workers who fail gold (one query)."""
+    return {
+        worker_id
+        for worker_id, (right, total) in worker_gold_accuracy(project=project).items()
+        if worker_fails_gold(project=project, right=right, total=total)
+    }
+
+
 def project_worker_stats(*, project: AnnotationProject) -> list[dict]:
     """One row per worker of the project: responses, median time on task, gold accuracy, exclusion."""
     times: dict[int, list[int]] = defaultdict(list)
@@ -92,9 +112,7 @@ def project_worker_stats(*, project: AnnotationProject) -> list[dict]:
                 "gold_right": right,
                 "gold_total": total,
                 "gold_accuracy": right / total if total else None,
-                "below_threshold": bool(
-                    total >= project.gold_min_answers and right / total < project.gold_threshold
-                ),
+                "below_threshold": worker_fails_gold(project=project, right=right, total=total),
             }
         )
     return rows
