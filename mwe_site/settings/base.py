@@ -204,3 +204,6 @@ LOGGING = {
     "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }
 MWE_UPLOAD_MAX_BYTES = int(os.environ.get("MWE_UPLOAD_MAX_BYTES", str(200 * 1024 * 1024)))
+# The model that writes the explorer's one-sentence cluster summaries (a model spec, e.g.
+# smollm2-135m); empty: clusters are labelled with their keywords only.
+MWE_EXPLORER_SUMMARY_MODEL = os.environ.get("MWE_EXPLORER_SUMMARY_MODEL", "")
