@@ -535,7 +535,7 @@ def _replicates(table: RatingTable, weights_iter: Iterator[np.ndarray]) -> dict[
     def add(name: str, values: np.ndarray) -> None:
         chunks.setdefault(name, []).append(values)
 
-    for weights in weights_iter:
+    def one_chunk(weights: np.ndarray) -> None:
         total = weights.sum(axis=1)
         for prefix, yes, counts, pairs in (
             ("label", label_yes, label_counts, label_pairs),
@@ -569,6 +569,11 @@ def _replicates(table: RatingTable, weights_iter: Iterator[np.ndarray]) -> dict[
             conf_weights = weights[:, conf_mask]
             add("spearman", weighted_spearman(confidence, agreement_share, conf_weights))
             add("auc", weighted_auc(confidence, majority[conf_mask], conf_weights))
+
+    for weights in weights_iter:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # A resample may lack what a figure needs (no example with a label confidence): NaN.
+            one_chunk(weights)
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
