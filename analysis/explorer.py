@@ -335,8 +335,28 @@ def clusters_find(*, coords: np.ndarray, min_cluster_size: int) -> tuple[np.ndar
     return labels, used
 
 
-# Words of two or more letters (apostrophes and hyphens inside), no numbers.
-_WORD_PATTERN = r"(?u)\b[^\W\d_][\w'-]*[^\W_]\b"
+# Words of two or more letters. Apostrophes split words ("doesn't" -> "doesn", "t"), and the
+# fragments contractions leave behind are stop words, like the rest of "does not".
+_WORD_PATTERN = r"(?u)\b[^\W\d_]{2,}\b"
+_CONTRACTION_FRAGMENTS = {
+    "aren",
+    "couldn",
+    "didn",
+    "doesn",
+    "don",
+    "hadn",
+    "hasn",
+    "haven",
+    "isn",
+    "ll",
+    "re",
+    "shouldn",
+    "ve",
+    "wasn",
+    "weren",
+    "won",
+    "wouldn",
+}
 
 
 def cluster_keywords(
@@ -353,7 +373,13 @@ def cluster_keywords(
         return {}
     groups = [*numbers, -1] if (labels < 0).any() else numbers
     documents = [" ".join(texts[i] for i in np.flatnonzero(labels == number)) for number in groups]
-    vectorizer = CountVectorizer(stop_words="english", token_pattern=_WORD_PATTERN, lowercase=True)
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    vectorizer = CountVectorizer(
+        stop_words=sorted(ENGLISH_STOP_WORDS | _CONTRACTION_FRAGMENTS),
+        token_pattern=_WORD_PATTERN,
+        lowercase=True,
+    )
     try:
         counts = vectorizer.fit_transform(documents).astype(np.float64)
     except ValueError:  # nothing but stop words
