@@ -25,6 +25,9 @@ from generation.models import Collection, Dataset, Example
 
 # The categories import_evals gives the two halves of advanced-ai-risk (human_generated_evals and
 # lm_generated_evals): datasets of one behavior in both are compared side by side.
+# Why a worker's ratings are left out (read as "2 workers who failed the gold checks").
+GOLD_FAILING = "who failed the gold checks"
+EXCLUDED = "excluded by a researcher"
 HUMAN_WRITTEN = ADVANCED_AI_RISK_SUBSETS["human_generated_evals"][1]
 LM_WRITTEN = ADVANCED_AI_RISK_SUBSETS["lm_generated_evals"][1]
 
@@ -127,13 +130,13 @@ def project_ratings(
     if not options.include_gold_failing:
         left_out |= failing
         if count := len(np.unique(rating_worker[failing])):
-            left_out_workers["failed the gold checks"] = count
+            left_out_workers[GOLD_FAILING] = count
     if not options.include_excluded:
         left_out |= excluded_worker
         # A worker both failing gold and excluded is counted once, under gold.
         only_excluded = excluded_worker if options.include_gold_failing else excluded_worker & ~failing
         if count := len(np.unique(rating_worker[only_excluded])):
-            left_out_workers["excluded by a researcher"] = count
+            left_out_workers[EXCLUDED] = count
 
     # Each rating's dataset, through its example; then one slice of items and ratings per dataset.
     order = np.argsort(example_ids)
@@ -408,3 +411,15 @@ def analysis_projects() -> list[AnnotationProject]:
             dataset_count=Coalesce(Subquery(datasets), 0), response_count=Coalesce(Subquery(responses), 0)
         ).order_by("-created_at", "-pk")
     )
+
+
+def example_texts(*, project: AnnotationProject, dataset: Dataset, limit: int) -> dict[int, Example]:
+    """The dataset's regular examples in the project, for charts that show texts (one query)."""
+    examples = (
+        Example.objects.filter(
+            dataset=dataset, annotation_items__project=project, annotation_items__is_gold=False
+        )
+        .select_related("dataset")
+        .order_by("position")[:limit]
+    )
+    return {example.pk: example for example in examples}

@@ -111,7 +111,7 @@ def test_gold_items_never_enter_the_figures_and_gold_failing_workers_are_left_ou
     gold_setup(small, wrong_worker="w4", right_worker="w1")
     default = selectors.project_ratings(project=small)
     assert "gold-source" not in [d.slug for d in default.datasets]
-    assert default.left_out_workers == {"failed the gold checks": 1}
+    assert default.left_out_workers == {selectors.GOLD_FAILING: 1}
     assert default.left_out_ratings == 1
     a = default.tables[small.datasets.get(slug="a").pk]
     # w4 rated a#1: without their rating it has two of three.
@@ -142,7 +142,7 @@ def test_too_few_gold_answers_do_not_fail_a_worker(small):
 def test_excluded_workers_are_left_out_unless_included(small):
     services.worker_set_excluded(worker=Worker.objects.get(external_id="w3"), excluded=True, reason="spam")
     default = selectors.project_ratings(project=small)
-    assert default.left_out_workers == {"excluded by a researcher": 1}
+    assert default.left_out_workers == {selectors.EXCLUDED: 1}
     assert default.tables[a_pk(small)].n == 1
     assert default.pooled_table().n == 1
     both = selectors.project_ratings(project=small, options=RatingOptions(include_excluded=True))
