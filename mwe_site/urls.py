@@ -15,6 +15,7 @@ router.register("generation-runs", generation_api.GenerationRunViewSet, basename
 urlpatterns = [
     path("", include("generation.urls")),
     path("annotate/", include("annotation.urls")),
+    path("analysis/", include("analysis.urls")),
     path("explore/", include("analysis.explorer_urls")),
     path("api/", include("annotation.api_urls")),
     path("api/", include(router.urls)),
