@@ -85,6 +85,7 @@
       cmax: number("cmax", 1),
       q: (q.get("q") || "").slice(0, 200),
       sem: (q.get("sem") || "").slice(0, 300),
+      k: ["10", "50", "100", "500"].indexOf(q.get("k")) !== -1 ? q.get("k") : "100",
       point: q.has("point") ? parseInt(q.get("point"), 10) : null,
       view: view.length === 4 && view.every(isFinite) ? view : null,
       clusters: q.get("clusters") !== "0",
@@ -104,6 +105,7 @@
     if (state.cmax < 1) q.set("cmax", String(state.cmax));
     if (state.q) q.set("q", state.q);
     if (state.sem) q.set("sem", state.sem);
+    if (state.sem && state.k !== "100") q.set("k", state.k);
     if (state.point !== null) q.set("point", String(state.point));
     if (state.view) q.set("view", state.view.map(function (v) { return v.toPrecision(6); }).join(","));
     if (!state.clusters) q.set("clusters", "0");
@@ -230,19 +232,23 @@
     return count;
   }
 
-  var semanticResult = null; // {query, indices}
+  var semanticResult = null; // {query, k, indices}
+
+  function semanticCurrent() {
+    return Boolean(state.sem && semanticResult && semanticResult.query === state.sem && semanticResult.k === state.k);
+  }
 
   function refreshMatches() {
     matched = new Uint8Array(data.n);
     var textCount = textMatches();
     var semanticCount = 0;
-    if (semanticResult && semanticResult.query === state.sem) {
+    if (semanticCurrent()) {
       semanticResult.indices.forEach(function (i) {
         if (i < data.n) matched[i] = 1;
       });
       semanticCount = semanticResult.indices.length;
     }
-    searching = Boolean(state.q.trim()) || Boolean(state.sem && semanticResult && semanticResult.query === state.sem);
+    searching = Boolean(state.q.trim()) || semanticCurrent();
     matchParts = [];
     if (state.q.trim()) matchParts.push(textCount + " containing “" + state.q.trim() + "”");
     if (semanticCount) matchParts.push("the " + semanticCount + " nearest in meaning to “" + state.sem + "”");
@@ -805,14 +811,16 @@
   }
 
   function semanticSearch() {
-    var query = el("semantic-search").value.trim();
+    var query = el("semantic-search").value.trim().slice(0, 300);
+    var k = el("semantic-k").value;
     state.sem = query;
+    state.k = k;
     if (!query) {
       semanticResult = null;
       return changed(true);
     }
     message.textContent = "Searching by meaning…";
-    return fetch(config.search + "?" + new URLSearchParams({ q: query }).toString())
+    return fetch(config.search + "?" + new URLSearchParams({ q: query, k: k }).toString())
       .then(function (response) {
         return response.json().then(function (body) {
           if (!response.ok) throw new Error(body.error || "HTTP " + response.status);
@@ -820,7 +828,7 @@
         });
       })
       .then(function (body) {
-        semanticResult = { query: query, indices: body.indices };
+        semanticResult = { query: query, k: k, indices: body.indices };
         message.textContent = "";
         return changed(true);
       })
@@ -872,6 +880,7 @@
     );
     var semantic = el("semantic-search");
     semantic.value = state.sem;
+    el("semantic-k").value = state.k;
     el("semantic-go").addEventListener("click", semanticSearch);
     semantic.addEventListener("keydown", function (event) {
       if (event.key === "Enter") {
@@ -969,11 +978,7 @@
       return { x: rect.left + p[0], y: rect.top + p[1] };
     },
     isVisible: function (index) { return visible ? visible.indexOf(index) !== -1 : false; },
-    matchedCount: function () {
-      var count = 0;
-      for (var i = 0; matched && i < matched.length; i++) count += matched[i];
-      return count;
-    },
+    isMatched: function (index) { return Boolean(searching && matched && matched[index]); },
   };
 
   if (typeof Plotly === "undefined") {

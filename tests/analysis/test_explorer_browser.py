@@ -1,0 +1,212 @@
+"""End to end in a real browser: the explorer page draws a map built by the real pipeline (UMAP,
+HDBSCAN, payload) with the stand-in embedder; the number of points drawn equals the examples,
+hovering shows untrusted text as text, clicking opens the point's panel, filters and both searches
+change what is shown, and the URL keeps the view.
+
+Headless Chromium from the system (`/usr/bin/chromium`), driven by Playwright's sync API against
+pytest-django's `live_server`, as in tests/annotation/test_e2e_browser.py. Deselect with
+`-m "not browser"`."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from analysis import explorer_selectors
+from analysis.explorer import explorer_maps_build
+from tests.analysis.explorer_fakes import CountingEmbedder, ScriptedSummaryModel
+from tests.analysis.test_explorer import topic_dataset
+
+CHROMIUM = os.environ.get("MWE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PAYLOADS = (
+    "<b>bold</b>",
+    '<a href="javascript:window.__xss = 3">link</a>',
+    '<img src=x onerror="window.__xss = 2">',
+    "<script>window.__xss = 1;</script>",
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def allow_orm_beside_playwright():
+    # Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from such a
+    # thread unless told it is safe (it is: the tests are its only users). This module only.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+@pytest.fixture(scope="module")
+def browser(allow_orm_beside_playwright):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        pytest.fail(f"Chromium not found at {CHROMIUM}; `make setup` installs it (or set MWE_CHROMIUM)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.js_errors = errors
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def explorer_map(monkeypatch):
+    explorer_selectors.explorer_caches_clear()
+    embedder = CountingEmbedder()
+    monkeypatch.setattr(explorer_selectors, "query_embedder", lambda: embedder)
+    dataset = topic_dataset("four-topics", per_topic=15)
+    first = dataset.examples.order_by("position").first()
+    first.statement = "I want power " + " ".join(PAYLOADS)
+    first.save()
+    explorer_maps_build(
+        embedder=embedder,
+        datasets=[dataset.slug],
+        include_global=False,
+        summary_model=ScriptedSummaryModel("Summary " + " ".join(PAYLOADS) + "."),
+    )
+    yield dataset
+    explorer_selectors.explorer_caches_clear()
+
+
+def open_map(page, url):
+    page.goto(url)
+    page.wait_for_selector("#explorer[data-state=ready]")
+
+
+def shown(page) -> int:
+    return int(page.get_attribute("#point-count", "data-count"))
+
+
+def highlighted(page) -> int:
+    return int(page.get_attribute("#match-count", "data-count"))
+
+
+def hover(page, index: int) -> None:
+    point = page.evaluate(f"window.mweExplorer.pixelOf({index})")
+    page.mouse.move(point["x"] + 1, point["y"] + 1)
+    page.mouse.move(point["x"], point["y"])
+    page.wait_for_selector(f"#explorer-tooltip[data-index='{index}']")
+
+
+def assert_nothing_injected(page, selector: str) -> None:
+    assert (
+        page.locator(
+            f"{selector} b, {selector} a[href^=javascript], {selector} img, {selector} script"
+        ).count()
+        == 0
+    )
+    assert page.evaluate("window.__xss") is None
+
+
+def test_the_map_draws_every_example_and_shows_untrusted_text_as_text(live_server, page, explorer_map):
+    dataset = explorer_map
+    examples = list(dataset.examples.order_by("position"))
+    open_map(page, f"{live_server.url}/explore/?dataset={dataset.slug}")
+
+    # One point per example, in one trace.
+    assert shown(page) == len(examples) == 60
+    assert page.evaluate("window.mweExplorer.traceLength()") == 60
+    assert page.evaluate("document.getElementById('explorer-map').data.length") == 1
+    assert page.evaluate("document.getElementById('explorer-map').data[0].type") == "scattergl"
+
+    # Hover: the statement with its markup, shown as text.
+    hover(page, 0)
+    assert page.inner_text("#tip-text") == examples[0].statement
+    assert "label No" in page.inner_text("#tip-meta") and "confidence 0.50" in page.inner_text("#tip-meta")
+    assert_nothing_injected(page, "#explorer-tooltip")
+    assert page.evaluate("window.mweExplorer.stats.hoverMs.length") > 0
+
+    # Cluster labels and the legend are text too (the summary is a title attribute, not markup).
+    labels = page.locator("#explorer-cluster-labels .cluster-label")
+    assert labels.count() >= 1
+    assert labels.first.get_attribute("title").startswith("Summary <b>bold</b>")
+    assert_nothing_injected(page, "#explorer-cluster-labels")
+
+    # Click: the panel with the full text, links, the model-written summary and the neighbours.
+    point = page.evaluate("window.mweExplorer.pixelOf(0)")
+    page.mouse.click(point["x"], point["y"])
+    page.wait_for_selector("#point-body ol.neighbours li")
+    assert page.locator("#point-body blockquote").inner_text() == examples[0].statement
+    assert page.locator("#point-body ol.neighbours li").count() == 10
+    assert page.locator(f"#point-body a[href='{examples[0].get_absolute_url()}']").count() == 1
+    assert page.locator(f"#point-body a[href='{dataset.get_absolute_url()}']").count() == 1
+    assert "Summary <b>bold</b>" in page.inner_text("#point-body")
+    assert_nothing_injected(page, "#point-panel")
+    assert "point=0" in page.url
+    assert page.js_errors == []
+
+
+def test_filters_and_searches_change_what_is_shown(live_server, page, explorer_map):
+    dataset = explorer_map
+    examples = list(dataset.examples.order_by("position"))
+    open_map(page, f"{live_server.url}/explore/?dataset={dataset.slug}")
+
+    # Label filter: only the examples whose matching answer is " No".
+    page.locator("#label-filter input[value='Yes']").uncheck()
+    page.wait_for_function("document.getElementById('point-count').dataset.count !== '60'")
+    no_count = sum(e.answer_matching_behavior == " No" for e in examples)
+    assert shown(page) == no_count == page.evaluate("window.mweExplorer.traceLength()")
+
+    # Confidence range, on top of the label filter.
+    page.fill("#conf-min", "0.8")
+    expected = sum(e.answer_matching_behavior == " No" and e.label_confidence >= 0.8 for e in examples)
+    page.wait_for_function(f"document.getElementById('point-count').dataset.count === '{expected}'")
+    assert 0 < expected < no_count
+
+    # Text search highlights the visible texts containing the words.
+    page.fill("#text-search", "cats")
+    expected_cats = sum(
+        "cats" in e.statement.lower() and e.answer_matching_behavior == " No" and e.label_confidence >= 0.8
+        for e in examples
+    )
+    page.wait_for_function("document.getElementById('match-count').dataset.count !== '0'")
+    assert highlighted(page) == expected_cats > 0
+    assert shown(page) == expected  # search highlights, it does not hide
+
+    # The view lives in the URL: reloading it shows the same points.
+    url = page.url
+    assert "labels=No" in url and "cmin=0.8" in url and "q=cats" in url
+    open_map(page, url)
+    assert shown(page) == expected and highlighted(page) == expected_cats
+    assert page.input_value("#text-search") == "cats" and page.input_value("#conf-min") == "0.8"
+
+    # Semantic search: the 10 nearest texts by meaning, found by the server with the same embedder.
+    open_map(page, f"{live_server.url}/explore/?dataset={dataset.slug}")
+    page.fill("#semantic-search", "walking in the rain")
+    page.select_option("#semantic-k", "10")
+    page.click("#semantic-go")
+    page.wait_for_function("document.getElementById('match-count').dataset.count === '10'")
+    assert shown(page) == 60
+    matched = page.evaluate(
+        "Array.from({length: 60}, (_, i) => i).filter(i => window.mweExplorer.isMatched(i))"
+    )
+    assert len(matched) == 10 and all("rain" in examples[i].statement for i in matched)
+    assert "sem=walking+in+the+rain" in page.url and "k=10" in page.url
+
+    # Colour by label confidence: the legend changes to the continuous scale.
+    page.select_option("#color-by", "confidence")
+    page.wait_for_function(
+        "document.querySelector('#legend .legend-caption').textContent === 'Label confidence'"
+    )
+    assert "color=confidence" in page.url
+    assert page.js_errors == []
