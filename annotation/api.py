@@ -9,7 +9,7 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import AuthenticationFailed, NotFound, PermissionDenied, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.throttling import ScopedRateThrottle
@@ -48,6 +48,20 @@ class Conflict(PermissionDenied):
     default_code = "conflict"
 
 
+class WorkerTokenAuthentication(TokenAuthentication):
+    """DRF's token authentication, with the user's worker loaded by the same query (the permission
+    check then needs none): one query per request for authentication, never a cached answer, so a
+    deleted token or a deactivated user is refused at once."""
+
+    def authenticate_credentials(self, key):
+        token = selectors.token_with_user_and_worker(key=key)
+        if token is None:
+            raise AuthenticationFailed("Invalid token.")
+        if not token.user.is_active:
+            raise AuthenticationFailed("User inactive or deleted.")
+        return (token.user, token)
+
+
 class IsWorker(permissions.BasePermission):
     message = "Only annotation workers use this API."
 
@@ -59,7 +73,7 @@ class IsWorker(permissions.BasePermission):
 
 
 class WorkerAPIView(APIView):
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [WorkerTokenAuthentication, SessionAuthentication]
     permission_classes = [IsWorker]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "annotation"
@@ -106,9 +120,6 @@ class TaskNextView(WorkerAPIView):
         assignment = services.task_claim(worker=self.worker, project=project)
         if assignment is None:
             return ApiResponse(status=status.HTTP_204_NO_CONTENT)
-        assignment = (
-            type(assignment).objects.select_related("project", "item__example__dataset").get(pk=assignment.pk)
-        )
         return ApiResponse(AssignmentSerializer(assignment).data)
 
 

@@ -139,7 +139,16 @@ class ProjectItem(models.Model):
             ),
             models.CheckConstraint(condition=Q(overlap__gte=1), name="annotation_item_overlap_min"),
         ]
-        indexes = [models.Index(fields=["project", "is_gold", "reserved_count"], name="annotation_item_open")]
+        indexes = [
+            # The claim's scan: open items of a project in primary-key order. Partial, so items that
+            # are full drop out of it and a claim never walks past them, however far the project
+            # has progressed.
+            models.Index(
+                fields=["project", "is_gold", "id"],
+                condition=Q(reserved_count__lt=F("overlap")),
+                name="annotation_item_open",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.project.slug}: {self.example}"
@@ -173,8 +182,9 @@ class Assignment(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=AssignmentStatus.values), name="annotation_assignment_status_valid"
             ),
+            # Worker first: it doubles as the index of a worker's live leases.
             models.UniqueConstraint(
-                fields=["item", "worker"],
+                fields=["worker", "item"],
                 condition=Q(status="claimed"),
                 name="annotation_assignment_one_live_lease",
             ),
@@ -184,7 +194,8 @@ class Assignment(models.Model):
         ]
         indexes = [
             models.Index(fields=["project", "status", "expires_at"], name="annotation_assignment_live"),
-            models.Index(fields=["worker", "status"], name="annotation_assignment_worker"),
+            # "Has this worker ever had this item?", asked of each candidate item by a claim.
+            models.Index(fields=["worker", "item"], name="annotation_assignment_seen"),
         ]
 
     def __str__(self) -> str:

@@ -3,14 +3,103 @@ statistics, gold accuracy and the response export."""
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections import defaultdict
 from collections.abc import Iterator
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, F, Q, QuerySet
+from django.db import DEFAULT_DB_ALIAS, connection
+from django.db.models import Count, F, Field, Model, Q, QuerySet
+from rest_framework.authtoken.models import Token
 
 from annotation.models import AnnotationProject, ProjectItem, Response, Worker
+
+# --- The API's hot reads ----------------------------------------------------------------------------
+# Every API request authenticates and most look up the worker's project. Through the ORM each of those
+# queries costs more CPU to build than PostgreSQL takes to answer it, so they are written once here
+# from the models' own table and column names, and their rows become model instances through the same
+# converters the ORM applies.
+
+
+def _columns(alias: str, fields: list[Field]) -> str:
+    return ", ".join(f"{alias}.{connection.ops.quote_name(field.column)}" for field in fields)
+
+
+@functools.cache
+def _loaders(vendor: str, model: type[Model], fields: tuple[Field, ...]) -> tuple[list[str], list[tuple]]:
+    """The attribute names of `fields` and, per field, its column and the backend's and the field's
+    converters (what the ORM's compiler would apply)."""
+    converters = []
+    for field in fields:
+        col = field.get_col(model._meta.db_table)
+        converters.append((col, connection.ops.get_db_converters(col) + field.get_db_converters(connection)))
+    return [field.attname for field in fields], converters
+
+
+def instance_from_row(model: type[Model], fields: list[Field], values) -> Model:
+    """A model instance, as the ORM would load it, from raw column values of `fields` (the others
+    are deferred)."""
+    names, converters = _loaders(connection.vendor, model, tuple(fields))
+    converted = []
+    for (col, functions), value in zip(converters, values, strict=True):
+        for function in functions:
+            value = function(value, col, connection)
+        converted.append(value)
+    return model.from_db(DEFAULT_DB_ALIAS, names, converted)
+
+
+# Only names from the models' metadata go into these statements; values are bound parameters.
+
+
+@functools.cache
+def _token_sql(vendor: str) -> str:
+    q = connection.ops.quote_name
+    user_model = get_user_model()
+    user_pk = q(user_model._meta.pk.column)
+    return (
+        f"SELECT {_columns('t', _token_fields())}, {_columns('u', _user_fields())}, "  # noqa: S608
+        f"{_columns('w', _worker_fields())} "
+        f"FROM {q(Token._meta.db_table)} t "
+        f"JOIN {q(user_model._meta.db_table)} u ON u.{user_pk} = t.{q(Token._meta.get_field('user').column)} "
+        f"LEFT JOIN {q(Worker._meta.db_table)} w ON w.{q(Worker._meta.get_field('user').column)} = u.{user_pk} "
+        f"WHERE t.{q(Token._meta.pk.column)} = %s"
+    )
+
+
+def _token_fields() -> list[Field]:
+    return list(Token._meta.concrete_fields)
+
+
+def _user_fields() -> list[Field]:
+    return list(get_user_model()._meta.concrete_fields)
+
+
+def _worker_fields() -> list[Field]:
+    return list(Worker._meta.concrete_fields)
+
+
+def token_with_user_and_worker(*, key: str) -> Token | None:
+    """The API token `key` with its user, and the user's worker (None when the user is not a worker)
+    cached on the user: one query. None when no such token exists."""
+    with connection.cursor() as cursor:
+        cursor.execute(_token_sql(connection.vendor), [key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    token_fields, user_fields, worker_fields = _token_fields(), _user_fields(), _worker_fields()
+    token = instance_from_row(Token, token_fields, row[: len(token_fields)])
+    user_values = row[len(token_fields) : len(token_fields) + len(user_fields)]
+    user = instance_from_row(get_user_model(), user_fields, user_values)
+    worker_values = row[len(token_fields) + len(user_fields) :]
+    worker = None
+    if worker_values[0] is not None:
+        worker = instance_from_row(Worker, worker_fields, worker_values)
+        Worker._meta.get_field("user").set_cached_value(worker, user)
+    Worker._meta.get_field("user").remote_field.set_cached_value(user, worker)
+    Token._meta.get_field("user").set_cached_value(token, user)
+    return token
 
 
 def worker_for_user(*, user: AbstractBaseUser) -> Worker | None:
@@ -24,12 +113,32 @@ def worker_for_user(*, user: AbstractBaseUser) -> Worker | None:
         return None
 
 
+@functools.cache
+def _worker_project_sql(vendor: str, *, by_slug: bool) -> str:
+    q = connection.ops.quote_name
+    membership = Worker.projects.through._meta
+    project_pk = q(AnnotationProject._meta.pk.column)
+    return (
+        f"SELECT {_columns('p', list(AnnotationProject._meta.concrete_fields))} "  # noqa: S608
+        f"FROM {q(AnnotationProject._meta.db_table)} p "
+        f"JOIN {q(membership.db_table)} m ON m.{q(membership.get_field('annotationproject').column)} = "
+        f"p.{project_pk} "
+        f"WHERE m.{q(membership.get_field('worker').column)} = %s AND p.{q('is_active')}"
+        + (f" AND p.{q('slug')} = %s" if by_slug else "")
+        + f" ORDER BY p.{project_pk} LIMIT 1"
+    )
+
+
 def worker_project(*, worker: Worker, slug: str | None = None) -> AnnotationProject | None:
-    """The project a worker works on: the one named, or their first active one."""
-    projects = worker.projects.filter(is_active=True).order_by("pk")
-    if slug:
-        projects = projects.filter(slug=slug)
-    return projects.first()
+    """The project a worker works on: the one named, or their first active one (one query)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _worker_project_sql(connection.vendor, by_slug=bool(slug)),
+            [worker.pk, slug] if slug else [worker.pk],
+        )
+        row = cursor.fetchone()
+    fields = list(AnnotationProject._meta.concrete_fields)
+    return None if row is None else instance_from_row(AnnotationProject, fields, row)
 
 
 def worker_progress(*, worker: Worker, project: AnnotationProject) -> dict[str, int]:

@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema_field
+import functools
+
 from rest_framework import serializers
 
 from annotation.markdown import render_markdown
-from annotation.models import Assignment, Response
+from annotation.models import Assignment, AssignmentStatus
+from generation.models import Example
+
+# A project's instructions are rendered with every task it hands out; they rarely change, so each
+# process keeps the latest few renderings (keyed by the Markdown source itself, never stale).
+_instructions_html = functools.lru_cache(maxsize=32)(render_markdown)
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -50,74 +56,56 @@ class NextTaskRequestSerializer(serializers.Serializer):
     )
 
 
+# The output serializers below declare their fields instead of deriving them from the models: a
+# ModelSerializer rebuilds its fields from the model on every instance, which on the claim and
+# submit endpoints cost more CPU than the database work itself.
+
+
 class TaskExampleSerializer(serializers.Serializer):
-    text = serializers.CharField(help_text="The example as written by the LM (untrusted text).")
-    label = serializers.CharField(help_text="The answer that matches the behavior, to be judged.")
-    dataset = serializers.CharField()
-    behavior = serializers.CharField(help_text="The behavior the dataset tests.")
-    behavior_description = serializers.CharField(allow_blank=True)
+    text = serializers.CharField(
+        read_only=True, help_text="The example as written by the LM (untrusted text)."
+    )
+    label = serializers.SerializerMethodField(help_text="The answer that matches the behavior, to be judged.")
+    dataset = serializers.CharField(source="dataset.slug", read_only=True)
+    behavior = serializers.CharField(
+        source="dataset.behavior", read_only=True, help_text="The behavior the dataset tests."
+    )
+    behavior_description = serializers.CharField(source="dataset.description", read_only=True)
+
+    def get_label(self, example: Example) -> str:
+        return example.answer_matching_behavior.strip()
 
 
-class AssignmentSerializer(serializers.ModelSerializer):
-    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    example = serializers.SerializerMethodField()
-    instructions = serializers.SerializerMethodField(help_text="The project's instructions (Markdown).")
+class AssignmentSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    project = serializers.CharField(source="project.slug", read_only=True)
+    status = serializers.ChoiceField(choices=AssignmentStatus.choices, read_only=True)
+    claimed_at = serializers.DateTimeField(read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True)
+    example = TaskExampleSerializer(source="item.example", read_only=True)
+    instructions = serializers.CharField(
+        source="project.instructions", read_only=True, help_text="The project's instructions (Markdown)."
+    )
     instructions_html = serializers.SerializerMethodField(help_text="The instructions as safe HTML.")
 
-    class Meta:
-        model = Assignment
-        fields = [
-            "id",
-            "project",
-            "status",
-            "claimed_at",
-            "expires_at",
-            "example",
-            "instructions",
-            "instructions_html",
-        ]
-
-    @extend_schema_field(TaskExampleSerializer)
-    def get_example(self, obj: Assignment) -> dict:
-        example = obj.item.example
-        dataset = example.dataset
-        return TaskExampleSerializer(
-            {
-                "text": example.text,
-                "label": example.answer_matching_behavior.strip(),
-                "dataset": dataset.slug,
-                "behavior": dataset.behavior,
-                "behavior_description": dataset.description,
-            }
-        ).data
-
-    def get_instructions(self, obj: Assignment) -> str:
-        return obj.project.instructions
-
     def get_instructions_html(self, obj: Assignment) -> str:
-        return str(render_markdown(obj.project.instructions))
+        return str(_instructions_html(obj.project.instructions))
 
 
-class AssignmentStatusSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Assignment
-        fields = ["id", "status", "expires_at"]
+class AssignmentStatusSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    status = serializers.ChoiceField(choices=AssignmentStatus.choices, read_only=True)
+    expires_at = serializers.DateTimeField(read_only=True)
 
 
-class ResponseSerializer(serializers.ModelSerializer):
-    assignment = serializers.PrimaryKeyRelatedField(read_only=True)
-
-    class Meta:
-        model = Response
-        fields = [
-            "id",
-            "assignment",
-            "relevance",
-            "label_correct",
-            "ambiguous",
-            "time_on_task_ms",
-            "created_at",
-        ]
+class ResponseSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    assignment = serializers.IntegerField(source="assignment_id", read_only=True)
+    relevance = serializers.IntegerField(read_only=True, help_text="1 (Horrible) to 5 (Amazing).")
+    label_correct = serializers.BooleanField(read_only=True)
+    ambiguous = serializers.BooleanField(read_only=True)
+    time_on_task_ms = serializers.IntegerField(read_only=True, allow_null=True)
+    created_at = serializers.DateTimeField(read_only=True)
 
 
 class ProgressSerializer(serializers.Serializer):

@@ -21,7 +21,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Value, When
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -34,6 +34,7 @@ from annotation.models import (
     Response,
     Worker,
 )
+from annotation.selectors import instance_from_row
 from generation.models import Dataset, Example
 
 BULK_BATCH = 1000
@@ -179,8 +180,9 @@ def worker_set_excluded(*, worker: Worker, excluded: bool, reason: str = "") -> 
     worker.save(update_fields=["excluded", "excluded_reason", "excluded_at"])
     if excluded:
         # Their open leases return to the pool at once rather than at expiry.
-        for assignment in Assignment.objects.filter(worker=worker, status=Assignment.Status.CLAIMED):
-            _finish_lease(assignment=assignment, status=Assignment.Status.RELEASED)
+        _end_leases(
+            Assignment.objects.filter(worker=worker), status=Assignment.Status.RELEASED, now=timezone.now()
+        )
     return worker
 
 
@@ -216,22 +218,31 @@ def _release_slots(item_ids: list[int]) -> None:
     ProjectItem.objects.filter(pk__in=counts).update(reserved_count=F("reserved_count") - decrement)
 
 
-def _expire_stale(*, project: AnnotationProject, now=None) -> int:
-    # Leases locked by a concurrent transaction (being submitted right now) are skipped: their
-    # owner decides their fate.
-    now = now or timezone.now()
-    stale = list(
-        Assignment.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(project=project, status=Assignment.Status.CLAIMED, expires_at__lte=now)
+def _end_leases(leases, *, status: str, now) -> int:
+    """End the live leases of `leases` (a queryset) and return their slots.
+
+    Lock order, which keeps every writer free of deadlocks: leases before items, each in primary-key
+    order (a submit or release holds one lease, then one item; a claim never waits for a lock).
+    A lease being submitted right now is waited for, then re-checked: once submitted, it is no
+    longer live and stays out. Waiting, not skipping, means that when this returns, every stale lease
+    has been dealt with, so a claim that swept finds every slot that expiry freed."""
+    ended = list(
+        leases.select_for_update(of=("self",))
+        .filter(status=Assignment.Status.CLAIMED)
+        .order_by("pk")
         .values_list("pk", "item_id")
     )
-    if not stale:
+    if not ended:
         return 0
-    Assignment.objects.filter(pk__in=[pk for pk, _ in stale]).update(
-        status=Assignment.Status.EXPIRED, finished_at=now
-    )
-    _release_slots([item_id for _, item_id in stale])
-    return len(stale)
+    Assignment.objects.filter(pk__in=[pk for pk, _ in ended]).update(status=status, finished_at=now)
+    _release_slots([item_id for _, item_id in ended])
+    return len(ended)
+
+
+def _expire_stale(*, project: AnnotationProject, now=None) -> int:
+    now = now or timezone.now()
+    stale = Assignment.objects.filter(project=project, expires_at__lte=now)
+    return _end_leases(stale, status=Assignment.Status.EXPIRED, now=now)
 
 
 @transaction.atomic
@@ -244,6 +255,7 @@ def _pick_item(*, project: AnnotationProject, worker: Worker, gold: bool) -> Pro
     seen = Assignment.objects.filter(item=OuterRef("pk"), worker=worker)
     return (
         ProjectItem.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("example__dataset")
         .filter(project=project, is_gold=gold, reserved_count__lt=F("overlap"))
         .filter(~Exists(seen))
         .order_by("pk")
@@ -251,20 +263,216 @@ def _pick_item(*, project: AnnotationProject, worker: Worker, gold: bool) -> Pro
     )
 
 
-@transaction.atomic
+# --- PostgreSQL statements ------------------------------------------------------------------------
+# A claim and a submit are each one statement on PostgreSQL: one round trip, atomic by itself (no
+# BEGIN/COMMIT), and no ORM query building on the hottest paths of the site. They do exactly what the
+# ORM paths below do (SQLite runs those), under the same constraints, which stay the last guard.
+# The statements are assembled once, at import, from the models' table and column names only; every
+# value goes in as a bound parameter (hence the noqa: S608 below).
+
+_TABLES = {
+    "item": ProjectItem._meta.db_table,
+    "assignment": Assignment._meta.db_table,
+    "response": Response._meta.db_table,
+    "example": Example._meta.db_table,
+    "dataset": Dataset._meta.db_table,
+    "claimed": Assignment.Status.CLAIMED.value,
+    "submitted": Assignment.Status.SUBMITTED.value,
+    "expired": Assignment.Status.EXPIRED.value,
+}
+_EXAMPLE_FIELDS = [field for field in Example._meta.concrete_fields]
+_DATASET_FIELDS = [Dataset._meta.get_field(name) for name in ("id", "slug", "behavior", "description")]
+_ITEM_FIELDS = [ProjectItem._meta.get_field(name) for name in ("id", "project", "example", "is_gold")]
+
+
+def _open_item_sql(*, gold: bool) -> str:
+    # The open items in primary-key order come from the partial index annotation_item_open; each is
+    # checked against the worker's history by one probe of the (worker, item) index. OFFSET 0 keeps
+    # that check a per-row probe: as an anti-join PostgreSQL may choose to merge it with every
+    # assignment of every item so far, a cost that grows with the project.
+    # SKIP LOCKED: concurrent claimers take different items instead of queueing on one. The row is
+    # re-checked (reserved_count < overlap) on its latest version when locked.
+    return """
+        SELECT i.id FROM {item} i
+        WHERE i.project_id = %(project)s AND i.is_gold = {gold} AND i.reserved_count < i.overlap
+          AND NOT EXISTS (SELECT 1 FROM current_lease)
+          AND NOT EXISTS (
+              SELECT 1 FROM {assignment} seen WHERE seen.worker_id = %(worker)s AND seen.item_id = i.id
+              OFFSET 0
+          )
+        ORDER BY i.id LIMIT 1
+        FOR UPDATE OF i SKIP LOCKED
+    """.format(gold="true" if gold else "false", **_TABLES)  # noqa: S608
+
+
+def _claim_sql(*, gold: bool) -> str:
+    """The worker's live lease, or a new one on an open item they have never seen (a gold item first
+    when `gold` and some regular item is open, as in `_claim_orm`), with the example and dataset to
+    show, and whether the project has leases past their expiry to sweep. Always one row."""
+    if gold:
+        candidates = f"""
+            regular AS ({_open_item_sql(gold=False)}),
+            gold AS ({_open_item_sql(gold=True)}),
+            pick AS (
+                SELECT id FROM (
+                    SELECT id, 0 AS rank FROM gold WHERE EXISTS (SELECT 1 FROM regular)
+                    UNION ALL SELECT id, 1 FROM regular
+                ) candidates ORDER BY rank LIMIT 1
+            ),"""  # noqa: S608
+    else:
+        candidates = f"pick AS ({_open_item_sql(gold=False)}),"  # noqa: S608
+    example_columns = ", ".join(f"e.{field.column}" for field in _EXAMPLE_FIELDS)
+    dataset_columns = ", ".join(f"d.{field.column}" for field in _DATASET_FIELDS)
+    item_columns = ", ".join(f"i.{field.column}" for field in _ITEM_FIELDS)
+    return """
+        WITH current_lease AS (
+            SELECT id, item_id, status, claimed_at, expires_at FROM {assignment}
+            WHERE worker_id = %(worker)s AND project_id = %(project)s AND status = '{claimed}'
+              AND expires_at > %(now)s
+            ORDER BY id LIMIT 1
+        ),
+        {candidates}
+        taken AS (
+            UPDATE {item} i SET reserved_count = i.reserved_count + 1 FROM pick WHERE i.id = pick.id
+            RETURNING i.id
+        ),
+        new_lease AS (
+            INSERT INTO {assignment} (project_id, item_id, worker_id, status, claimed_at, expires_at)
+            SELECT %(project)s, taken.id, %(worker)s, '{claimed}', %(now)s, %(expires)s FROM taken
+            RETURNING id, item_id, status, claimed_at, expires_at
+        ),
+        lease AS (SELECT * FROM new_lease UNION ALL SELECT * FROM current_lease)
+        SELECT
+            EXISTS (
+                SELECT 1 FROM {assignment} WHERE project_id = %(project)s AND status = '{claimed}'
+                  AND expires_at <= %(now)s
+            ),
+            lease.id, lease.status, lease.claimed_at, lease.expires_at,
+            {item_columns}, {example_columns}, {dataset_columns}
+        FROM (SELECT 1) one
+        LEFT JOIN lease ON true
+        LEFT JOIN {item} i ON i.id = lease.item_id
+        LEFT JOIN {example} e ON e.id = i.example_id
+        LEFT JOIN {dataset} d ON d.id = e.dataset_id
+    """.format(  # noqa: S608
+        candidates=candidates,
+        item_columns=item_columns,
+        example_columns=example_columns,
+        dataset_columns=dataset_columns,
+        **_TABLES,
+    )
+
+
+_CLAIM_SQL = _claim_sql(gold=False)
+_CLAIM_WITH_GOLD_SQL = _claim_sql(gold=True)
+
+# Lock the lease; count the response on its item if the lease is live, or if it expired and its slot
+# is still free (then the slot is taken back); mark the lease submitted; insert the response. When
+# the lease is submitted or released, or expired with its slot given away, nothing is written and the
+# response columns are null. A second response by the worker on the item breaks the unique
+# constraint and the whole statement is undone.
+_SUBMIT_SQL = """
+    WITH lease AS (
+        SELECT id, project_id, item_id, status, claimed_at FROM {assignment}
+        WHERE id = %(assignment)s AND worker_id = %(worker)s
+        FOR UPDATE
+    ),
+    counted AS (
+        UPDATE {item} i
+        SET submitted_count = i.submitted_count + 1,
+            reserved_count = i.reserved_count + (CASE WHEN lease.status = '{expired}' THEN 1 ELSE 0 END)
+        FROM lease
+        WHERE i.id = lease.item_id
+          AND (lease.status = '{claimed}' OR (lease.status = '{expired}' AND i.reserved_count < i.overlap))
+        RETURNING i.id
+    ),
+    finished AS (
+        UPDATE {assignment} a SET status = '{submitted}', finished_at = %(now)s
+        FROM counted WHERE a.id = %(assignment)s
+        RETURNING a.id
+    ),
+    answer AS (
+        INSERT INTO {response} (
+            project_id, item_id, worker_id, assignment_id, relevance, label_correct, ambiguous,
+            time_on_task_ms, created_at
+        )
+        SELECT lease.project_id, lease.item_id, %(worker)s, lease.id, %(relevance)s, %(label_correct)s,
+            %(ambiguous)s,
+            COALESCE(
+                %(time_on_task_ms)s,
+                GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (%(now)s - lease.claimed_at)) * 1000))::integer
+            ),
+            %(now)s
+        FROM lease JOIN counted ON counted.id = lease.item_id
+        RETURNING id, time_on_task_ms, created_at
+    )
+    SELECT lease.status, lease.project_id, lease.item_id, answer.id, answer.time_on_task_ms,
+        answer.created_at
+    FROM lease LEFT JOIN answer ON true
+""".format(**_TABLES)  # noqa: S608
+
+
+def _run_one(statement: str, params: dict) -> tuple | None:
+    """The first row of one statement. Outside a transaction the statement commits by itself;
+    inside one, a savepoint keeps a failing statement from breaking the enclosing transaction."""
+    if connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchone()
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchone()
+
+
+def _claim_result(
+    row: tuple, *, worker: Worker, project: AnnotationProject
+) -> tuple[Assignment | None, bool]:
+    stale, lease_id, status, claimed_at, expires_at = row[:5]
+    if lease_id is None:
+        return None, stale
+    values = iter(row[5:])
+    item = instance_from_row(ProjectItem, _ITEM_FIELDS, [next(values) for _ in _ITEM_FIELDS])
+    example = instance_from_row(Example, _EXAMPLE_FIELDS, [next(values) for _ in _EXAMPLE_FIELDS])
+    example.dataset = instance_from_row(Dataset, _DATASET_FIELDS, [next(values) for _ in _DATASET_FIELDS])
+    item.example = example
+    item.project = project
+    assignment = Assignment.from_db(
+        DEFAULT_DB_ALIAS,
+        ["id", "project_id", "item_id", "worker_id", "status", "claimed_at", "expires_at", "finished_at"],
+        [lease_id, project.pk, item.pk, worker.pk, status, claimed_at, expires_at, None],
+    )
+    assignment.item = item
+    assignment.project = project
+    assignment.worker = worker
+    return assignment, stale
+
+
 def task_claim(
     *, worker: Worker, project: AnnotationProject, now=None, rng: random.Random | None = None
 ) -> Assignment | None:
     """The worker's next task in `project`: their open lease if they hold one, else a new lease on an
     item they have never seen that still needs ratings (submitted + live leases < overlap). None when
-    nothing is left for them.
+    nothing is left for them. The lease comes with its item, example and dataset loaded, and its
+    project set to `project`.
 
-    The number of queries does not depend on the project's size: one look-up of the open lease, one
-    sweep of expired leases (more only when some expired), one locked pick, one counter update and
-    one insert."""
+    The number of queries does not depend on the project's size. On PostgreSQL a claim is one
+    statement (`_CLAIM_SQL`), plus a sweep of expired leases only when some exist. Elsewhere (SQLite)
+    it is the same steps through the ORM in one transaction."""
     if worker.excluded:
         raise WorkerExcluded("this worker is excluded")
     now = now or timezone.now()
+    # Gold is mixed in only among real work: when no regular item is left, the worker is done.
+    want_gold = project.gold_rate > 0 and (rng or random).random() < project.gold_rate
+    if connection.vendor == "postgresql":
+        return _claim_postgresql(worker=worker, project=project, now=now, want_gold=want_gold)
+    assignment = _claim_orm(worker=worker, project=project, now=now, want_gold=want_gold)
+    if assignment is not None:
+        assignment.project = project
+    return assignment
+
+
+@transaction.atomic
+def _claim_orm(*, worker: Worker, project: AnnotationProject, now, want_gold: bool) -> Assignment | None:
     current = (
         Assignment.objects.filter(
             worker=worker, project=project, status=Assignment.Status.CLAIMED, expires_at__gt=now
@@ -275,23 +483,50 @@ def task_claim(
     if current is not None:
         return current
     _expire_stale(project=project, now=now)
-
-    # Gold is mixed in only among real work: when no regular item is left, the worker is done.
-    want_gold = project.gold_rate > 0 and (rng or random).random() < project.gold_rate
     item = _pick_item(project=project, worker=worker, gold=False)
     if item is not None and want_gold:
         item = _pick_item(project=project, worker=worker, gold=True) or item
     if item is None:
         return None
     ProjectItem.objects.filter(pk=item.pk).update(reserved_count=F("reserved_count") + 1)
-    assignment = Assignment.objects.create(
+    return Assignment.objects.create(
         project=project,
         item=item,
         worker=worker,
         claimed_at=now,
         expires_at=now + timedelta(seconds=project.lease_seconds),
     )
-    return assignment
+
+
+def _claim_postgresql(
+    *, worker: Worker, project: AnnotationProject, now, want_gold: bool
+) -> Assignment | None:
+    params = {
+        "worker": worker.pk,
+        "project": project.pk,
+        "now": now,
+        "expires": now + timedelta(seconds=project.lease_seconds),
+    }
+    statement = _CLAIM_WITH_GOLD_SQL if want_gold else _CLAIM_SQL
+    for attempt in range(3):
+        try:
+            row = _run_one(statement, params)
+        except IntegrityError:
+            # The partial unique constraint on live leases: a claim by the same worker in another
+            # request took this item after this statement's snapshot. Nothing was written; try again
+            # (the next snapshot sees that lease).
+            if attempt == 2:
+                raise
+            continue
+        lease, stale = _claim_result(row, worker=worker, project=project)
+        if stale:
+            # Leases past their expiry exist: give their slots back (a claim that found nothing
+            # tries again, as a freed slot may be one it can take).
+            assignment_expire_stale(project=project, now=now)
+            if lease is None:
+                lease, _ = _claim_result(_run_one(statement, params), worker=worker, project=project)
+        return lease
+    raise AssertionError("unreachable")
 
 
 def _locked_assignment(*, assignment_id: int, worker: Worker) -> Assignment:
@@ -313,7 +548,6 @@ def _finish_lease(*, assignment: Assignment, status: str, now=None) -> None:
     ProjectItem.objects.filter(pk=assignment.item_id).update(reserved_count=F("reserved_count") - 1)
 
 
-@transaction.atomic
 def assignment_submit(
     *,
     assignment_id: int,
@@ -325,16 +559,87 @@ def assignment_submit(
     now=None,
 ) -> Response:
     """Store the worker's answers. Raises AssignmentNotFound (not theirs), AssignmentConflict (already
-    submitted, released, or expired and its slot taken by someone else); nothing is stored then."""
-    if not (isinstance(relevance, int) and 1 <= relevance <= 5):
+    submitted, released, or expired and its slot taken by someone else); nothing is stored then.
+
+    On PostgreSQL this is one statement (`_SUBMIT_SQL`); elsewhere the same steps through the ORM in
+    one transaction."""
+    if not (isinstance(relevance, int) and not isinstance(relevance, bool) and 1 <= relevance <= 5):
         raise ValueError("relevance must be an integer from 1 to 5")
     now = now or timezone.now()
+    answers = {
+        "relevance": relevance,
+        "label_correct": bool(label_correct),
+        "ambiguous": bool(ambiguous),
+        "time_on_task_ms": time_on_task_ms,
+    }
+    if connection.vendor == "postgresql":
+        return _submit_postgresql(assignment_id=assignment_id, worker=worker, now=now, **answers)
+    return _submit_orm(assignment_id=assignment_id, worker=worker, now=now, **answers)
+
+
+def _submit_postgresql(*, assignment_id: int, worker: Worker, now, **answers) -> Response:
+    params = {"assignment": assignment_id, "worker": worker.pk, "now": now, **answers}
+    try:
+        row = _run_one(_SUBMIT_SQL, params)
+    except IntegrityError:
+        # The unique (item, worker) constraint on responses; the whole statement was undone.
+        raise AssignmentConflict("this worker already rated this item") from None
+    if row is None:
+        raise AssignmentNotFound(f"no assignment {assignment_id} for this worker")
+    status, project_id, item_id, response_id, time_on_task_ms, created_at = row
+    if response_id is None:
+        raise AssignmentConflict(_SUBMIT_CONFLICTS.get(status, _SUBMIT_CONFLICTS[Assignment.Status.EXPIRED]))
+    return Response.from_db(
+        DEFAULT_DB_ALIAS,
+        [
+            "id",
+            "project_id",
+            "item_id",
+            "worker_id",
+            "assignment_id",
+            "relevance",
+            "label_correct",
+            "ambiguous",
+            "time_on_task_ms",
+            "created_at",
+        ],
+        [
+            response_id,
+            project_id,
+            item_id,
+            worker.pk,
+            assignment_id,
+            answers["relevance"],
+            answers["label_correct"],
+            answers["ambiguous"],
+            time_on_task_ms,
+            created_at,
+        ],
+    )
+
+
+_SUBMIT_CONFLICTS = {
+    Assignment.Status.SUBMITTED: "this assignment was already submitted",
+    Assignment.Status.RELEASED: "this assignment was released",
+    Assignment.Status.EXPIRED: "the lease expired and the item was given to another worker",
+}
+
+
+@transaction.atomic
+def _submit_orm(
+    *,
+    assignment_id: int,
+    worker: Worker,
+    relevance: int,
+    label_correct: bool,
+    ambiguous: bool,
+    time_on_task_ms: int | None,
+    now,
+) -> Response:
     assignment = _locked_assignment(assignment_id=assignment_id, worker=worker)
     status = assignment.status
-    if status == Assignment.Status.SUBMITTED:
-        raise AssignmentConflict("this assignment was already submitted")
-    if status == Assignment.Status.RELEASED:
-        raise AssignmentConflict("this assignment was released")
+    if status in (Assignment.Status.SUBMITTED, Assignment.Status.RELEASED):
+        raise AssignmentConflict(_SUBMIT_CONFLICTS[status])
     if status == Assignment.Status.CLAIMED:
         # Still holds its slot, even past expiry: no sweep has given it away.
         updated = ProjectItem.objects.filter(pk=assignment.item_id).update(
@@ -345,7 +650,7 @@ def assignment_submit(
             reserved_count=F("reserved_count") + 1, submitted_count=F("submitted_count") + 1
         )
     if not updated:
-        raise AssignmentConflict("the lease expired and the item was given to another worker")
+        raise AssignmentConflict(_SUBMIT_CONFLICTS[Assignment.Status.EXPIRED])
     if time_on_task_ms is None:
         time_on_task_ms = max(0, int((now - assignment.claimed_at).total_seconds() * 1000))
     try:

@@ -25,7 +25,8 @@ The issue's target: >= 300 pairs/s with p95 < 100 ms on 2 cores.
 from __future__ import annotations
 
 import argparse
-import http.client
+import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -34,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,102 +75,182 @@ class Stats:
     pairs: int = 0
     finished: int = 0  # workers told "nothing left" (204)
     errors: dict[str, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    client_cpu_s: float = 0.0  # CPU time the load generator itself used during the phase
 
     def error(self, what: str) -> None:
-        with self.lock:
-            self.errors[what] = self.errors.get(what, 0) + 1
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+    @property
+    def requests(self) -> int:
+        return 2 * self.pairs + len(self.other_ms)
 
 
 class Client:
-    """One keep-alive HTTP connection (http.client: far less client CPU per request than requests,
-    which matters when the client shares the server's cores)."""
+    """One simulated worker's keep-alive HTTP/1.1 connection, on asyncio: the load generator shares
+    the machine's cores with the server and PostgreSQL, so it must cost as little CPU per request as
+    possible (the benchmark prints what it used: 50 threads with http.client took about half a core,
+    as much CPU as the server itself). It speaks just enough
+    HTTP/1.1 for this server: Content-Length bodies, keep-alive, reconnect when the server closes."""
 
     def __init__(self, port: int, token: str | None = None) -> None:
         self.port = port
-        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self.headers = "Host: 127.0.0.1\r\nAccept: application/json\r\n"
         if token:
-            self.headers["Authorization"] = f"Token {token}"
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            self.headers += f"Authorization: Token {token}\r\n"
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
 
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes, float]:
-        payload = json.dumps(body).encode() if body is not None else None
+    async def _connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes, float]:
+        payload = json.dumps(body).encode() if body is not None else b""
+        head = f"{method} {path} HTTP/1.1\r\n{self.headers}"
+        if body is not None:
+            head += "Content-Type: application/json\r\n"
+        message = f"{head}Content-Length: {len(payload)}\r\n\r\n".encode() + payload
         for attempt in (1, 2):
+            if self.writer is None:
+                await self._connect()
             started = time.perf_counter()
             try:
-                self.conn.request(method, path, body=payload, headers=self.headers)
-                response = self.conn.getresponse()
-                data = response.read()
-            except (http.client.HTTPException, ConnectionError):
-                # The server closed an idle keep-alive connection: reconnect once.
-                self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                self.writer.write(message)
+                status_and_headers = await self.reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                # The server closed an idle keep-alive connection before reading: send again once.
+                await self.close()
                 if attempt == 2:
                     raise
                 continue
+            lines = status_and_headers.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            headers = {}
+            for line in lines[1:]:
+                if line:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+            if "chunked" in headers.get("transfer-encoding", ""):
+                raise RuntimeError("chunked responses are not expected from these endpoints")
+            length = int(headers.get("content-length", "0"))
+            data = await self.reader.readexactly(length) if length else b""
             elapsed = (time.perf_counter() - started) * 1000
-            if response.getheader("Connection", "").lower() == "close":
-                self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            return response.status, data, elapsed
+            if headers.get("connection", "").lower() == "close":
+                await self.close()
+            return status, data, elapsed
         raise AssertionError("unreachable")
 
-    def close(self) -> None:
-        self.conn.close()
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
 
 
-def work_loop(client: Client, stats: Stats, deadline: float, index: int) -> None:
+async def work_loop(client: Client, stats: Stats, deadline: float, index: int) -> None:
     """Claim, submit, repeat until the deadline or until the server says nothing is left."""
     n = 0
     while time.perf_counter() < deadline:
-        status, data, claim_ms = client.request("POST", "/api/tasks/next/", {})
+        status, data, claim_ms = await client.request("POST", "/api/tasks/next/", {})
         if status == 204:
-            with stats.lock:
-                stats.finished += 1
+            stats.finished += 1
             return
         if status != 200:
             stats.error(f"claim {status}")
-            time.sleep(0.05)
+            await asyncio.sleep(0.05)
             continue
         assignment = json.loads(data)["id"]
         n += 1
         answer = {"relevance": 1 + (index + n) % 5, "label_correct": n % 2 == 0, "ambiguous": n % 7 == 0}
-        status, _, submit_ms = client.request("POST", f"/api/assignments/{assignment}/submit/", answer)
+        status, _, submit_ms = await client.request("POST", f"/api/assignments/{assignment}/submit/", answer)
         if status != 201:
             stats.error(f"submit {status}")
             continue
-        with stats.lock:
-            stats.claim_ms.append(claim_ms)
-            stats.submit_ms.append(submit_ms)
-            stats.pairs += 1
+        stats.claim_ms.append(claim_ms)
+        stats.submit_ms.append(submit_ms)
+        stats.pairs += 1
 
 
-def trivial_loop(client: Client, stats: Stats, deadline: float, index: int) -> None:
+async def trivial_loop(client: Client, stats: Stats, deadline: float, index: int) -> None:
     while time.perf_counter() < deadline:
-        status, _, elapsed = client.request("GET", "/api/")
+        status, _, elapsed = await client.request("GET", "/api/")
         if status != 200:
             stats.error(f"GET /api/ {status}")
             continue
-        with stats.lock:
-            stats.other_ms.append(elapsed)
+        stats.other_ms.append(elapsed)
 
 
 def run_phase(loop, clients: list[Client], seconds: float) -> tuple[Stats, float]:
-    stats = Stats()
-    started = time.perf_counter()
-    deadline = started + seconds
-    threads = [
-        threading.Thread(target=loop, args=(client, stats, deadline, i), daemon=True)
-        for i, client in enumerate(clients)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    for client in clients:
-        client.close()
-    return stats, elapsed
+    """Run `loop` for every client at once on one event loop; the stats and the elapsed seconds."""
+
+    async def main() -> tuple[Stats, float]:
+        stats = Stats()
+        cpu = time.process_time()
+        started = time.perf_counter()
+        deadline = started + seconds
+        try:
+            await asyncio.gather(*(loop(client, stats, deadline, i) for i, client in enumerate(clients)))
+        finally:
+            elapsed = time.perf_counter() - started
+            stats.client_cpu_s = time.process_time() - cpu
+            for client in clients:
+                await client.close()
+        return stats, elapsed
+
+    return asyncio.run(main())
+
+
+class CpuMeter:
+    """Where the CPU went during a phase, from /proc (Linux): the whole machine, the gunicorn
+    processes, PostgreSQL's processes (every backend on the machine), and this process (the load
+    generator). Absent elsewhere."""
+
+    TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self, server_pgid: int) -> None:
+        self.server_pgid = server_pgid
+        self.available = Path("/proc/stat").exists()
+
+    def _processes(self) -> tuple[float, float]:
+        server = postgres = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                raw = stat.read_text()
+            except OSError:
+                continue  # the process ended
+            name = raw[raw.index("(") + 1 : raw.rindex(")")]
+            fields = raw[raw.rindex(")") + 2 :].split()
+            seconds = (int(fields[11]) + int(fields[12])) / self.TICK  # utime + stime
+            if int(fields[2]) == self.server_pgid:
+                server += seconds
+            elif name == "postgres":
+                postgres += seconds
+        return server, postgres
+
+    def _machine(self) -> float:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return (sum(values[:8]) - idle) / self.TICK
+
+    def snapshot(self) -> tuple[float, ...]:
+        if not self.available:
+            return ()
+        return (self._machine(), *self._processes(), time.process_time())
+
+    def report(self, before: tuple[float, ...], after: tuple[float, ...], pairs: int, elapsed: float) -> str:
+        if not before or not pairs:
+            return ""
+        machine, server, postgres, client = (b - a for a, b in zip(before, after, strict=True))
+        other = machine - server - postgres - client
+
+        def per_pair(seconds: float) -> str:
+            return f"{1000 * seconds / pairs:.2f}"
+
+        return (
+            f"  CPU per pair (ms): gunicorn {per_pair(server)}, PostgreSQL {per_pair(postgres)}, "
+            f"load generator {per_pair(client)}, rest of the machine {per_pair(other)}; "
+            f"machine busy {100 * machine / elapsed / (os.cpu_count() or 1):.0f}% of {os.cpu_count()} CPUs"
+        )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -226,8 +306,7 @@ def start_gunicorn(*, database_url: str, args: argparse.Namespace) -> tuple[subp
         if server.poll() is not None:
             sys.exit(f"gunicorn exited ({server.returncode}); see {log}:\n{log.read_text()[-3000:]}")
         try:
-            status, _, _ = Client(port).request("GET", "/api/")
-            if status == 200:
+            if server_answers(port):
                 # Warm every process (imports, URL resolver, first connection) before measuring.
                 warm = [Client(port) for _ in range(args.gunicorn_workers * args.gunicorn_threads * 2)]
                 run_phase(trivial_loop, warm, 1.0)
@@ -237,6 +316,18 @@ def start_gunicorn(*, database_url: str, args: argparse.Namespace) -> tuple[subp
         time.sleep(0.2)
     stop_gunicorn(server)
     sys.exit(f"gunicorn did not answer within 60 s; see {log}")
+
+
+def server_answers(port: int) -> bool:
+    async def probe() -> int:
+        client = Client(port)
+        try:
+            status, _, _ = await client.request("GET", "/api/")
+        finally:
+            await client.close()
+        return status
+
+    return asyncio.run(probe()) == 200
 
 
 def stop_gunicorn(server: subprocess.Popen) -> None:
@@ -341,7 +432,8 @@ def report_pairs(name: str, stats: Stats, elapsed: float) -> float:
     print(
         f"{name}: {stats.pairs:,} pairs in {elapsed:.1f} s = {rate:,.0f} pairs/s; "
         f"claim p50 {pct(stats.claim_ms, 50):.1f} ms p95 {pct(stats.claim_ms, 95):.1f} ms; "
-        f"submit p50 {pct(stats.submit_ms, 50):.1f} ms p95 {pct(stats.submit_ms, 95):.1f} ms"
+        f"submit p50 {pct(stats.submit_ms, 50):.1f} ms p95 {pct(stats.submit_ms, 95):.1f} ms; "
+        f"load generator {1000 * stats.client_cpu_s / max(stats.requests, 1):.2f} ms CPU per request"
         + (f"; errors {stats.errors}" if stats.errors else "")
     )
     return rate
@@ -389,15 +481,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         trivial_rate = len(trivial.other_ms) / elapsed
         print(
-            f"baseline, GET /api/ (no database) with {args.workers} threads: {trivial_rate:,.0f} requests/s; "
+            f"baseline, GET /api/ (no database) with {args.workers} clients: {trivial_rate:,.0f} requests/s; "
             f"p50 {pct(trivial.other_ms, 50):.1f} ms p95 {pct(trivial.other_ms, 95):.1f} ms"
             + (f"; errors {trivial.errors}" if trivial.errors else "")
         )
         solo, elapsed = run_phase(work_loop, [Client(port, solo_token)], args.baseline_seconds)
         solo_rate = report_pairs("baseline, one worker alone", solo, elapsed)
 
+        meter = CpuMeter(server.pid)
+        before = meter.snapshot()
         load, elapsed = run_phase(work_loop, [Client(port, token) for token in tokens], args.seconds)
+        after = meter.snapshot()
         rate = report_pairs(f"load, {args.workers} workers", load, elapsed)
+        if cpu := meter.report(before, after, load.pairs, elapsed):
+            print(cpu)
         if load.finished:
             print(f"  ({load.finished} workers ran out of items before the end)")
         print(
