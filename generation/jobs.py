@@ -301,3 +301,14 @@ def job_run(*, job_id: int) -> None:
         logger.exception("job %s failed", job_id)
         job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
         raise
+    _queue_follow_up(job)
+
+
+def _queue_follow_up(job: Job) -> None:
+    """A job's params may name a job to queue once it has succeeded, {"then": {"kind", "params"}}:
+    load_demo's generation is followed by the explorer build that maps the dataset it wrote."""
+    follow_up = job.params.get("then")
+    if not isinstance(follow_up, dict) or follow_up.get("kind") not in Job.Kind.values:
+        return
+    if Job.objects.filter(pk=job.pk, status=Job.Status.SUCCEEDED).exists():
+        job_create(kind=follow_up["kind"], params=follow_up.get("params") or {}, created_by=job.created_by)

@@ -1,8 +1,9 @@
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.db import transaction
 
-from generation.models import Dataset, GenerationRun
+from generation.models import Dataset, GenerationRun, Job
 
 DEMO_SLUG = "demo-power-seeking"
 
@@ -26,11 +27,13 @@ class Command(BaseCommand):
             self.stdout.write(f"Importing the released datasets from {source} ...")
             # --keep-going: one damaged file must not keep the demo from showing the rest.
             call_command("import_evals", str(source), keep_going=True, stdout=self.stdout, stderr=self.stderr)
+            self._queue_explorer()
             return
         if Dataset.objects.exists():
             self.stdout.write(
                 f"MWE_EVALS_DATA ({source}) not found; keeping the {Dataset.objects.count()} datasets here."
             )
+            self._queue_explorer()
             return
         if GenerationRun.objects.filter(slug=DEMO_SLUG).exists():
             self.stdout.write("The demo dataset's generation is already queued or done.")
@@ -49,11 +52,25 @@ class Command(BaseCommand):
                 batch_size=16,
             )
         )
-        job = generation_job_create(run=run, created_by=None)
+        with transaction.atomic():
+            job = generation_job_create(run=run, created_by=None)
+            # The map can only be drawn once the dataset exists: the generation queues the explorer
+            # build when it succeeds (the job is sent to the worker after this block commits).
+            job.params = {**job.params, "then": {"kind": Job.Kind.EXPLORE, "params": {}}}
+            job.save(update_fields=["params"])
         self.stdout.write(
             self.style.WARNING(
                 f"No released data at {source}: queued the generation of a small demo dataset with the embedded "
                 f"model (job #{job.pk}; a few minutes on 2 cores). Follow it at /generations/{run.pk}/ . "
-                "Import the released datasets with `python manage.py import_evals PATH`."
+                "Import the released datasets with `python manage.py import_evals PATH`. The explorer's map "
+                "of it is built when it is done."
             )
         )
+
+    def _queue_explorer(self) -> None:
+        """The explorer's maps of the catalog, built by the worker; maps whose examples did not change
+        since their last build are kept, so running this again costs little."""
+        from analysis.explorer import explorer_job_create
+
+        job = explorer_job_create(created_by=None)
+        self.stdout.write(f"Queued the explorer's maps (job #{job.pk}); see /explore/ .")
