@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from django.db.models import Count, Q, QuerySet
 
 from generation.generate import reason_category
-from generation.models import Candidate, GenerationRun
+from generation.models import Candidate, Example, GenerationRun
 
 # The four stages a candidate passes, as counts; the same meaning as generate.generation_counts, but
 # in one query, and annotatable on a list of runs.
@@ -101,3 +101,32 @@ def candidate_get(*, run_pk: int, pk: int) -> Candidate:
     return Candidate.objects.select_related("run__dataset", "example", "duplicate_of").get(
         run_id=run_pk, pk=pk
     )
+
+
+def few_shot_examples_get(*, dataset_slug: str) -> list[dict]:
+    """A dataset's examples as few-shot prompts for the multiple-choice method, in the released form."""
+    rows = Example.objects.filter(dataset__slug=dataset_slug).order_by("position")
+    return [
+        {
+            "question": e.question,
+            "answer_matching_behavior": e.answer_matching_behavior,
+            "answer_not_matching_behavior": e.answer_not_matching_behavior,
+        }
+        for e in rows.only("question", "answer_matching_behavior", "answer_not_matching_behavior")
+    ]
+
+
+def occupations_get(*, dataset_slug: str) -> list[dict]:
+    """The occupations of a Winogender dataset (the release's winogenerated_occupations, or any
+    winogender dataset's distinct occupations), with their other participant and BLS figures."""
+    occupations: dict[str, dict] = {}
+    for extra in (
+        Example.objects.filter(dataset__slug=dataset_slug)
+        .order_by("position")
+        .values_list("extra", flat=True)
+    ):
+        name = str(extra.get("occupation", "")).strip().lower()
+        if name and name not in occupations:
+            keep = ("other_person", "BLS_percent_women_2019", "BLS_original_occupation")
+            occupations[name] = {"occupation": name, **{k: extra[k] for k in keep if k in extra}}
+    return list(occupations.values())

@@ -67,7 +67,10 @@ def question_letters(question: str) -> list[str]:
 
 
 def parse_biography(raw: str) -> tuple[str, str]:
-    text = " ".join(raw.split())
+    # Markdown emphasis is how chat models decorate names; the released biographies are plain text.
+    text = " ".join(raw.replace("**", "").replace("__", "").split())
+    if re.search(r"\[[^\]]*\]", text):
+        return "", "a placeholder in brackets instead of a detail"
     if DIALOGUE_TURN.search(text):
         text = DIALOGUE_TURN.split(text, maxsplit=1)[0].strip()
     # Cut an unfinished last sentence: a biography that stops mid-sentence reads as broken when a

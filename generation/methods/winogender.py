@@ -1,8 +1,8 @@
 """Winogender schemas (paper section 6), in stages:
 
 1. occupations: given by the user (e.g. the release's winogenerated_occupations with their BLS
-   figures) or written by the generator one per sample, kept when the discriminator agrees each is an
-   occupation;
+   figures) or written by the generator one per sample (twice as many as wanted), ranked by the
+   discriminator's batch-calibrated P(yes) that each is an occupation, the top ones kept;
 2. sentences: for each occupation, the generator writes a second participant and a sentence with one
    blank "_" for a pronoun that refers to the person with the occupation (few-shot);
 3. filters: exactly one blank, both participants mentioned, and each pronoun option grammatical. The
@@ -49,6 +49,7 @@ PRONOUNS = {
     "feminine": ("she", "her", "her"),
     "neutral": ("they", "their", "them"),
 }
+THIRD_PERSON = re.compile(r"\b(he|she|they|his|her|their|him|them|He|She|They|His|Her|Their)\b")
 OCCUPATION_PROMPT = (
     "Here is a list of occupations, one per line, each a job title that a person in the United States "
     "might hold:\n- nurse\n- software developer\n- electrician\n- accountant\n-"
@@ -124,6 +125,15 @@ def parse_sentence(raw: str, *, occupation: str, other_person: str = "") -> tupl
     ):
         return None, f"the other participant is not a short noun ({other[:40]!r})"
     blanks = len(BLANK.findall(sentence))
+    blank_from = ""
+    if blanks == 0:
+        # Small generators often write the pronoun instead of the blank; with exactly one
+        # third-person pronoun in the sentence, that pronoun is where the blank goes.
+        found = THIRD_PERSON.findall(sentence)
+        if len(found) == 1:
+            blank_from = found[0]
+            sentence = THIRD_PERSON.sub("_", sentence, count=1)
+            blanks = 1
     if blanks != 1:
         return None, f"{blanks} blanks, expected exactly one"
     if "_" in BLANK.sub("", sentence):
@@ -137,7 +147,10 @@ def parse_sentence(raw: str, *, occupation: str, other_person: str = "") -> tupl
     problem = word_count_problem(sentence, low=6, high=60)
     if problem:
         return None, problem
-    return {"other_person": other.lower(), "sentence_with_blank": sentence}, ""
+    parsed = {"other_person": other.lower(), "sentence_with_blank": sentence}
+    if blank_from:
+        parsed["blank_from"] = blank_from
+    return parsed, ""
 
 
 @dataclass(frozen=True)
@@ -247,8 +260,9 @@ class Winogender(Method):
 
     def questions(self, *, phase: str, label: str, text: str, parsed: dict[str, Any]) -> list[Question]:
         if phase == OCCUPATIONS:
-            # Not calibrated: nothing makes half of the generated titles non-occupations.
-            return [yes_no_question("label", OCCUPATION_QUESTION.format(text=text), calibrate=False)]
+            # Batch-calibrated like a label: twice as many titles are written as kept, so the floor
+            # at the run's mean answer keeps about the better half, in the discriminator's ranking.
+            return [yes_no_question("label", OCCUPATION_QUESTION.format(text=text))]
         return [
             Question(
                 name=gender,

@@ -1,59 +1,110 @@
+import json
 import time
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from generation.generate import (
-    GenerationError,
     Models,
-    PersonaSpec,
     Progress,
     generation_counts,
     generation_run_create,
     generation_run_execute,
     reason_category,
+    run_spec,
 )
+from generation.generation_selectors import few_shot_examples_get, occupations_get
 from generation.lm import LMError, load_model
+from generation.methods import METHODS, BaseSpec, GenerationError
 from generation.models import GenerationRun
+
+# Options shared by every method, mapped to spec fields; left unset, the method's own default applies.
+COMMON = {
+    "generator": "generator",
+    "discriminator": "discriminator",
+    "per_label": "per_label",
+    "keep": "keep_per_label",
+    "floor": "floor",
+    "requirement_floor": "requirement_floor",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "max_tokens": "max_tokens",
+    "batch_size": "batch_size",
+    "seed": "seed",
+    "near_duplicate": "near_duplicate",
+}
+
+
+def read_jsonl(path: str) -> list[dict]:
+    rows = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read {path}: {exc}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"{path}, line {number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise CommandError(f"{path}, line {number}: expected a JSON object")
+        rows.append(row)
+    return rows
 
 
 class Command(BaseCommand):
     help = (
         "Generate a dataset with the paper's method: a generator LM writes candidates, a discriminator "
         "LM scores their labels, the best per label are kept and near-duplicates removed. Every "
-        "candidate and decision is stored. --resume RUN continues an interrupted run."
+        "candidate and decision is stored. --resume RUN continues an interrupted run. Methods: persona "
+        "statements; multiple-choice (few-shot, --few-shot-dataset or --few-shot-file); sycophancy "
+        "(--view NAME=DESCRIPTION twice or more, --questions-file); winogender (--occupations-file or "
+        "--occupations-dataset, or occupations written by the generator)."
     )
 
     def add_arguments(self, parser):
-        defaults = PersonaSpec(behavior="", description="", slug="")
-        parser.add_argument("--method", choices=[m.value for m in GenerationRun.Method], default="persona")
+        parser.add_argument("--method", choices=sorted(METHODS), default="persona")
         parser.add_argument("--behavior", help="short name, e.g. 'politically liberal'")
         parser.add_argument("--description", help="who exhibits it: 'is politically liberal'")
         parser.add_argument("--slug", help="slug of the dataset to create")
-        parser.add_argument("--generator", default=defaults.generator, help="model spec of the generator")
+        parser.add_argument("--generator", help="model spec of the generator (default smollm2-135m)")
+        parser.add_argument("--discriminator", help="model spec of the discriminator (default smollm2-135m)")
+        parser.add_argument("--per-label", type=int, help="candidates to write per label")
+        parser.add_argument("--keep", type=int, help="examples to keep per label (K)")
+        parser.add_argument("--floor", type=float, help="minimum label probability (default 0.5)")
+        parser.add_argument("--requirement-floor", type=float)
+        parser.add_argument("--requirements", help="comma-separated requirement names, '' for none")
+        parser.add_argument("--temperature", type=float)
+        parser.add_argument("--top-p", type=float)
+        parser.add_argument("--max-tokens", type=int)
+        parser.add_argument("--batch-size", type=int, help="samples per generator call")
+        parser.add_argument("--seed", type=int)
+        parser.add_argument("--near-duplicate", type=float, help="MiniLM cosine")
         parser.add_argument(
-            "--discriminator", default=defaults.discriminator, help="model spec of the discriminator"
+            "--no-calibrate", action="store_true", help="use the discriminator's raw probabilities"
         )
-        parser.add_argument(
-            "--per-label", type=int, default=defaults.per_label, help="candidates to write per label"
+        group = parser.add_argument_group("multiple-choice")
+        group.add_argument(
+            "--few-shot-dataset", help="slug of a dataset whose questions are the few-shot examples"
         )
-        parser.add_argument(
-            "--keep", type=int, default=defaults.keep_per_label, help="examples to keep per label (K)"
+        group.add_argument("--few-shot-file", help="JSONL of few-shot examples in the released form")
+        group.add_argument("--shots", type=int, help="examples per prompt (default 5)")
+        group = parser.add_argument_group("sycophancy")
+        group.add_argument("--view", action="append", default=[], metavar="NAME=DESCRIPTION")
+        group.add_argument(
+            "--questions-file", help='JSONL: {"question": "... (A) ... (B) ...", "answers": {"NAME": " (A)"}}'
         )
-        parser.add_argument("--floor", type=float, default=defaults.floor, help="minimum label probability")
-        parser.add_argument("--requirement-floor", type=float, default=defaults.requirement_floor)
-        parser.add_argument("--temperature", type=float, default=defaults.temperature)
-        parser.add_argument("--top-p", type=float, default=defaults.top_p)
-        parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens)
-        parser.add_argument(
-            "--batch-size", type=int, default=defaults.batch_size, help="samples per generator call"
+        group = parser.add_argument_group("winogender")
+        group.add_argument("--occupations-file", help="JSONL like winogenerated_occupations.jsonl")
+        group.add_argument(
+            "--occupations-dataset", help="slug of a Winogender dataset to take occupations from"
         )
-        parser.add_argument("--seed", type=int, default=defaults.seed)
-        parser.add_argument(
-            "--near-duplicate", type=float, default=defaults.near_duplicate, help="MiniLM cosine"
-        )
-        parser.add_argument(
-            "--no-calibrate", action="store_true", help="use the discriminator's raw yes/no probabilities"
+        group.add_argument("--occupations-limit", type=int, help="use the first N occupations of the file")
+        group.add_argument(
+            "--occupation-count", type=int, help="occupations to keep when the generator writes them"
         )
         parser.add_argument("--resume", type=int, metavar="RUN", help="continue the run with this id")
 
@@ -65,34 +116,14 @@ class Command(BaseCommand):
                 raise CommandError(f"no generation run #{options['resume']}") from None
             if run.status == GenerationRun.Status.SUCCEEDED:
                 raise CommandError(f"run #{run.pk} already finished: dataset {run.slug}")
-            spec = PersonaSpec.from_dict(run.spec)
+            spec = run_spec(run)
         else:
-            missing = [name for name in ("behavior", "description", "slug") if not options[name]]
-            if missing:
-                raise CommandError("give " + ", ".join(f"--{m}" for m in missing) + " (or --resume RUN)")
-            spec = PersonaSpec(
-                behavior=options["behavior"],
-                description=options["description"],
-                slug=options["slug"],
-                generator=options["generator"],
-                discriminator=options["discriminator"],
-                per_label=options["per_label"],
-                keep_per_label=options["keep"],
-                floor=options["floor"],
-                requirement_floor=options["requirement_floor"],
-                temperature=options["temperature"],
-                top_p=options["top_p"],
-                max_tokens=options["max_tokens"],
-                batch_size=options["batch_size"],
-                seed=options["seed"],
-                near_duplicate=options["near_duplicate"],
-                calibrate=not options["no_calibrate"],
-            )
+            spec = self._spec(options)
             try:
                 run = generation_run_create(spec=spec)
             except GenerationError as exc:
                 raise CommandError(str(exc)) from None
-        self.stderr.write(f"generation run #{run.pk} for dataset '{spec.slug}'")
+        self.stderr.write(f"{run.method} generation run #{run.pk} for dataset '{spec.slug}'")
 
         models = self._load(spec)
         bars: dict[str, tqdm] = {}
@@ -116,7 +147,8 @@ class Command(BaseCommand):
         counts = generation_counts(run=run)
         self.stdout.write(
             f"run #{run.pk}: {counts['generated']} generated, {counts['parsed']} parsed, {counts['scored']} scored, "
-            f"{counts['kept']} kept in dataset '{run.dataset.slug}' ({time.perf_counter() - started:.1f}s)"
+            f"{counts['kept']} kept; dataset '{run.dataset.slug}' has {run.dataset.example_count} examples "
+            f"({time.perf_counter() - started:.1f}s)"
         )
         reasons: dict[str, int] = {}
         for reason in run.candidates.filter(decision="dropped").values_list("reason", flat=True):
@@ -125,7 +157,69 @@ class Command(BaseCommand):
         for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
             self.stdout.write(f"  dropped {count}: {reason}")
 
-    def _load(self, spec: PersonaSpec) -> Models:
+    def _spec(self, options) -> BaseSpec:
+        missing = [name for name in ("behavior", "description", "slug") if not options[name]]
+        if missing:
+            raise CommandError("give " + ", ".join(f"--{m}" for m in missing) + " (or --resume RUN)")
+        method = options["method"]
+        values = {
+            "behavior": options["behavior"],
+            "description": options["description"],
+            "slug": options["slug"],
+        }
+        values.update({field: options[opt] for opt, field in COMMON.items() if options[opt] is not None})
+        if options["no_calibrate"]:
+            values["calibrate"] = False
+        if options["requirements"] is not None:
+            values["requirements"] = tuple(r.strip() for r in options["requirements"].split(",") if r.strip())
+        if method == "multiple-choice":
+            if bool(options["few_shot_dataset"]) == bool(options["few_shot_file"]):
+                raise CommandError("give one of --few-shot-dataset SLUG or --few-shot-file PATH")
+            if options["few_shot_file"]:
+                examples = read_jsonl(options["few_shot_file"])
+            else:
+                examples = few_shot_examples_get(dataset_slug=options["few_shot_dataset"])
+                if not examples:
+                    raise CommandError(f"no dataset '{options['few_shot_dataset']}' with examples")
+            values["examples"] = tuple(examples)
+            if options["shots"] is not None:
+                values["shots"] = options["shots"]
+        elif method == "sycophancy":
+            views = []
+            for item in options["view"]:
+                name, sep, description = item.partition("=")
+                if not sep:
+                    raise CommandError(
+                        f"--view {item!r}: write NAME=DESCRIPTION, e.g. liberal='is politically liberal'"
+                    )
+                views.append({"name": name.strip(), "description": description.strip()})
+            values["views"] = tuple(views)
+            if not options["questions_file"]:
+                raise CommandError("give --questions-file with the base questions and each view's answer")
+            values["questions"] = tuple(read_jsonl(options["questions_file"]))
+        elif method == "winogender":
+            if options["occupations_file"] and options["occupations_dataset"]:
+                raise CommandError("give --occupations-file or --occupations-dataset, not both")
+            occupations = []
+            if options["occupations_file"]:
+                occupations = read_jsonl(options["occupations_file"])
+            elif options["occupations_dataset"]:
+                occupations = occupations_get(dataset_slug=options["occupations_dataset"])
+                if not occupations:
+                    raise CommandError(f"no occupations in dataset '{options['occupations_dataset']}'")
+            if options["occupations_limit"]:
+                occupations = occupations[: options["occupations_limit"]]
+            values["occupations"] = tuple(occupations)
+            if options["occupation_count"] is not None:
+                values["occupation_count"] = options["occupation_count"]
+        spec = METHODS[method].spec_class(**values)
+        try:
+            spec.validate()
+        except GenerationError as exc:
+            raise CommandError(str(exc)) from None
+        return spec
+
+    def _load(self, spec: BaseSpec) -> Models:
         from generation.lm.embeddings import load_embedder
 
         generator = load_model(spec.generator)
