@@ -31,6 +31,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.inter_rater import fleiss_kappa
+from threadpoolctl import ThreadpoolController
 
 RELEVANCE_LEVELS = (1, 2, 3, 4, 5)
 DEFAULT_REPLICATES = 1000
@@ -43,6 +44,7 @@ CHUNK_CELLS = 2_000_000
 MIN_DEFINED_SHARE = 0.5
 CALIBRATION_BINS = 10
 EPS = 1e-12
+_THREADPOOLS = ThreadpoolController()
 
 NO_EXAMPLES = "no example has {k} ratings yet"
 ONE_EXAMPLE = "only one example has {k} ratings; agreement beyond chance needs at least two"
@@ -87,7 +89,8 @@ class Figure:
 @dataclass(frozen=True)
 class RatingTable:
     """The complete examples of one group (a dataset, a collection, everything): row i holds the k
-    ratings of example i, ordered by worker id. `excluded` counts the examples left out, by reason."""
+    ratings of example i, ordered by worker id; rows are in example id order (a pooled table: each
+    part's rows in turn). `excluded` counts the examples left out, by reason."""
 
     k: int
     example_ids: np.ndarray  # (n,) int64
@@ -191,10 +194,12 @@ def rating_table(
     complete = kept == k
     take = kept_mask & complete[index]
     rows = index[take]
-    # Sort the kept ratings by example row, then worker: each complete example's k ratings are
-    # then consecutive, and the same data always gives the same table.
-    ordering = np.lexsort((rating_worker[take], rows))
+    # Rows in example id order, each row's ratings in worker id order: the same ratings always give
+    # the same table, whatever order the database returned them in (the bootstrap's resamples
+    # index rows, so a fixed seed gives fixed intervals only if the rows are fixed too).
+    ordering = np.lexsort((rating_worker[take], example_ids[rows]))
     complete_rows = np.flatnonzero(complete)
+    complete_rows = complete_rows[np.argsort(example_ids[complete_rows], kind="stable")]
 
     def matrix(values: np.ndarray) -> np.ndarray:
         return values[take][ordering].reshape(len(complete_rows), k)
@@ -243,8 +248,10 @@ def table_concat(tables: Sequence[RatingTable], *, k: int) -> RatingTable:
 
 # ----------------------------------------------------------------------------- weighted statistics
 #
-# Every function below takes a weight matrix W of shape (m, n): m replicates over n examples, each row
-# how many times each example was drawn. A row of ones is the data itself.
+# A weight matrix W of shape (m, n) holds m replicates over n examples, each row how many times each
+# example was drawn; a row of ones is the data itself. Most figures are functions of weighted sums
+# of per-example features, S = W @ F: one matrix product gives them all (`_from_sums` functions).
+# Rank statistics also need, per replicate, the weight of each distinct value (`_RankData`).
 
 
 def _binary_counts(yes: np.ndarray, k: int) -> np.ndarray:
@@ -258,18 +265,27 @@ def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return out
 
 
-def weighted_fleiss(counts: np.ndarray, weights: np.ndarray, *, k: int) -> tuple[np.ndarray, ...]:
-    """Fleiss' kappa, Randolph's kappa and the mean observed agreement P-bar per replicate, from a
-    (n, c) table of category counts (each row sums to k)."""
-    c = counts.shape[1]
-    total = weights.sum(axis=1)
+def _fleiss_features(counts: np.ndarray, k: int) -> np.ndarray:
+    """(n, 1 + c): each example's share of agreeing ordered worker pairs, then its category counts."""
     per_example = ((counts**2).sum(axis=1) - k) / (k * (k - 1))
-    observed = _safe_divide(weights @ per_example, total)
-    shares = _safe_divide(weights @ counts, (k * total)[:, None])
+    return np.column_stack([per_example, counts])
+
+
+def _fleiss_from_sums(sums: np.ndarray, total: np.ndarray, *, k: int) -> tuple[np.ndarray, ...]:
+    """Fleiss' kappa, Randolph's kappa and P-bar from W @ _fleiss_features and W's row sums."""
+    c = sums.shape[1] - 1
+    observed = _safe_divide(sums[:, 0], total)
+    shares = _safe_divide(sums[:, 1:], (k * total)[:, None])
     chance = (shares**2).sum(axis=1)
     fleiss = _safe_divide(observed - chance, 1 - chance)
     randolph = (observed - 1 / c) / (1 - 1 / c)
     return fleiss, randolph, observed
+
+
+def weighted_fleiss(counts: np.ndarray, weights: np.ndarray, *, k: int) -> tuple[np.ndarray, ...]:
+    """Fleiss' kappa, Randolph's kappa and the mean observed agreement P-bar per replicate, from a
+    (n, c) table of category counts (each row sums to k)."""
+    return _fleiss_from_sums(weights @ _fleiss_features(counts, k), weights.sum(axis=1), k=k)
 
 
 def _pair_products(counts: np.ndarray) -> np.ndarray:
@@ -280,14 +296,12 @@ def _pair_products(counts: np.ndarray) -> np.ndarray:
     return outer.reshape(n, c * c)
 
 
-def weighted_krippendorff(
-    pair_products: np.ndarray, weights: np.ndarray, *, k: int, c: int, ordinal: bool
-) -> np.ndarray:
-    """Krippendorff's alpha per replicate from the examples' coincidence contributions (complete
-    data: every example has k pairable values). Nominal: distance 1 between different values;
-    ordinal: the squared rank distance of Krippendorff (2011), from the replicate's own marginals."""
-    m = weights.shape[0]
-    coincidence = (weights @ pair_products).reshape(m, c, c) / (k - 1)
+def _krippendorff_from_sums(pair_sums: np.ndarray, *, k: int, c: int, ordinal: bool) -> np.ndarray:
+    """Krippendorff's alpha per replicate from W @ _pair_products (complete data: every example has k
+    pairable values). Nominal: distance 1 between different values; ordinal: the squared rank
+    distance of Krippendorff (2011), from the replicate's own marginals."""
+    m = pair_sums.shape[0]
+    coincidence = pair_sums.reshape(m, c, c) / (k - 1)
     marginals = coincidence.sum(axis=2)
     total = marginals.sum(axis=1)
     if ordinal:
@@ -303,49 +317,94 @@ def weighted_krippendorff(
     return 1 - _safe_divide((total - 1) * observed, expected)
 
 
-def _level_counts(levels: np.ndarray, n_levels: int, weights: np.ndarray) -> np.ndarray:
-    """(m, n_levels): the weight of each level of a per-example value, per replicate."""
-    m, n = weights.shape
-    offsets = (np.arange(m)[:, None] * n_levels + levels[None, :]).ravel()
-    return np.bincount(offsets, weights=weights.ravel(), minlength=m * n_levels).reshape(m, n_levels)
+def weighted_krippendorff(
+    pair_products: np.ndarray, weights: np.ndarray, *, k: int, c: int, ordinal: bool
+) -> np.ndarray:
+    """Krippendorff's alpha per replicate from the examples' coincidence contributions."""
+    return _krippendorff_from_sums(weights @ pair_products, k=k, c=c, ordinal=ordinal)
 
 
-def _midranks(levels: np.ndarray, n_levels: int, weights: np.ndarray) -> np.ndarray:
-    """(m, n) the midrank each example's value has in each replicate's resample."""
-    counts = _level_counts(levels, n_levels, weights)
-    below = np.cumsum(counts, axis=1) - counts
-    return (below + (counts + 1) / 2)[:, levels]
+@dataclass(frozen=True)
+class _RankData:
+    """What the rank statistics of a score against a share need, computed once per table: the
+    examples that have a score, sorted by it, and where each distinct score starts."""
+
+    columns: np.ndarray  # example columns with a score, in score order
+    starts: np.ndarray  # first sorted position of each distinct score
+    level: np.ndarray  # (n_scored,) the distinct score of each sorted column
+    distinct: bool  # every score differs (the usual case): one level per column
+    share_onehot: np.ndarray  # (n_scored, levels of the share)
+    positive: np.ndarray  # (n_scored,) 1.0 where the example is positive, in score order
+
+    @classmethod
+    def build(cls, score: np.ndarray, share: np.ndarray, positive: np.ndarray) -> _RankData:
+        columns = np.flatnonzero(np.isfinite(score))
+        columns = columns[np.argsort(score[columns], kind="stable")]
+        change = np.flatnonzero(np.diff(score[columns]) != 0) + 1
+        starts = np.concatenate([[0], change]).astype(np.int64) if len(columns) else np.zeros(0, np.int64)
+        level = np.zeros(len(columns), np.int64)
+        level[change] = 1
+        level = np.cumsum(level)
+        _, share_level = np.unique(share[columns], return_inverse=True)
+        onehot = (share_level[:, None] == np.arange(share_level.max(initial=-1) + 1)[None, :]).astype(
+            np.float64
+        )
+        return cls(
+            columns=columns,
+            starts=starts,
+            level=level,
+            distinct=len(starts) == len(columns),
+            share_onehot=onehot,
+            positive=positive[columns].astype(np.float64),
+        )
 
 
-def weighted_spearman(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Spearman's rho per replicate: Pearson's r of the midranks of the resampled data."""
-    _, x_levels = np.unique(x, return_inverse=True)
-    _, y_levels = np.unique(y, return_inverse=True)
-    rx = _midranks(x_levels, x_levels.max() + 1, weights)
-    ry = _midranks(y_levels, y_levels.max() + 1, weights)
-    total = weights.sum(axis=1)
-    mx = (weights * rx).sum(axis=1) / total
-    my = (weights * ry).sum(axis=1) / total
-    cov = (weights * rx * ry).sum(axis=1) / total - mx * my
-    vx = (weights * rx * rx).sum(axis=1) / total - mx * mx
-    vy = (weights * ry * ry).sum(axis=1) / total - my * my
-    # Float error makes a constant resample's variance a tiny non-zero; such a resample has no rho.
+def _midrank_table(counts: np.ndarray) -> np.ndarray:
+    """(m, levels): the midrank of each distinct value given the weight of every value."""
+    return np.cumsum(counts, axis=1) - (counts - 1) / 2
+
+
+def _rank_statistics(data: _RankData, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spearman's rho (Pearson's r of the midranks of the resampled data) and the ROC AUC (ties
+    count one half, as in scikit-learn: the Mann-Whitney U of the midranks) per replicate.
+
+    An example drawn w times holds w tied copies of its values, so its copies' ranks sum to w times
+    its midrank: every sum over the resample is a weighted sum over examples."""
+    w = weights[:, data.columns]
+    total = w.sum(axis=1)
+    if data.distinct:
+        ranks = _midrank_table(w)
+    else:
+        ranks = _midrank_table(np.add.reduceat(w, data.starts, axis=1))[:, data.level]
+    weighted = w * ranks
+    mx = weighted.sum(axis=1) / total
+    vx = (weighted * ranks).sum(axis=1) / total - mx**2
+    share_counts = w @ data.share_onehot
+    share_ranks = _midrank_table(share_counts)
+    my = (share_counts * share_ranks).sum(axis=1) / total
+    vy = (share_counts * share_ranks**2).sum(axis=1) / total - my**2
+    cross = ((weighted @ data.share_onehot) * share_ranks).sum(axis=1) / total
+    # Float error leaves a constant resample's variance a tiny non-zero; such a resample has no rho.
     scale = np.maximum(np.abs(mx), 1.0) ** 2 * 1e-9
     vx = np.where(vx > scale, vx, 0.0)
     vy = np.where(vy > scale, vy, 0.0)
-    return _safe_divide(cov, np.sqrt(vx * vy))
+    rho = _safe_divide(cross - mx * my, np.sqrt(vx * vy))
+
+    positive = w @ data.positive
+    negative = total - positive
+    u = weighted @ data.positive - positive * (positive + 1) / 2
+    auc = _safe_divide(u, positive * negative)
+    return rho, auc
+
+
+def weighted_spearman(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Spearman's rho of x and y per replicate."""
+    return _rank_statistics(_RankData.build(x, y, np.zeros(len(x), bool)), weights)[0]
 
 
 def weighted_auc(score: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """ROC AUC per replicate (ties count one half, as in scikit-learn): the weighted share of
-    (positive, negative) pairs the score orders correctly."""
-    _, levels = np.unique(score, return_inverse=True)
-    n_levels = levels.max() + 1
-    pos = _level_counts(levels, n_levels, weights * positive)
-    neg = _level_counts(levels, n_levels, weights * ~positive)
-    neg_below = np.cumsum(neg, axis=1) - neg
-    correct = (pos * (neg_below + neg / 2)).sum(axis=1)
-    return _safe_divide(correct, pos.sum(axis=1) * neg.sum(axis=1))
+    """ROC AUC of `score` for `positive` per replicate."""
+    return _rank_statistics(_RankData.build(score, np.zeros(len(score)), positive), weights)[1]
 
 
 # ----------------------------------------------------------------------------- bootstrap
@@ -362,12 +421,14 @@ def bootstrap_weights(
     while done < replicates:
         m = min(chunk, replicates - done)
         draws = rng.integers(0, n, size=(m, n))
-        offsets = (np.arange(m)[:, None] * n + draws).ravel()
-        yield np.bincount(offsets, minlength=m * n).reshape(m, n).astype(np.float64)
+        draws += np.arange(m)[:, None] * n
+        yield np.bincount(draws.ravel(), minlength=m * n).reshape(m, n).astype(np.float64)
         done += m
 
 
 def _interval(replicates: np.ndarray, *, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The percentile interval of the replicates where the figure is defined; None when it is
+    undefined on most of them."""
     finite = replicates[np.isfinite(replicates)]
     if len(finite) < MIN_DEFINED_SHARE * len(replicates) or not len(finite):
         return None
@@ -376,11 +437,31 @@ def _interval(replicates: np.ndarray, *, confidence: float = CONFIDENCE) -> tupl
     return float(low), float(high)
 
 
-def _figure(value: float, replicates: np.ndarray | None, *, n: int) -> Figure:
+class _Bootstrap:
+    """The intervals of every figure of a group, from their replicates (one percentile call for all
+    the figures defined on every resample)."""
+
+    def __init__(self, replicates: dict[str, np.ndarray], *, confidence: float = CONFIDENCE):
+        self.intervals: dict[str, tuple[float, float] | None] = {}
+        names = list(replicates)
+        if not names:
+            return
+        stack = np.vstack([replicates[name] for name in names])
+        complete = np.isfinite(stack).all(axis=1)
+        tail = (1 - confidence) / 2 * 100
+        if complete.any():
+            bounds = np.percentile(stack[complete], [tail, 100 - tail], axis=1)
+            for column, row in enumerate(np.flatnonzero(complete)):
+                self.intervals[names[row]] = (float(bounds[0, column]), float(bounds[1, column]))
+        for row in np.flatnonzero(~complete):
+            self.intervals[names[row]] = _interval(stack[row], confidence=confidence)
+
+
+def _figure(value: float, boot: _Bootstrap | None, name: str, *, n: int) -> Figure:
     value = float(value)
-    if n < 2 or replicates is None:
+    if n < 2 or boot is None:
         return Figure(value=value, ci_undefined=NO_SPREAD)
-    interval = _interval(replicates)
+    interval = boot.intervals.get(name)
     if interval is None:
         return Figure(value=value, ci_undefined="the figure is undefined on most bootstrap resamples")
     return Figure(value=value, ci_low=interval[0], ci_high=interval[1])
@@ -465,7 +546,7 @@ def _size_reason(table: RatingTable) -> str:
 def _binary_agreement(
     yes: np.ndarray,
     table: RatingTable,
-    reps: dict[str, np.ndarray] | None,
+    boot: _Bootstrap | None,
     prefix: str,
     answers: tuple[str, str],
 ) -> BinaryAgreement:
@@ -473,16 +554,17 @@ def _binary_agreement(
     size = _size_reason(table)
     counts = _binary_counts(yes, k)
 
-    def rep(name: str) -> np.ndarray | None:
-        return reps[f"{prefix}.{name}"] if reps is not None else None
-
     if n == 0:
         missing = Figure.missing(NO_EXAMPLES.format(k=k))
         return BinaryAgreement(missing, missing, missing, missing, missing)
-    unanimous = _figure(np.mean((yes == 0) | (yes == k)), rep("unanimous"), n=n)
+    unanimous = _figure(np.mean((yes == 0) | (yes == k)), boot, f"{prefix}.unanimous", n=n)
     if size:
         missing = Figure.missing(size)
-        raw = missing if k < 2 else _figure(_observed_agreement(counts, k), rep("raw_agreement"), n=n)
+        raw = (
+            missing
+            if k < 2
+            else _figure(_observed_agreement(counts, k), boot, f"{prefix}.raw_agreement", n=n)
+        )
         return BinaryAgreement(missing, missing, raw, unanimous, missing)
     total_yes = int(yes.sum())
     if total_yes in (0, n * k):
@@ -493,14 +575,15 @@ def _binary_agreement(
             f"every rating is “{answer}”, so the expected disagreement is 0 and alpha is 0/0"
         )
     else:
-        fleiss = _figure(fleiss_kappa(counts, method="fleiss"), rep("fleiss_kappa"), n=n)
+        fleiss = _figure(fleiss_kappa(counts, method="fleiss"), boot, f"{prefix}.fleiss_kappa", n=n)
         alpha = _figure(
             krippendorff.alpha(value_counts=counts, level_of_measurement="nominal"),
-            rep("krippendorff_alpha"),
+            boot,
+            f"{prefix}.krippendorff_alpha",
             n=n,
         )
-    randolph = _figure(fleiss_kappa(counts, method="randolph"), rep("randolph_kappa"), n=n)
-    raw = _figure(_observed_agreement(counts, k), rep("raw_agreement"), n=n)
+    randolph = _figure(fleiss_kappa(counts, method="randolph"), boot, f"{prefix}.randolph_kappa", n=n)
+    raw = _figure(_observed_agreement(counts, k), boot, f"{prefix}.raw_agreement", n=n)
     return BinaryAgreement(fleiss, randolph, raw, unanimous, alpha)
 
 
@@ -514,21 +597,31 @@ def _replicates(table: RatingTable, weights_iter: Iterator[np.ndarray]) -> dict[
     k = table.k
     label_yes = table.label_correct.sum(axis=1)
     amb_yes = table.ambiguous.sum(axis=1)
-    label_counts = _binary_counts(label_yes, k)
-    amb_counts = _binary_counts(amb_yes, k)
-    rel_counts = np.stack(
-        [(table.relevance == level).sum(axis=1) for level in RELEVANCE_LEVELS], axis=1
-    ).astype(np.float64)
-    rel_sum = table.relevance.sum(axis=1).astype(np.float64)
-    rel_squares = (table.relevance.astype(np.float64) ** 2).sum(axis=1)
-    label_pairs = _pair_products(label_counts) if k > 1 else None
-    amb_pairs = _pair_products(amb_counts) if k > 1 else None
-    rel_pairs = _pair_products(rel_counts) if k > 1 else None
     majority = 2 * label_yes > k
-    amb_onehot = (amb_yes[:, None] == np.arange(k + 1)[None, :]).astype(np.float64)
-    conf_mask = np.isfinite(table.label_confidence)
-    confidence = table.label_confidence[conf_mask]
-    agreement_share = (label_yes / k)[conf_mask]
+    rel_counts = np.stack([(table.relevance == level).sum(axis=1) for level in RELEVANCE_LEVELS], axis=1)
+
+    # Every per-example feature a figure sums, side by side, so one matrix product per chunk of
+    # resamples gives every weighted sum.
+    features: dict[str, np.ndarray] = {
+        "label.unanimous": (label_yes == 0) | (label_yes == k),
+        "ambiguity.unanimous": (amb_yes == 0) | (amb_yes == k),
+        "majority": majority,
+        "ambiguity.shares": amb_yes[:, None] == np.arange(k + 1)[None, :],
+        "relevance.sum": table.relevance.sum(axis=1),
+        "relevance.squares": (table.relevance.astype(np.float64) ** 2).sum(axis=1),
+        "relevance.counts": rel_counts,
+    }
+    if k > 1:
+        for prefix, yes in (("label", label_yes), ("ambiguity", amb_yes)):
+            counts = _binary_counts(yes, k)
+            features[f"{prefix}.fleiss"] = _fleiss_features(counts, k)
+            features[f"{prefix}.pairs"] = _pair_products(counts)
+        features["relevance.pairs"] = _pair_products(rel_counts.astype(np.float64))
+    blocks = [np.asarray(value, dtype=np.float64).reshape(table.n, -1) for value in features.values()]
+    matrix = np.concatenate(blocks, axis=1)
+    edges = np.cumsum([0] + [block.shape[1] for block in blocks])
+    where = {name: slice(edges[i], edges[i + 1]) for i, name in enumerate(features)}
+    ranks = _RankData.build(table.label_confidence, label_yes / k, majority)
 
     chunks: dict[str, list[np.ndarray]] = {}
 
@@ -536,39 +629,42 @@ def _replicates(table: RatingTable, weights_iter: Iterator[np.ndarray]) -> dict[
         chunks.setdefault(name, []).append(values)
 
     def one_chunk(weights: np.ndarray) -> None:
+        sums = weights @ matrix
+
+        def get(name: str) -> np.ndarray:
+            block = sums[:, where[name]]
+            return block[:, 0] if block.shape[1] == 1 else block
+
         total = weights.sum(axis=1)
-        for prefix, yes, counts, pairs in (
-            ("label", label_yes, label_counts, label_pairs),
-            ("ambiguity", amb_yes, amb_counts, amb_pairs),
-        ):
-            add(f"{prefix}.unanimous", (weights @ ((yes == 0) | (yes == k)).astype(np.float64)) / total)
+        for prefix in ("label", "ambiguity"):
+            add(f"{prefix}.unanimous", get(f"{prefix}.unanimous") / total)
             if k > 1:
-                fleiss, randolph, observed = weighted_fleiss(counts, weights, k=k)
+                fleiss, randolph, observed = _fleiss_from_sums(get(f"{prefix}.fleiss"), total, k=k)
                 add(f"{prefix}.fleiss_kappa", fleiss)
                 add(f"{prefix}.randolph_kappa", randolph)
                 add(f"{prefix}.raw_agreement", observed)
                 add(
                     f"{prefix}.krippendorff_alpha",
-                    weighted_krippendorff(pairs, weights, k=k, c=2, ordinal=False),
+                    _krippendorff_from_sums(get(f"{prefix}.pairs"), k=k, c=2, ordinal=False),
                 )
-        add("majority_agrees", (weights @ majority.astype(np.float64)) / total)
-        shares = (weights @ amb_onehot) / total[:, None]
+        add("majority_agrees", get("majority") / total)
+        shares = get("ambiguity.shares") / total[:, None]
         for yes in range(k + 1):
             add(f"ambiguity.share.{yes}", shares[:, yes])
         ratings = k * total
-        mean = (weights @ rel_sum) / ratings
+        mean = get("relevance.sum") / ratings
         add("relevance.mean", mean)
-        squares = weights @ rel_squares
-        add("relevance.sd", np.sqrt(np.maximum(_safe_divide(squares - ratings * mean**2, ratings - 1), 0)))
-        rel_shares = (weights @ rel_counts) / ratings[:, None]
+        variance = _safe_divide(get("relevance.squares") - ratings * mean**2, ratings - 1)
+        add("relevance.sd", np.sqrt(np.maximum(variance, 0)))
+        rel_shares = get("relevance.counts") / ratings[:, None]
         for i, level in enumerate(RELEVANCE_LEVELS):
             add(f"relevance.share.{level}", rel_shares[:, i])
         if k > 1:
-            add("relevance.alpha", weighted_krippendorff(rel_pairs, weights, k=k, c=5, ordinal=True))
-        if conf_mask.any():
-            conf_weights = weights[:, conf_mask]
-            add("spearman", weighted_spearman(confidence, agreement_share, conf_weights))
-            add("auc", weighted_auc(confidence, majority[conf_mask], conf_weights))
+            add("relevance.alpha", _krippendorff_from_sums(get("relevance.pairs"), k=k, c=5, ordinal=True))
+        if len(ranks.columns):
+            rho, auc = _rank_statistics(ranks, weights)
+            add("spearman", rho)
+            add("auc", auc)
 
     for weights in weights_iter:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -581,34 +677,40 @@ def group_figures(
     table: RatingTable, *, replicates: int = DEFAULT_REPLICATES, seed: int = DEFAULT_SEED
 ) -> GroupFigures:
     """Every summary figure of one group, each with its 95% bootstrap interval over examples."""
+    # The matrices are small: BLAS threads cost more to wake than they save (about twice the time on
+    # two cores), and a web server already runs requests side by side.
+    with _THREADPOOLS.limit(limits=1, user_api="blas"):
+        return _group_figures(table, replicates=replicates, seed=seed)
+
+
+def _group_figures(table: RatingTable, *, replicates: int, seed: int) -> GroupFigures:
     k, n = table.k, table.n
-    reps = _replicates(table, bootstrap_weights(n, replicates=replicates, seed=seed)) if n >= 2 else None
+    boot = None
+    if n >= 2:
+        boot = _Bootstrap(_replicates(table, bootstrap_weights(n, replicates=replicates, seed=seed)))
     label_yes = table.label_correct.sum(axis=1)
     amb_yes = table.ambiguous.sum(axis=1)
-
-    def rep(name: str) -> np.ndarray | None:
-        return reps.get(name) if reps is not None else None
 
     no_examples = Figure.missing(NO_EXAMPLES.format(k=k))
     size = _size_reason(table)
 
-    label = _binary_agreement(label_yes, table, reps, "label", ("label incorrect", "label correct"))
-    ambiguity = _binary_agreement(amb_yes, table, reps, "ambiguity", ("not ambiguous", "ambiguous"))
+    label = _binary_agreement(label_yes, table, boot, "label", ("label incorrect", "label correct"))
+    ambiguity = _binary_agreement(amb_yes, table, boot, "ambiguity", ("not ambiguous", "ambiguous"))
     if n:
-        majority_agrees = _figure(np.mean(2 * label_yes > k), rep("majority_agrees"), n=n)
+        majority_agrees = _figure(np.mean(2 * label_yes > k), boot, "majority_agrees", n=n)
         ambiguity_distribution = [
-            (f"{yes}/{k}", _figure(np.mean(amb_yes == yes), rep(f"ambiguity.share.{yes}"), n=n))
+            (f"{yes}/{k}", _figure(np.mean(amb_yes == yes), boot, f"ambiguity.share.{yes}", n=n))
             for yes in range(k + 1)
         ]
         values = table.relevance.ravel()
-        relevance_mean = _figure(values.mean(), rep("relevance.mean"), n=n)
+        relevance_mean = _figure(values.mean(), boot, "relevance.mean", n=n)
         relevance_sd = (
-            _figure(values.std(ddof=1), rep("relevance.sd"), n=n)
+            _figure(values.std(ddof=1), boot, "relevance.sd", n=n)
             if len(values) > 1
             else Figure.missing("a standard deviation needs at least two ratings")
         )
         relevance_distribution = [
-            (level, _figure(np.mean(values == level), rep(f"relevance.share.{level}"), n=n))
+            (level, _figure(np.mean(values == level), boot, f"relevance.share.{level}", n=n))
             for level in RELEVANCE_LEVELS
         ]
     else:
@@ -630,11 +732,12 @@ def group_figures(
                 value_domain=list(RELEVANCE_LEVELS),
                 level_of_measurement="ordinal",
             ),
-            rep("relevance.alpha"),
+            boot,
+            "relevance.alpha",
             n=n,
         )
 
-    spearman_fig, auc_fig, with_confidence = _discriminator(table, label_yes, rep)
+    spearman_fig, auc_fig, with_confidence = _discriminator(table, label_yes, boot)
     return GroupFigures(
         k=k,
         examples=n,
@@ -655,7 +758,9 @@ def group_figures(
     )
 
 
-def _discriminator(table: RatingTable, label_yes: np.ndarray, rep) -> tuple[Figure, Figure, int]:
+def _discriminator(
+    table: RatingTable, label_yes: np.ndarray, boot: _Bootstrap | None
+) -> tuple[Figure, Figure, int]:
     k = table.k
     mask = np.isfinite(table.label_confidence)
     count = int(mask.sum())
@@ -679,14 +784,14 @@ def _discriminator(table: RatingTable, label_yes: np.ndarray, rep) -> tuple[Figu
             "correct, so there is no ranking"
         )
     else:
-        spearman_fig = _figure(spearmanr(confidence, share).statistic, rep("spearman"), n=count)
+        spearman_fig = _figure(spearmanr(confidence, share).statistic, boot, "spearman", n=count)
     if majority.all() or not majority.any():
         side = "agrees" if majority.all() else "disagrees"
         auc_fig = Figure.missing(
             f"on every example a majority {side} with the label; AUC needs examples of both kinds"
         )
     else:
-        auc_fig = _figure(roc_auc_score(majority, confidence), rep("auc"), n=count)
+        auc_fig = _figure(roc_auc_score(majority, confidence), boot, "auc", n=count)
     return spearman_fig, auc_fig, count
 
 

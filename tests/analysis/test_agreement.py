@@ -239,8 +239,11 @@ def explicit_resamples(n, replicates, seed):
 
 
 @pytest.mark.parametrize("seed", [3, 4])
-def test_weighted_statistics_equal_the_libraries_on_explicit_resamples(seed):
+@pytest.mark.parametrize("ties", [True, False])
+def test_weighted_statistics_equal_the_libraries_on_explicit_resamples(seed, ties):
     label, _, rel, _, confidence = random_matrices(seed, n=25, k=3)
+    if not ties:
+        confidence = np.random.default_rng(seed).uniform(0.5, 1.0, 25)
     yes = label.sum(axis=1)
     counts = np.stack([3 - yes, yes], axis=1).astype(float)
     rel_counts = np.stack([(rel == v).sum(axis=1) for v in range(1, 6)], axis=1).astype(float)
@@ -462,12 +465,14 @@ def test_interval_uses_the_defined_resamples_and_is_missing_when_most_are_undefi
     assert fleiss.value == pytest.approx(1.0)
     assert (fleiss.ci_low, fleiss.ci_high) == (pytest.approx(1.0), pytest.approx(1.0))
     replicates = np.array([np.nan] * 60 + list(np.linspace(0, 1, 40)))
-    figure = agreement._figure(0.5, replicates, n=30)
+    assert agreement._interval(replicates) is None
+    some = np.array([np.nan] * 20 + list(np.linspace(0, 1, 80)))
+    boot = agreement._Bootstrap({"mostly undefined": replicates, "some undefined": some})
+    figure = agreement._figure(0.5, boot, "mostly undefined", n=30)
     assert figure.value == 0.5 and figure.ci_low is None
     assert figure.ci_undefined == "the figure is undefined on most bootstrap resamples"
-    assert agreement._figure(0.5, replicates[20:], n=30).ci_low == pytest.approx(
-        np.percentile(replicates[60:], 2.5)
-    )
+    low = agreement._figure(0.5, boot, "some undefined", n=30).ci_low
+    assert low == pytest.approx(np.percentile(some[20:], 2.5))
 
 
 # ----------------------------------------------------------------------------- details
@@ -547,3 +552,20 @@ def test_dawid_skene_undefined_when_every_answer_is_the_same():
     result = agreement.dawid_skene(rating_table(**long_form([[0, 0, 0]] * 4)))
     assert result.undefined == "every rating is “label incorrect”: there is no disagreement to model"
     assert result.workers == []
+
+
+def test_table_rows_do_not_depend_on_the_order_ratings_arrive_in():
+    label, amb, rel, workers, confidence = random_matrices(9, n=12)
+    data = long_form(label, amb, rel, confidence=confidence, workers=workers)
+    shuffled = dict(data)
+    order = np.random.default_rng(0).permutation(len(data["rating_example"]))
+    for key in ("rating_example", "rating_worker", "relevance", "label_correct", "ambiguous"):
+        shuffled[key] = np.asarray(data[key])[order]
+    examples = np.random.default_rng(1).permutation(12)
+    shuffled["example_ids"] = np.asarray(data["example_ids"])[examples]
+    shuffled["label_confidence"] = np.asarray(data["label_confidence"])[examples]
+    first, second = rating_table(**data), rating_table(**shuffled)
+    assert first.example_ids.tolist() == sorted(first.example_ids.tolist())
+    for name in ("example_ids", "label_confidence", "workers", "relevance", "label_correct", "ambiguous"):
+        assert np.array_equal(getattr(first, name), getattr(second, name)), name
+    assert group_figures(first, replicates=100) == group_figures(second, replicates=100)
