@@ -3,15 +3,22 @@ statistics, gold accuracy and the response export."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import statistics
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connection
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Count, F, Field, Model, Q, QuerySet
+from django.db.models.signals import post_delete, post_save
 from rest_framework.authtoken.models import Token
 
 from annotation.models import AnnotationProject, ProjectItem, Response, Worker
@@ -21,6 +28,41 @@ from annotation.models import AnnotationProject, ProjectItem, Response, Worker
 # queries costs more CPU to build than PostgreSQL takes to answer it, so they are written once here
 # from the models' own table and column names, and their rows become model instances through the same
 # converters the ORM applies.
+
+
+class _HotDebugCursor(CursorDebugWrapper):
+    # Logs the statement as written: once psycopg has prepared a statement it no longer keeps the
+    # text that Django's own debug cursor would log.
+    def execute(self, sql, params=None):
+        with self.debug_sql(sql, params):
+            return self._execute_with_wrappers(sql, params, many=False, executor=self._execute)
+
+
+@contextlib.contextmanager
+def hot_cursor():
+    """A cursor for the API's hot statements. On PostgreSQL it binds parameters on the server, so that
+    psycopg prepares each statement once it has run `prepare_threshold` times on a connection (the
+    DATABASE_PREPARE_THRESHOLD setting; off, Django's default, suits a transaction-mode pooler):
+    PostgreSQL then stops planning the claim and submit statements anew on every request, which cost
+    it as much CPU as running them. Django's own cursors bind on the client and never prepare, so
+    the rest of the site is unaffected. Queries run through it are logged and their errors wrapped
+    like any other."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    # What connection.cursor() does first: drop a persistent connection that fails its health check
+    # (CONN_HEALTH_CHECKS), then connect if needed.
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        raw = ServerBindingCursor(connection.connection)
+    wrapper = _HotDebugCursor if connection.queries_logged else CursorWrapper
+    with wrapper(raw, connection) as cursor:
+        yield cursor
 
 
 def _columns(alias: str, fields: list[Field]) -> str:
@@ -80,14 +122,96 @@ def _worker_fields() -> list[Field]:
     return list(Worker._meta.concrete_fields)
 
 
+class _TokenCache:
+    """Recent token look-ups of this process, so that a worker's stream of API requests does not pay
+    one authentication query each. Safe because:
+
+    - entries live `MWE_API_TOKEN_CACHE_SECONDS` (default 5; 0 turns the cache off), so a token
+      deleted or a user deactivated elsewhere stops working within that time; in this process at
+      once, as deleting a token or saving a user or worker drops their entries (signals below);
+    - only column values are kept, and every request gets model instances of its own;
+    - an excluded worker's claims are refused by the claim statement itself, which reads the worker
+      row, not this cache (see services.task_claim);
+    - keys are SHA-256 digests of the tokens, and unknown tokens are never cached."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[bytes, tuple[float, tuple]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _digest(key: str) -> bytes:
+        return hashlib.sha256(key.encode()).digest()
+
+    def get(self, key: str) -> tuple | None:
+        entry = self._entries.get(self._digest(key))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, row: tuple, *, seconds: float) -> None:
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[self._digest(key)] = (time.monotonic() + seconds, row)
+
+    def drop(self, *, key: str | None = None, user_id: int | None = None) -> None:
+        with self._lock:
+            if key is not None:
+                self._entries.pop(self._digest(key), None)
+            if user_id is not None:
+                user_pk = get_user_model()._meta.pk
+                user_index = len(_token_fields()) + _user_fields().index(user_pk)
+                for digest, (_, row) in list(self._entries.items()):
+                    if row[user_index] == user_id:
+                        del self._entries[digest]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+token_cache = _TokenCache()
+
+
+def _drop_cached_token(sender, instance, **kwargs) -> None:
+    token_cache.drop(key=instance.key, user_id=instance.user_id)
+
+
+def _drop_cached_user(sender, instance, **kwargs) -> None:
+    token_cache.drop(user_id=instance.pk)
+
+
+def _drop_cached_worker(sender, instance, **kwargs) -> None:
+    if instance.user_id is not None:
+        token_cache.drop(user_id=instance.user_id)
+
+
+post_delete.connect(_drop_cached_token, sender=Token, dispatch_uid="annotation_token_cache_token")
+post_save.connect(_drop_cached_token, sender=Token, dispatch_uid="annotation_token_cache_token_save")
+post_save.connect(
+    _drop_cached_user, sender=settings.AUTH_USER_MODEL, dispatch_uid="annotation_token_cache_user"
+)
+post_delete.connect(
+    _drop_cached_user, sender=settings.AUTH_USER_MODEL, dispatch_uid="annotation_token_cache_user_d"
+)
+post_save.connect(_drop_cached_worker, sender=Worker, dispatch_uid="annotation_token_cache_worker")
+
+
 def token_with_user_and_worker(*, key: str) -> Token | None:
     """The API token `key` with its user, and the user's worker (None when the user is not a worker)
-    cached on the user: one query. None when no such token exists."""
-    with connection.cursor() as cursor:
-        cursor.execute(_token_sql(connection.vendor), [key])
-        row = cursor.fetchone()
+    cached on the user: one query, or none when this process looked the token up in the last few
+    seconds (`token_cache`). None when no such token exists."""
+    row = token_cache.get(key)
     if row is None:
-        return None
+        with hot_cursor() as cursor:
+            cursor.execute(_token_sql(connection.vendor), [key])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        if settings.MWE_API_TOKEN_CACHE_SECONDS > 0:
+            token_cache.put(key, tuple(row), seconds=settings.MWE_API_TOKEN_CACHE_SECONDS)
     token_fields, user_fields, worker_fields = _token_fields(), _user_fields(), _worker_fields()
     token = instance_from_row(Token, token_fields, row[: len(token_fields)])
     user_values = row[len(token_fields) : len(token_fields) + len(user_fields)]
@@ -131,7 +255,7 @@ def _worker_project_sql(vendor: str, *, by_slug: bool) -> str:
 
 def worker_project(*, worker: Worker, slug: str | None = None) -> AnnotationProject | None:
     """The project a worker works on: the one named, or their first active one (one query)."""
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(
             _worker_project_sql(connection.vendor, by_slug=bool(slug)),
             [worker.pk, slug] if slug else [worker.pk],

@@ -34,7 +34,7 @@ from annotation.models import (
     Response,
     Worker,
 )
-from annotation.selectors import instance_from_row
+from annotation.selectors import hot_cursor, instance_from_row
 from generation.models import Dataset, Example
 
 BULK_BATCH = 1000
@@ -276,6 +276,7 @@ _TABLES = {
     "response": Response._meta.db_table,
     "example": Example._meta.db_table,
     "dataset": Dataset._meta.db_table,
+    "worker": Worker._meta.db_table,
     "claimed": Assignment.Status.CLAIMED.value,
     "submitted": Assignment.Status.SUBMITTED.value,
     "expired": Assignment.Status.EXPIRED.value,
@@ -296,6 +297,7 @@ def _open_item_sql(*, gold: bool) -> str:
         SELECT i.id FROM {item} i
         WHERE i.project_id = %(project)s AND i.is_gold = {gold} AND i.reserved_count < i.overlap
           AND NOT EXISTS (SELECT 1 FROM current_lease)
+          AND NOT EXISTS (SELECT 1 FROM excluded WHERE excluded)
           AND NOT EXISTS (
               SELECT 1 FROM {assignment} seen WHERE seen.worker_id = %(worker)s AND seen.item_id = i.id
               OFFSET 0
@@ -308,7 +310,9 @@ def _open_item_sql(*, gold: bool) -> str:
 def _claim_sql(*, gold: bool) -> str:
     """The worker's live lease, or a new one on an open item they have never seen (a gold item first
     when `gold` and some regular item is open, as in `_claim_orm`), with the example and dataset to
-    show, and whether the project has leases past their expiry to sweep. Always one row."""
+    show; whether the worker is excluded (read here, not from the caller's possibly cached worker:
+    then nothing is claimed), and whether the project has leases past their expiry to sweep.
+    Always one row."""
     if gold:
         candidates = f"""
             regular AS ({_open_item_sql(gold=False)}),
@@ -325,10 +329,11 @@ def _claim_sql(*, gold: bool) -> str:
     dataset_columns = ", ".join(f"d.{field.column}" for field in _DATASET_FIELDS)
     item_columns = ", ".join(f"i.{field.column}" for field in _ITEM_FIELDS)
     return """
-        WITH current_lease AS (
+        WITH excluded AS (SELECT excluded FROM {worker} WHERE id = %(worker)s),
+        current_lease AS (
             SELECT id, item_id, status, claimed_at, expires_at FROM {assignment}
             WHERE worker_id = %(worker)s AND project_id = %(project)s AND status = '{claimed}'
-              AND expires_at > %(now)s
+              AND expires_at > %(now)s AND NOT EXISTS (SELECT 1 FROM excluded WHERE excluded)
             ORDER BY id LIMIT 1
         ),
         {candidates}
@@ -343,6 +348,7 @@ def _claim_sql(*, gold: bool) -> str:
         ),
         lease AS (SELECT * FROM new_lease UNION ALL SELECT * FROM current_lease)
         SELECT
+            EXISTS (SELECT 1 FROM excluded WHERE excluded),
             EXISTS (
                 SELECT 1 FROM {assignment} WHERE project_id = %(project)s AND status = '{claimed}'
                   AND expires_at <= %(now)s
@@ -416,10 +422,10 @@ def _run_one(statement: str, params: dict) -> tuple | None:
     """The first row of one statement. Outside a transaction the statement commits by itself;
     inside one, a savepoint keeps a failing statement from breaking the enclosing transaction."""
     if connection.in_atomic_block:
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transaction.atomic(), hot_cursor() as cursor:
             cursor.execute(statement, params)
             return cursor.fetchone()
-    with connection.cursor() as cursor:
+    with hot_cursor() as cursor:
         cursor.execute(statement, params)
         return cursor.fetchone()
 
@@ -427,10 +433,12 @@ def _run_one(statement: str, params: dict) -> tuple | None:
 def _claim_result(
     row: tuple, *, worker: Worker, project: AnnotationProject
 ) -> tuple[Assignment | None, bool]:
-    stale, lease_id, status, claimed_at, expires_at = row[:5]
+    excluded, stale, lease_id, status, claimed_at, expires_at = row[:6]
+    if excluded:
+        raise WorkerExcluded("this worker is excluded")
     if lease_id is None:
         return None, stale
-    values = iter(row[5:])
+    values = iter(row[6:])
     item = instance_from_row(ProjectItem, _ITEM_FIELDS, [next(values) for _ in _ITEM_FIELDS])
     example = instance_from_row(Example, _EXAMPLE_FIELDS, [next(values) for _ in _EXAMPLE_FIELDS])
     example.dataset = instance_from_row(Dataset, _DATASET_FIELDS, [next(values) for _ in _DATASET_FIELDS])
@@ -473,6 +481,9 @@ def task_claim(
 
 @transaction.atomic
 def _claim_orm(*, worker: Worker, project: AnnotationProject, now, want_gold: bool) -> Assignment | None:
+    # From the row, not the caller's worker, which may come from the token cache.
+    if Worker.objects.filter(pk=worker.pk, excluded=True).exists():
+        raise WorkerExcluded("this worker is excluded")
     current = (
         Assignment.objects.filter(
             worker=worker, project=project, status=Assignment.Status.CLAIMED, expires_at__gt=now

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
+import runpy
 import signal
 import socket
 import statistics
@@ -53,15 +54,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=50, help="simulated crowdworkers (client threads)")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the load phase")
     parser.add_argument("--baseline-seconds", type=float, default=4.0)
-    parser.add_argument("--gunicorn-workers", type=int, default=4, help="processes (2 cores: 3-5)")
-    parser.add_argument("--gunicorn-threads", type=int, default=2, help="threads per process (gthread)")
+    parser.add_argument(
+        "--gunicorn-workers", type=int, help="processes (default: mwe_site/gunicorn.conf.py's, cores + 1)"
+    )
+    parser.add_argument(
+        "--gunicorn-threads", type=int, help="threads per process (default: gunicorn.conf.py's, 2)"
+    )
+    parser.add_argument(
+        "--gunicorn-sync", action="store_true", help="sync workers (no keep-alive) instead of gthread"
+    )
     parser.add_argument(
         "--conn-max-age",
         type=int,
         default=60,
         help="DATABASE_CONN_MAX_AGE for the server: 0 opens a PostgreSQL connection per request",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # Unset layout values come from the site's gunicorn settings, as a deployment would get them.
+    config = runpy.run_path(str(ROOT / "mwe_site" / "gunicorn.conf.py"))
+    args.gunicorn_workers = args.gunicorn_workers or config["workers"]
+    args.gunicorn_threads = args.gunicorn_threads or config["threads"]
+    return args
 
 
 # --- The client -----------------------------------------------------------------------------------
@@ -202,13 +215,14 @@ def run_phase(loop, clients: list[Client], seconds: float) -> tuple[Stats, float
 
 class CpuMeter:
     """Where the CPU went during a phase, from /proc (Linux): the whole machine, the gunicorn
-    processes, PostgreSQL's processes (every backend on the machine), and this process (the load
-    generator). Absent elsewhere."""
+    processes, PostgreSQL (the backends serving the benchmark's database and the server's own
+    processes), and this process (the load generator). Absent elsewhere."""
 
     TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
-    def __init__(self, server_pgid: int) -> None:
+    def __init__(self, server_pgid: int, database: str) -> None:
         self.server_pgid = server_pgid
+        self.database = database.encode()
         self.available = Path("/proc/stat").exists()
 
     def _processes(self) -> tuple[float, float]:
@@ -216,6 +230,10 @@ class CpuMeter:
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 raw = stat.read_text()
+                # A backend's title names its database ("postgres: user db host(port) idle"); the
+                # server's own processes (WAL writer, checkpointer...) count too, those of other
+                # databases on the machine do not.
+                title = (stat.parent / "cmdline").read_bytes()
             except OSError:
                 continue  # the process ended
             name = raw[raw.index("(") + 1 : raw.rindex(")")]
@@ -223,7 +241,9 @@ class CpuMeter:
             seconds = (int(fields[11]) + int(fields[12])) / self.TICK  # utime + stime
             if int(fields[2]) == self.server_pgid:
                 server += seconds
-            elif name == "postgres":
+            elif name == "postgres" and (
+                self.database in title or not (b"(" in title or b"[local]" in title)
+            ):
                 postgres += seconds
         return server, postgres
 
@@ -282,24 +302,22 @@ def start_gunicorn(*, database_url: str, args: argparse.Namespace) -> tuple[subp
         # load measures the server, not the throttle.
         "MWE_ANNOTATION_THROTTLE": "1000000/minute",
     }
+    # The site's own gunicorn settings (mwe_site/gunicorn.conf.py), with the layout under test.
     command = [
         str(Path(sys.executable).parent / "gunicorn"),
+        "--config",
+        str(ROOT / "mwe_site" / "gunicorn.conf.py"),
         "mwe_site.wsgi:application",
         "--bind",
         f"127.0.0.1:{port}",
-        "--workers",
-        str(args.gunicorn_workers),
-        "--worker-class",
-        "gthread" if args.gunicorn_threads > 1 else "sync",
-        "--threads",
-        str(args.gunicorn_threads),
-        "--keep-alive",
-        "30",
         "--log-level",
         "warning",
         "--error-logfile",
         str(log),
     ]
+    command += ["--workers", str(args.gunicorn_workers), "--threads", str(args.gunicorn_threads)]
+    if args.gunicorn_sync:
+        command += ["--worker-class", "sync"]
     server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -463,9 +481,9 @@ def main(argv: list[str] | None = None) -> int:
         connection.close()
         server, port, log = start_gunicorn(database_url=database_url, args=args)
         layout = (
-            f"{args.gunicorn_workers} gthread workers x {args.gunicorn_threads} threads"
-            if args.gunicorn_threads > 1
-            else f"{args.gunicorn_workers} sync workers"
+            f"{args.gunicorn_workers} sync workers"
+            if args.gunicorn_sync
+            else f"{args.gunicorn_workers} gthread workers x {args.gunicorn_threads} threads"
         )
         print(
             f"gunicorn on 127.0.0.1:{port}: {layout}, DATABASE_CONN_MAX_AGE={args.conn_max_age}; "
@@ -488,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         solo, elapsed = run_phase(work_loop, [Client(port, solo_token)], args.baseline_seconds)
         solo_rate = report_pairs("baseline, one worker alone", solo, elapsed)
 
-        meter = CpuMeter(server.pid)
+        meter = CpuMeter(server.pid, test_name)
         before = meter.snapshot()
         load, elapsed = run_phase(work_loop, [Client(port, token) for token in tokens], args.seconds)
         after = meter.snapshot()

@@ -90,6 +90,15 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # psycopg prepares a statement once it has run this many times on one connection. Only cursors
+    # that bind parameters on the server use it (annotation.selectors.hot_cursor: the annotation
+    # API's claim, submit and authentication), never the ORM's. Empty turns it off, as a
+    # transaction-mode connection pooler needs.
+    _prepare_threshold = os.environ.get("DATABASE_PREPARE_THRESHOLD", "5")
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        int(_prepare_threshold) if _prepare_threshold else None
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server read while the worker writes; the timeout makes concurrent writers
     # wait for the lock instead of failing at once with "database is locked".
@@ -145,6 +154,9 @@ REST_FRAMEWORK = {
         "annotation": os.environ.get("MWE_ANNOTATION_THROTTLE", "600/minute"),
     },
 }
+# How long a web process reuses an API token look-up (annotation.selectors.token_cache): a deleted
+# token or a deactivated user keeps working in other processes for at most this long. 0 turns it off.
+MWE_API_TOKEN_CACHE_SECONDS = float(os.environ.get("MWE_API_TOKEN_CACHE_SECONDS", "5"))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Model-written evaluations API",

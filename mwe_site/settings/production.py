@@ -15,6 +15,8 @@ if not os.environ.get("DATABASE_URL"):
 if not os.environ.get("CELERY_BROKER_URL"):
     raise ImproperlyConfigured("production needs CELERY_BROKER_URL (redis://...)")
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Persistent connections: opening one per request costs more than most requests' own work.
+DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DATABASE_CONN_MAX_AGE", "60"))
 
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

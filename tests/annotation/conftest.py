@@ -4,15 +4,19 @@ import pytest
 from django.core.cache import cache
 
 from annotation import services
+from annotation.selectors import token_cache
 from tests.factories import DatasetFactory, ExampleFactory, WorkerFactory
 
 
 @pytest.fixture(autouse=True)
 def clear_throttle_cache():
-    # The API throttle counts in the cache; one test's requests must not slow another's.
+    # The API throttle counts in the cache; one test's requests must not slow another's. Nor may a
+    # token looked up in one test be remembered in the next.
     cache.clear()
+    token_cache.clear()
     yield
     cache.clear()
+    token_cache.clear()
 
 
 def build_project(*, items: int = 4, overlap: int = 3, lease_seconds: int = 300, slug: str = "p", **kwargs):

@@ -172,3 +172,89 @@ def test_schema_documents_the_annotation_api(client):
     ]:
         assert path in schema["paths"], path
     assert "tokenAuth" in schema["components"]["securitySchemes"]
+
+
+# --- Queries per request (a regression in either fails here) and the token cache -------------------
+
+
+def _queries(callable_):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        response = callable_()
+    return response, len(ctx.captured_queries)
+
+
+def _claim_submit_queries(project):
+    client = client_for(WorkerFactory(projects=[project]))
+    claim, claim_cold = _queries(lambda: next_task(client))
+    assert claim.status_code == 200
+    url = reverse("api-assignment-submit", args=[claim.json()["id"]])
+    submitted, submit_warm = _queries(lambda: client.post(url, GOOD, format="json"))
+    assert submitted.status_code == 201
+    claim, claim_warm = _queries(lambda: next_task(client))
+    assert claim.status_code == 200
+    return claim_cold, submit_warm, claim_warm
+
+
+def test_queries_per_claim_and_submit(project, on_postgres):
+    counts = _claim_submit_queries(project)
+    if on_postgres:
+        # Inside the test's transaction each statement runs in a savepoint (+2): claim = token, project,
+        # claim statement; submit = submit statement (the token is cached); then claim = project, claim.
+        assert counts == (3 + 2, 1 + 2, 2 + 2)
+    else:
+        # SQLite takes the ORM path in a savepoint: exclusion check, open lease, expiry sweep, pick,
+        # counter update, insert (6 + 2); submit: lock, counters, response in its own savepoint,
+        # lease update (4 + 2 + 2).
+        assert counts == (2 + 8, 8, 1 + 8)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_queries_per_claim_and_submit_on_postgresql(settings):
+    # Autocommit, as in production: every statement is its own transaction, no BEGIN/COMMIT.
+    project = build_project(items=3)
+    assert _claim_submit_queries(project) == (3, 1, 2)
+    settings.MWE_API_TOKEN_CACHE_SECONDS = 0
+    assert _claim_submit_queries(project) == (3, 2, 3)
+
+
+def test_deleted_token_and_deactivated_user_are_refused_at_once(project):
+    from rest_framework.authtoken.models import Token
+
+    worker = WorkerFactory(projects=[project])
+    client = client_for(worker)
+    assert client.get(reverse("api-annotation-progress")).status_code == 200
+    worker.user.is_active = False
+    worker.user.save()
+    assert client.get(reverse("api-annotation-progress")).status_code == 401
+    worker.user.is_active = True
+    worker.user.save()
+    assert client.get(reverse("api-annotation-progress")).status_code == 200
+    Token.objects.filter(user=worker.user).delete()
+    assert client.get(reverse("api-annotation-progress")).status_code == 401
+
+
+def test_token_cache_entries_expire(project, settings, monkeypatch):
+    from annotation import selectors
+
+    settings.MWE_API_TOKEN_CACHE_SECONDS = 5
+    worker = WorkerFactory(projects=[project])
+    client = client_for(worker)
+    assert client.get(reverse("api-annotation-progress")).status_code == 200
+    # A change no signal reports (another process's, say) is seen once the entry expires.
+    type(worker.user).objects.filter(pk=worker.user.pk).update(is_active=False)
+    assert client.get(reverse("api-annotation-progress")).status_code == 200
+    later = selectors.time.monotonic() + 6
+    monkeypatch.setattr(selectors.time, "monotonic", lambda: later)
+    assert client.get(reverse("api-annotation-progress")).status_code == 401
+
+
+def test_worker_excluded_behind_the_token_cache_cannot_claim(project):
+    worker = WorkerFactory(projects=[project])
+    client = client_for(worker)
+    assert client.get(reverse("api-annotation-progress")).status_code == 200
+    type(worker).objects.filter(pk=worker.pk).update(excluded=True)  # no signal: the cache is stale
+    assert next_task(client).status_code == 403

@@ -1,0 +1,31 @@
+"""gunicorn settings for serving the site in production:
+
+    gunicorn -c mwe_site/gunicorn.conf.py mwe_site.wsgi:application
+
+Every value comes from the environment (GUNICORN_*), so one file serves every machine; command-line
+options override it. The defaults are what measured best for the annotation API on a 2-core machine
+that also runs PostgreSQL (benchmarks/annotation_load.py): the work is CPU-bound Python, so one
+process per core, plus one to cover the time a process waits on the database; a few threads per
+process keep it busy while one of its requests waits on PostgreSQL; gthread workers keep client
+connections alive (the sync worker closes each one after a single request).
+"""
+
+import os
+
+_cores = os.cpu_count() or 1
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", str(_cores + 1)))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "2"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "30"))
+# Import the site once in the master, before forking: less memory, and a broken deploy fails at
+# start rather than in every worker. No database connection is opened at import.
+preload_app = os.environ.get("GUNICORN_PRELOAD", "1") not in {"0", "false", "no", "off"}
+# Recycle workers now and then (with jitter, so not all at once) to bound any slow leak.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "2000"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
+errorlog = os.environ.get("GUNICORN_ERRORLOG", "-")
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
