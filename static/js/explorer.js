@@ -271,8 +271,21 @@
   function categoryColor(i) {
     if (i < CATEGORY_COLORS.length) return CATEGORY_COLORS[i];
     // Beyond ten categories (the global map has one per dataset): hues spread by the golden angle.
-    var hue = (i * 137.508) % 360;
-    return "hsl(" + hue.toFixed(1) + ", 62%, " + (i % 2 ? 42 : 58) + "%)";
+    return hex(hslToRgb((i * 137.508) % 360, 0.62, i % 2 ? 0.42 : 0.58));
+  }
+
+  function hslToRgb(hue, saturation, lightness) {
+    var a = saturation * Math.min(lightness, 1 - lightness);
+    var f = function (n) {
+      var k = (n + hue / 30) % 12;
+      return 255 * (lightness - a * Math.max(-1, Math.min(k - 3, 9 - k, 1)));
+    };
+    return [f(0), f(8), f(4)];
+  }
+
+  function rgbOf(hexColor) {
+    var value = parseInt(hexColor.slice(1), 16);
+    return [(value >> 16) & 255, (value >> 8) & 255, value & 255, 1];
   }
 
   function continuousValues() {
@@ -288,8 +301,8 @@
     return null;
   }
 
-  /* Every colouring becomes a palette and one palette index per point; the trace gets the index
-     (plus 0.5) and a stepped colorscale, which WebGL draws as fast as a single colour. */
+  /* Every colouring becomes a palette (a list of colours) and a palette index per point; continuous
+     values are binned into RAMP_STEPS shades, so the legend and the map always agree. */
   function palette() {
     var colors, names, indexOf;
     if (state.color === "dataset") {
@@ -313,38 +326,30 @@
     return { colors: colors, names: names, indexOf: indexOf, continuous: !names.length };
   }
 
+  /* Per-point colours go to Plotly as [r, g, b, a] arrays (0-255), one shared array per palette
+     entry: Plotly normalises every point's colour, and arrays are its cheapest input (a numeric
+     array with a colorscale costs about three times as much at 133k points). */
   function traceArrays(p) {
-    var missing = p.colors.length, dim = p.colors.length + 1, count = visible.length;
-    var xs = new Float32Array(count), ys = new Float32Array(count), cs = new Float32Array(count);
+    var all = p.colors.concat([MISSING_COLOR, DIM_COLOR]).map(rgbOf);
+    var missing = all[p.colors.length], dim = all[p.colors.length + 1], count = visible.length;
+    var xs = new Float32Array(count), ys = new Float32Array(count), colors = new Array(count);
     var sizes = searching ? new Float32Array(count) : null;
     var base = data.n > 50000 ? 2.5 : data.n > 10000 ? 3.5 : data.n > 1000 ? 5 : 7;
     for (var k = 0; k < count; k++) {
       var i = visible[k];
       xs[k] = data.x[i];
       ys[k] = data.y[i];
-      var c = p.indexOf(i);
-      if (searching && !matched[i]) c = dim;
-      else if (c < 0) c = missing;
-      cs[k] = c + 0.5;
+      if (searching && !matched[i]) colors[k] = dim;
+      else {
+        var c = p.indexOf(i);
+        colors[k] = c < 0 ? missing : all[c];
+      }
       if (sizes) sizes[k] = matched[i] ? base * 2.2 : base;
     }
-    var all = p.colors.concat([MISSING_COLOR, DIM_COLOR]);
-    var scale = [];
-    all.forEach(function (color, j) {
-      scale.push([j / all.length, color], [(j + 1) / all.length, color]);
-    });
     return {
       x: xs,
       y: ys,
-      marker: {
-        color: cs,
-        colorscale: scale,
-        cmin: 0,
-        cmax: all.length,
-        size: sizes || base,
-        opacity: data.n > 50000 ? 0.7 : 0.85,
-        showscale: false,
-      },
+      marker: { color: colors, size: sizes || base, opacity: data.n > 50000 ? 0.7 : 0.85 },
     };
   }
 
@@ -429,6 +434,7 @@
     el("point-count").setAttribute("data-count", String(visible.length));
     drawLegend(p);
     var started = performance.now();
+    performance.mark("explorer:arrays");
     var layoutNow = layout();
     if (mapDiv._fullLayout) {
       var r = currentRange();
@@ -594,33 +600,26 @@
     tooltip.removeAttribute("data-index");
   }
 
-  var pendingMove = null;
-
+  /* Handled at once: the lookup takes well under a millisecond whatever the size of the map, and
+     browsers already deliver at most one mousemove per frame. */
   function onMove(event) {
-    if (!data) return;
-    var first = pendingMove === null;
-    pendingMove = event;
-    if (!first) return;
-    window.requestAnimationFrame(function () {
-      var e = pendingMove;
-      pendingMove = null;
-      var rect = wrap.getBoundingClientRect();
-      var px = e.clientX - rect.left, py = e.clientY - rect.top;
-      var started = performance.now();
-      var index = dragging ? null : nearest(px, py);
-      stats.lookupMs.push(performance.now() - started);
-      if (index === null) hideTooltip();
-      else {
-        showTooltip(index, px, py);
-        placeMarker(marker, index);
-      }
-      // From the browser's event time to the tooltip being updated.
-      stats.hoverMs.push(performance.now() - e.timeStamp);
-      if (stats.hoverMs.length > 2000) {
-        stats.hoverMs.splice(0, 1000);
-        stats.lookupMs.splice(0, 1000);
-      }
-    });
+    if (!data || !mapDiv._fullLayout) return;
+    var rect = wrap.getBoundingClientRect();
+    var px = event.clientX - rect.left, py = event.clientY - rect.top;
+    var started = performance.now();
+    var index = dragging ? null : nearest(px, py);
+    stats.lookupMs.push(performance.now() - started);
+    if (index === null) hideTooltip();
+    else {
+      showTooltip(index, px, py);
+      placeMarker(marker, index);
+    }
+    // From the browser's event time to the tooltip being updated.
+    stats.hoverMs.push(performance.now() - event.timeStamp);
+    if (stats.hoverMs.length > 2000) {
+      stats.hoverMs.splice(0, 1000);
+      stats.lookupMs.splice(0, 1000);
+    }
   }
 
   // ------------------------------------------------------------------ the panel
@@ -799,6 +798,7 @@
     if (filtersChanged) {
       refreshMatches();
       computeVisible();
+      performance.mark("explorer:filtered");
     }
     return render();
   }
@@ -946,8 +946,8 @@
 
   // ------------------------------------------------------------------ start
 
-  function start(buffer) {
-    data = decode(buffer);
+  function start(decoded) {
+    data = decoded;
     matched = new Uint8Array(data.n);
     buildLabelFilter();
     bindControls();
@@ -956,6 +956,7 @@
     return loadOverlay()
       .then(ready)
       .then(function () {
+        performance.mark("explorer:plotted");
         bindMap();
         message.textContent = "";
         if (state.point !== null && state.point >= 0 && state.point < data.n) select(state.point);
@@ -981,16 +982,35 @@
     isMatched: function (index) { return Boolean(searching && matched && matched[index]); },
   };
 
-  if (typeof Plotly === "undefined") {
-    message.textContent = "The plotting library did not load; reload the page.";
-    return;
-  }
-  fetch(config.payload)
+  /* The download starts at once and is decoded while plotly.js (loaded after this script, both
+     deferred) is still being parsed; drawing waits for both. */
+  var decoded = fetch(config.payload)
     .then(function (response) {
-      if (!response.ok) throw new Error(response.status === 404 ? "this map was replaced by a newer one; reload the page" : "HTTP " + response.status);
+      if (!response.ok) {
+        throw new Error(response.status === 404 ? "this map was replaced by a newer one; reload the page" : "HTTP " + response.status);
+      }
       return response.arrayBuffer();
     })
-    .then(start)
+    .then(function (buffer) {
+      performance.mark("explorer:fetched");
+      var result = decode(buffer);
+      performance.mark("explorer:decoded");
+      return result;
+    });
+  var plotlyReady = new Promise(function (resolve, reject) {
+    var check = function () {
+      if (typeof Plotly !== "undefined") resolve();
+      else reject(new Error("the plotting library did not load; reload the page"));
+    };
+    // This script is deferred, so it runs before DOMContentLoaded, which fires once the deferred
+    // plotly.js has run too.
+    if (typeof Plotly !== "undefined" || document.readyState === "complete") check();
+    else document.addEventListener("DOMContentLoaded", check);
+  });
+  Promise.all([decoded, plotlyReady])
+    .then(function (results) {
+      return start(results[0]);
+    })
     .catch(function (error) {
       message.textContent = "Could not draw the map: " + error.message;
       root.setAttribute("data-state", "error");

@@ -1,0 +1,462 @@
+"""The explorer at full-release scale (133,204 statements, all 135 persona datasets):
+
+1. embedding throughput of our cached path (hash, cache lookup, MiniLM in chunks, cache writes)
+   against a bare `SentenceTransformer.encode` of the same texts, in the same run (target >= 0.9x),
+   and of a rebuild that finds everything in the cache;
+2. UMAP time (cosine, fixed seed, as the build runs it) for 10k, 50k and 133k points, on synthetic
+   384-dim vectors (135 clusters of unit vectors, like 135 datasets), and the clustering that follows;
+3. in headless Chromium, for a 133,204-point map: time to first render and the payload's size
+   (targets < 3 s and < 8 MB), and hover response time of our grid lookup against Plotly's own
+   hover on the same points. Statements are synthetic, spliced from the released persona
+   statements so that their length and words are realistic (a template grammar when the data is
+   absent).
+
+    .venv/bin/python benchmarks/explorer.py                       # everything (minutes on 2 cores)
+    .venv/bin/python benchmarks/explorer.py --sizes 10000 --texts 500 --skip-browser
+
+Timings on shared machines are noisy; the ratios are measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+FULL_RELEASE = 133_204
+DATASETS = 135
+CHROMIUM = os.environ.get("MWE_CHROMIUM", "/usr/bin/chromium")
+
+
+def setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mwe_site.settings.test")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    folder = tempfile.mkdtemp(prefix="mwe-bench-explorer-")
+    os.environ["MWE_VAR_DIR"] = folder
+    os.environ["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def real_statements() -> list[str]:
+    import json
+
+    from django.conf import settings
+
+    statements: list[str] = []
+    for path in sorted(Path(settings.MWE_EVALS_DATA).glob("persona/*.jsonl")):
+        with path.open(encoding="utf-8") as handle:
+            statements.extend(json.loads(line).get("statement", "") for line in handle if line.strip())
+    return [s for s in dict.fromkeys(statements) if s]
+
+
+def synthetic_statements(count: int, *, seed: int = 0) -> list[str]:
+    """Statements of realistic length and vocabulary, none repeated: the first half of one
+    released statement joined to the second half of another."""
+    rng = random.Random(seed)
+    source = real_statements()
+    if len(source) < 100:
+        subjects = ["I", "People", "My goals", "Other people", "The world", "Rules"]
+        verbs = ["should", "must", "would rather", "always try to", "never want to", "like to"]
+        objects = ["acquire more power", "help others", "take big risks", "follow the rules", "be honest"]
+        tails = ["whenever I can", "even if it costs me", "because it matters", "in every situation", ""]
+        source = [f"{s} {v} {o} {t}".strip() for s in subjects for v in verbs for o in objects for t in tails]
+    statements = []
+    seen: set[str] = set()
+    while len(statements) < count:
+        a, b = rng.choice(source).split(), rng.choice(source).split()
+        text = " ".join(a[: max(1, len(a) // 2)] + b[len(b) // 2 :])
+        if text in seen:
+            text = f"{text} ({len(statements)})"
+        seen.add(text)
+        statements.append(text)
+    return statements
+
+
+def synthetic_vectors(count: int, *, seed: int = 0):
+    """Unit 384-dim vectors in DATASETS clusters of different spreads, like MiniLM embeddings of
+    135 datasets (each about one behavior)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(DATASETS, 384)).astype(np.float32)
+    members = rng.integers(0, DATASETS, size=count)
+    spread = rng.uniform(0.4, 0.9, size=DATASETS).astype(np.float32)
+    vectors = centres[members] + spread[members, None] * rng.normal(size=(count, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors, members
+
+
+# ----------------------------------------------------------------------------- 1. embeddings
+
+
+def bench_embeddings(texts_count: int, rounds: int) -> None:
+    from analysis.explorer import embeddings_get_or_create
+    from analysis.models import TextEmbedding
+    from generation.lm.embeddings import load_embedder
+
+    source = real_statements() or synthetic_statements(texts_count)
+    texts = random.Random(1).sample(source, min(texts_count, len(source)))
+    embedder = load_embedder()
+    embedder.embed(texts[:64])  # warm-up: first calls pay for allocation and thread start-up
+    bare_times, ours_times = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        embedder.model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+        bare_times.append(time.perf_counter() - started)
+        TextEmbedding.objects.all().delete()
+        started = time.perf_counter()
+        _, stats = embeddings_get_or_create(texts=texts, embedder=embedder)
+        ours_times.append(time.perf_counter() - started)
+        assert stats.embedded == len(set(texts))
+    started = time.perf_counter()
+    _, stats = embeddings_get_or_create(texts=texts, embedder=embedder)
+    cached = time.perf_counter() - started
+    assert stats.embedded == 0
+    bare, ours = min(bare_times), min(ours_times)
+    n = len(texts)
+    print(f"\n== Embedding {n:,} released persona statements (all-MiniLM-L6-v2, CPU, best of {rounds})")
+    print(f"bare SentenceTransformer.encode: {bare:7.2f} s  {n / bare:8.1f} texts/s")
+    print(f"ours, empty cache (embed+store): {ours:7.2f} s  {n / ours:8.1f} texts/s")
+    print(f"ours, everything cached:         {cached:7.2f} s  {n / cached:8.1f} texts/s (zero model calls)")
+    print(f"throughput ratio ours / bare: {bare / ours:.2f}x (target >= 0.9x)")
+    print(
+        f"the full release ({FULL_RELEASE:,} texts) at this rate: about {FULL_RELEASE / (n / ours) / 60:.0f} min "
+        f"the first time, {FULL_RELEASE / (n / cached):.1f} s from the cache"
+    )
+
+
+# ----------------------------------------------------------------------------- 2. UMAP
+
+
+def bench_umap(sizes: list[int]):
+    from analysis.explorer import MapParams, clusters_find, min_cluster_size_for, project
+
+    print("\n== UMAP (n_neighbors=15, min_dist=0.1, cosine, random_state=42 => single-threaded)")
+    project(vectors=synthetic_vectors(300)[0], params=MapParams())  # numba compiles once per process
+    result = None
+    for size in sizes:
+        vectors, members = synthetic_vectors(size)
+        started = time.perf_counter()
+        coords, _ = project(vectors=vectors, params=MapParams())
+        umap_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        labels, _ = clusters_find(coords=coords, min_cluster_size=min_cluster_size_for(size))
+        cluster_seconds = time.perf_counter() - started
+        print(
+            f"{size:>8,} points: UMAP {umap_seconds:7.1f} s, HDBSCAN {cluster_seconds:6.1f} s "
+            f"({labels.max() + 1} clusters, {(labels < 0).mean():.0%} unassigned)"
+        )
+        result = (coords, labels, members, vectors)
+    return result
+
+
+# ----------------------------------------------------------------------------- 3. the page
+
+
+def build_big_map(count: int, umap_result):
+    """A stored build of `count` synthetic points, made by the build's own functions (payload,
+    clusters, keywords, medoids); only the embedding is skipped."""
+    import numpy as np
+
+    from analysis.explorer import (
+        Point,
+        cluster_keywords,
+        cluster_members_ranked,
+        clusters_find,
+        min_cluster_size_for,
+        payload_encode,
+    )
+    from analysis.models import ExplorerBuild, ExplorerCluster
+    from generation.models import Collection, Dataset
+
+    if umap_result is not None and len(umap_result[0]) == count:
+        coords, labels, members, vectors = umap_result
+    else:
+        # No UMAP of that size in this run: clusters of 2D points stand in for its layout.
+        vectors, members = synthetic_vectors(count)
+        rng = np.random.default_rng(3)
+        centres = rng.normal(size=(DATASETS, 2)) * 12
+        coords = (centres[members] + rng.normal(size=(count, 2))).astype(np.float32)
+        labels, _ = clusters_find(coords=coords, min_cluster_size=min_cluster_size_for(count))
+    collection = Collection.objects.create(slug="persona", name="Persona", is_released=True)
+    datasets = [
+        Dataset.objects.create(
+            collection=collection,
+            slug=f"synthetic-{i:03d}",
+            behavior=f"synthetic behavior {i}",
+            kind=Dataset.Kind.YES_NO,
+            origin=Dataset.Origin.IMPORTED,
+        )
+        for i in range(DATASETS)
+    ]
+    texts = synthetic_statements(count)
+    rng = random.Random(2)
+    points = [
+        Point(
+            example_id=i + 1,
+            dataset_id=datasets[int(members[i])].pk,
+            position=i,
+            text=texts[i],
+            label=rng.choice(("Yes", "No")),
+            confidence=rng.uniform(0.5, 1.0),
+        )
+        for i in range(count)
+    ]
+    started = time.perf_counter()
+    keywords = cluster_keywords(texts=texts, labels=labels)
+    keyword_seconds = time.perf_counter() - started
+    build = ExplorerBuild.objects.create(
+        scope=ExplorerBuild.Scope.GLOBAL, status=ExplorerBuild.Status.SUCCEEDED, point_count=count
+    )
+    clusters = []
+    for number in sorted(keywords):
+        medoid = int(cluster_members_ranked(vectors=vectors, members=np.flatnonzero(labels == number))[0])
+        clusters.append(
+            ExplorerCluster(
+                build=build,
+                number=number,
+                size=int((labels == number).sum()),
+                keywords=keywords[number],
+                medoid_index=medoid,
+                x=float(coords[medoid, 0]),
+                y=float(coords[medoid, 1]),
+            )
+        )
+    ExplorerCluster.objects.bulk_create(clusters)
+    started = time.perf_counter()
+    payload = payload_encode(
+        build_id=build.pk,
+        points=points,
+        coords=coords,
+        cluster_labels=labels,
+        datasets=datasets,
+        clusters=[
+            {
+                "number": c.number,
+                "size": c.size,
+                "keywords": c.keywords,
+                "summary": "",
+                "medoid": c.medoid_index,
+                "x": c.x,
+                "y": c.y,
+            }
+            for c in clusters
+        ],
+    )
+    payload_seconds = time.perf_counter() - started
+    from django.utils import timezone
+
+    build.payload = payload
+    build.payload_bytes = len(payload)
+    build.finished_at = timezone.now()
+    build.input_fingerprint = "bench"
+    build.save()
+    raw_text = sum(len(t.encode()) for t in texts)
+    print(f"\n== A {count:,}-point map ({DATASETS} datasets, {len(clusters)} clusters)")
+    print(f"c-TF-IDF keywords: {keyword_seconds:.1f} s; payload encoding: {payload_seconds:.1f} s")
+    print(
+        f"payload: {len(payload) / 1e6:.2f} MB gzip (target < 8 MB); texts alone are {raw_text / 1e6:.1f} MB raw; "
+        f"{len(payload) / count:.1f} bytes per point"
+    )
+    return build
+
+
+BASELINE_PAGE = """
+<!doctype html><html><body style="margin:0">
+<div id="plot" style="width:900px;height:800px"></div>
+<script src="%(plotly)s"></script>
+</body></html>
+"""
+
+
+def bench_browser(build, runs: int) -> None:
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+    from django.test.testcases import LiveServerThread
+    from playwright.sync_api import sync_playwright
+
+    server = LiveServerThread("127.0.0.1", StaticFilesHandler, connections_override={}, port=0)
+    server.daemon = True
+    server.start()
+    server.is_ready.wait()
+    if server.error:
+        raise server.error
+    base = f"http://127.0.0.1:{server.port}"
+    args = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+    renders, transfers = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        for _ in range(runs):
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})  # a cold cache
+            page = context.new_page()
+            page.goto(f"{base}/explore/")
+            page.wait_for_selector("#explorer[data-state=ready]", timeout=120_000)
+            renders.append(page.evaluate("window.mweExplorer.stats.firstRenderMs"))
+            transfers.append(
+                page.evaluate(
+                    "performance.getEntriesByType('resource').filter(e => e.name.includes('points.bin'))"
+                    ".map(e => ({transfer: e.transferSize, body: e.decodedBodySize, ms: e.duration}))[0]"
+                )
+            )
+            assert page.evaluate("window.mweExplorer.traceLength()") == build.point_count
+            breakdown = page.evaluate(
+                """() => {
+                  const at = {};
+                  const nav = performance.getEntriesByType('navigation')[0];
+                  at['page received'] = nav.responseEnd;
+                  for (const e of performance.getEntriesByType('resource')) {
+                    if (e.name.endsWith('plotly.min.js')) at['plotly.js received'] = e.responseEnd;
+                  }
+                  for (const m of performance.getEntriesByType('mark')) at[m.name.replace('explorer:', 'map ')] = m.startTime;
+                  at['plotly.js run (DOMContentLoaded)'] = nav.domContentLoadedEventStart;
+                  at['first render'] = window.mweExplorer.stats.firstRenderMs;
+                  return Object.fromEntries(Object.entries(at).sort((a, b) => a[1] - b[1]));
+                }"""
+            )
+            last = page
+            if _ < runs - 1:
+                context.close()
+        hover, lookup = measure_hover(last, build.point_count)
+        baseline = measure_plotly_hover(browser, base, build)
+        browser.close()
+    server.terminate()
+    transfer = transfers[0]
+    print(f"\n== Headless Chromium, {build.point_count:,} points, cold cache, {runs} loads")
+    print(
+        "breakdown of the last load (ms after navigation start): "
+        + ", ".join(f"{name} {at:.0f}" for name, at in breakdown.items())
+    )
+    print(
+        f"time to first render (navigation start -> map drawn): median {statistics.median(renders) / 1000:.2f} s, "
+        f"all {', '.join(f'{r / 1000:.2f}' for r in renders)} s (target < 3 s)"
+    )
+    print(
+        f"payload: {transfer['transfer'] / 1e6:.2f} MB on the wire, {transfer['body'] / 1e6:.2f} MB unpacked, "
+        f"fetched in {transfer['ms']:.0f} ms (target < 8 MB)"
+    )
+    print(
+        f"hover, our grid lookup: event -> tooltip shown median {statistics.median(hover):.1f} ms, "
+        f"p95 {percentile(hover, 95):.1f} ms; the lookup itself median {statistics.median(lookup):.3f} ms, "
+        f"p95 {percentile(lookup, 95):.3f} ms ({len(hover)} moves)"
+    )
+    if baseline:
+        print(
+            f"hover, Plotly's own (hovermode 'closest', same points): event -> plotly_hover median "
+            f"{statistics.median(baseline):.1f} ms, p95 {percentile(baseline, 95):.1f} ms ({len(baseline)} moves); "
+            f"ratio Plotly / ours (median): {statistics.median(baseline) / statistics.median(hover):.1f}x"
+        )
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def hover_targets(page, count: int, moves: int):
+    rng = random.Random(5)
+    box = page.locator("#explorer-map").bounding_box()
+    targets = []
+    for _ in range(moves):
+        if rng.random() < 0.7:
+            point = page.evaluate(f"window.mweExplorer.pixelOf({rng.randrange(count)})")
+            targets.append((point["x"], point["y"]))
+        else:
+            targets.append(
+                (
+                    box["x"] + rng.uniform(10, box["width"] - 10),
+                    box["y"] + rng.uniform(10, box["height"] - 10),
+                )
+            )
+    return targets
+
+
+def measure_hover(page, count: int, moves: int = 200):
+    page.evaluate("window.mweExplorer.stats.hoverMs.length = 0; window.mweExplorer.stats.lookupMs.length = 0")
+    for x, y in hover_targets(page, count, moves):
+        page.mouse.move(x, y)
+        page.wait_for_timeout(30)
+    stats = page.evaluate("window.mweExplorer.stats")
+    return stats["hoverMs"], stats["lookupMs"]
+
+
+def measure_plotly_hover(browser, base, build, moves: int = 60):
+    """Plotly's own hover on the same points: the baseline our lookup replaces."""
+    from django.conf import settings
+
+    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    page = context.new_page()
+    page.goto(f"{base}/explore/")  # same origin, so the payload can be fetched
+    page.set_content(BASELINE_PAGE % {"plotly": f"{base}/{settings.STATIC_URL}plotly/plotly.min.js"})
+    page.wait_for_function("typeof Plotly !== 'undefined'")
+    ok = page.evaluate(
+        """async (url) => {
+          const buffer = await (await fetch(url)).arrayBuffer();
+          const view = new DataView(buffer);
+          const headerLength = view.getUint32(8, true);
+          const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 12, headerLength)));
+          const start = 12 + headerLength;
+          const get = (name) => { const e = header.arrays.find(a => a.name === name);
+                                  return new Float32Array(buffer, start + e.offset, e.length); };
+          const x = get('x'), y = get('y');
+          window.__times = []; window.__moved = 0;
+          document.addEventListener('mousemove', () => { window.__moved = performance.now(); }, true);
+          await Plotly.newPlot('plot', [{type: 'scattergl', mode: 'markers', x: x, y: y,
+              marker: {size: 3}, hoverinfo: 'x+y'}],
+              {hovermode: 'closest', margin: {l: 0, r: 0, t: 0, b: 0}, xaxis: {visible: false},
+               yaxis: {visible: false}});
+          document.getElementById('plot').on('plotly_hover', () => {
+              window.__times.push(performance.now() - window.__moved); });
+          return x.length;
+        }""",
+        f"{base}/explore/builds/{build.pk}/points.bin",
+    )
+    assert ok == build.point_count
+    rng = random.Random(6)
+    for _ in range(moves):
+        page.mouse.move(rng.uniform(50, 950), rng.uniform(50, 850))
+        page.wait_for_timeout(120)  # Plotly throttles hover to one per 50 ms
+    times = page.evaluate("window.__times")
+    context.close()
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--texts", type=int, default=1000, help="texts embedded for the throughput ratio")
+    parser.add_argument("--rounds", type=int, default=2, help="embedding rounds (best of)")
+    parser.add_argument("--sizes", default=f"10000,50000,{FULL_RELEASE}", help="UMAP sizes, comma-separated")
+    parser.add_argument("--map-points", type=int, default=FULL_RELEASE, help="points of the browser map")
+    parser.add_argument("--loads", type=int, default=3, help="cold page loads to time")
+    parser.add_argument("--skip-embeddings", action="store_true")
+    parser.add_argument("--skip-umap", action="store_true")
+    parser.add_argument("--skip-browser", action="store_true")
+    options = parser.parse_args()
+    setup_django()
+    print(f"machine: {os.cpu_count()} CPUs; timings are noisy on a shared machine")
+    if not options.skip_embeddings:
+        bench_embeddings(options.texts, options.rounds)
+    umap_result = None
+    if not options.skip_umap:
+        umap_result = bench_umap([int(s) for s in options.sizes.split(",") if s.strip()])
+    if not options.skip_browser:
+        build = build_big_map(options.map_points, umap_result)
+        bench_browser(build, options.loads)
+
+
+if __name__ == "__main__":
+    main()
