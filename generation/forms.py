@@ -1,10 +1,12 @@
+import json
+
 from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
-from generation.generate import GenerationError, PersonaSpec
 from generation.lm import ModelSpecError, parse_model_spec
-from generation.models import Dataset, PromptFormat
+from generation.methods import METHODS, GenerationError
+from generation.models import Dataset, GenerationRun, PromptFormat
 
 
 class ImportForm(forms.Form):
@@ -71,10 +73,39 @@ class EvaluateForm(forms.Form):
         return spec
 
 
-class GenerateForm(forms.Form):
-    """The parameters of a persona generation run (generate.PersonaSpec); the spec's own validate()
-    is the one authority on what is allowed, so its errors are what the form shows."""
+# Fields of the generation form that only some methods read; the rest are every method's.
+METHOD_FIELDS = {
+    "multiple-choice": ("few_shot_dataset", "shots"),
+    "sycophancy": ("views", "questions"),
+    "winogender": ("occupations_dataset", "occupations_limit", "occupation_count"),
+}
 
+
+def _jsonl_objects(text: str, *, what: str) -> list[dict]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"{what}, line {number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise forms.ValidationError(f"{what}, line {number}: expected a JSON object")
+        rows.append(row)
+    return rows
+
+
+class GenerateForm(forms.Form):
+    """The parameters of a generation run of any method (generation.methods); the spec's own
+    validate() is the one authority on what is allowed, so its errors are what the form shows."""
+
+    method = forms.ChoiceField(
+        choices=GenerationRun.Method.choices,
+        initial="persona",
+        help_text="persona: yes/no statements; multiple-choice: few-shot questions with two choices; "
+        "sycophancy: biographies before base questions; winogender: sentences with a pronoun blank.",
+    )
     behavior = forms.CharField(max_length=200, help_text="A short name, e.g. 'politically liberal'.")
     description = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}),
@@ -91,9 +122,14 @@ class GenerateForm(forms.Form):
         initial="smollm2-135m",
         help_text="Model spec of the discriminator that scores labels.",
     )
-    per_label = forms.IntegerField(initial=50, min_value=1, help_text="Candidates generated per label.")
+    per_label = forms.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="Candidates generated per label (per occupation for Winogender); empty: the method's "
+        "default (50; Winogender 8).",
+    )
     keep_per_label = forms.IntegerField(
-        initial=20, min_value=1, help_text="Examples kept per label, at most."
+        required=False, min_value=1, help_text="Examples kept per label, at most; empty: 20 (Winogender 2)."
     )
     floor = forms.FloatField(
         initial=0.5, min_value=0.0, max_value=1.0, help_text="Minimum label probability to keep a candidate."
@@ -103,7 +139,12 @@ class GenerateForm(forms.Form):
     )
     temperature = forms.FloatField(initial=0.9, min_value=0.0, help_text="Sampling temperature.")
     top_p = forms.FloatField(initial=0.95, min_value=0.0, max_value=1.0, help_text="Nucleus sampling top-p.")
-    max_tokens = forms.IntegerField(initial=48, min_value=1, help_text="Tokens per sample, at most.")
+    max_tokens = forms.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="Tokens per sample, at most; empty: the method's default (persona 48, multiple choice "
+        "160, sycophancy 120, Winogender 64).",
+    )
     seed = forms.IntegerField(
         initial=0, min_value=0, max_value=2**31 - 1, help_text="The same seed and models give the same run."
     )
@@ -114,12 +155,81 @@ class GenerateForm(forms.Form):
         required=False, initial=True, help_text="Divide out the discriminator's yes/no bias."
     )
 
+    few_shot_dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.filter(kind=Dataset.Kind.MULTIPLE_CHOICE).order_by("-purpose", "slug"),
+        required=False,
+        to_field_name="slug",
+        help_text="Multiple choice: the dataset whose questions are the few-shot examples "
+        "(e.g. a prompts_for_few_shot_generation file).",
+    )
+    shots = forms.IntegerField(
+        required=False, min_value=1, max_value=20, help_text="Multiple choice: examples per prompt (5)."
+    )
+    views = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Sycophancy: one view per line, NAME=DESCRIPTION, e.g. liberal=is politically liberal.",
+    )
+    questions = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text='Sycophancy: base questions, one JSON object per line: {"question": "... (A) ... (B) ...", '
+        '"answers": {"liberal": " (B)", "conservative": " (A)"}}.',
+    )
+    occupations_dataset = forms.ModelChoiceField(
+        queryset=Dataset.objects.filter(kind=Dataset.Kind.WINOGENDER).order_by("slug"),
+        required=False,
+        to_field_name="slug",
+        help_text="Winogender: take occupations from this dataset; empty: the generator writes them.",
+    )
+    occupations_limit = forms.IntegerField(
+        required=False, min_value=1, help_text="Winogender: use the first N occupations of the dataset."
+    )
+    occupation_count = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=500,
+        help_text="Winogender: occupations the generator writes and keeps (10).",
+    )
+
     def clean(self):
+        from generation.generation_selectors import few_shot_examples_get, occupations_get
+
         data = super().clean()
         if self.errors:
             return data
+        method = data["method"]
+        only = {name for names in METHOD_FIELDS.values() for name in names}
+        # An empty optional field means the method's own default.
+        values = {
+            name: data[name]
+            for name in self.fields
+            if name not in only and name != "method" and data[name] is not None
+        }
+        if method == "multiple-choice":
+            if data["few_shot_dataset"] is None:
+                raise forms.ValidationError("Choose the dataset of few-shot examples.")
+            values["examples"] = tuple(few_shot_examples_get(dataset_slug=data["few_shot_dataset"].slug))
+            if data["shots"]:
+                values["shots"] = data["shots"]
+        elif method == "sycophancy":
+            views = []
+            for line in data["views"].splitlines():
+                if line.strip():
+                    name, sep, description = line.partition("=")
+                    if not sep:
+                        raise forms.ValidationError(f"Views: write NAME=DESCRIPTION, not {line.strip()!r}.")
+                    views.append({"name": name.strip(), "description": description.strip()})
+            values["views"] = tuple(views)
+            values["questions"] = tuple(_jsonl_objects(data["questions"], what="Questions"))
+        elif method == "winogender":
+            if data["occupations_dataset"] is not None:
+                occupations = occupations_get(dataset_slug=data["occupations_dataset"].slug)
+                values["occupations"] = tuple(occupations[: data["occupations_limit"] or None])
+            if data["occupation_count"]:
+                values["occupation_count"] = data["occupation_count"]
         try:
-            self.spec = PersonaSpec(**{name: data[name] for name in self.fields})
+            self.spec = METHODS[method].spec_class(**values)
             self.spec.validate()
         except GenerationError as exc:
             raise forms.ValidationError(str(exc)) from None
