@@ -10,6 +10,7 @@ urlpatterns = [
     path("assignments/<int:pk>/submit/", views.assignment_submit_view, name="submit"),
     path("assignments/<int:pk>/skip/", views.assignment_skip_view, name="skip"),
     path("projects/", views.ProjectListView.as_view(), name="project-list"),
+    path("projects/new/", views.ProjectCreateView.as_view(), name="project-create"),
     path("projects/<slug:slug>/", views.ProjectDetailView.as_view(), name="project-detail"),
     path("projects/<slug:slug>/flag/", views.ProjectFlagView.as_view(), name="project-flag"),
     path(

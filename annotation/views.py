@@ -9,14 +9,16 @@ import json
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import login
+from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views import View
 from django.views.decorators.http import require_POST
-from django.views.generic import DetailView, ListView
+from django.views.generic import DetailView, FormView, ListView
 
 from annotation import selectors, services
+from annotation.forms import ProjectCreateForm
 from annotation.markdown import render_markdown
 from annotation.models import AnnotationProject, Assignment, Worker
 from generation.views import StaffRequiredMixin
@@ -138,6 +140,35 @@ class ProjectListView(StaffRequiredMixin, ListView):
     model = AnnotationProject
     template_name = "annotation/project_list.html"
     context_object_name = "projects"
+
+
+class ProjectCreateView(StaffRequiredMixin, FormView):
+    template_name = "annotation/project_form.html"
+    form_class = ProjectCreateForm
+
+    def form_valid(self, form):
+        data = form.cleaned_data
+        try:
+            project = services.project_create(
+                name=data["name"],
+                slug=data["slug"],
+                datasets=data["datasets"],
+                overlap=data["overlap"],
+                lease_seconds=data["lease_seconds"],
+                instructions=data["instructions"],
+                gold_rate=data["gold_rate"],
+                gold_threshold=data["gold_threshold"],
+                per_label=data["per_label"],
+                seed=data["seed"],
+                created_by=self.request.user,
+            )
+        except IntegrityError:
+            # Another researcher took the slug between the form's check and the insert; the
+            # transaction was rolled back, so nothing was created.
+            form.add_error("slug", f"A project named {data['slug']!r} already exists.")
+            return self.form_invalid(form)
+        messages.success(self.request, f"Created {project.name}: {project.items.count()} items.")
+        return redirect(project)
 
 
 class ProjectDetailView(StaffRequiredMixin, DetailView):
