@@ -30,6 +30,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from annotation import services
@@ -510,11 +511,14 @@ def _write(
         ],
         batch_size=BULK_BATCH,
     )
+    # The counters grow by each item's number of new ratings: one UPDATE per distinct number (at most
+    # k) and batch of items, under the locks taken above.
+    by_count: dict[int, list[int]] = defaultdict(list)
     for example, count in adding.items():
-        item = items[example]
-        item.reserved_count += count
-        item.submitted_count += count
-    ProjectItem.objects.bulk_update(
-        [items[example] for example in adding], ["reserved_count", "submitted_count"], batch_size=BULK_BATCH
-    )
+        by_count[count].append(items[example].pk)
+    for count, item_ids in sorted(by_count.items()):
+        for start in range(0, len(item_ids), ID_BATCH):
+            ProjectItem.objects.filter(pk__in=item_ids[start : start + ID_BATCH]).update(
+                reserved_count=F("reserved_count") + count, submitted_count=F("submitted_count") + count
+            )
     summary.new_ratings = len(rows)
