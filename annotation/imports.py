@@ -114,9 +114,9 @@ def _integer(value: str) -> int | None:
         return None
 
 
-def ratings_parse(text: str) -> tuple[list[RatingRow], list[str]]:
-    """The rows of a ratings CSV and the ignored column names; raises AnnotationImportError with
-    every problem found (missing columns, bad values), each with its line number."""
+def ratings_parse(text: str) -> tuple[list[RatingRow], list[str], list[str]]:
+    """The valid rows of a ratings CSV, the ignored column names and the problems of the other rows
+    (each with its line number). A header that cannot be read raises AnnotationImportError."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = [name.strip() for name in (reader.fieldnames or [])]
     reader.fieldnames = header
@@ -209,11 +209,9 @@ def ratings_parse(text: str) -> tuple[list[RatingRow], list[str]]:
                 time_on_task_ms=time_ms,
             )
         )
-    if errors:
-        raise AnnotationImportError(errors)
-    if not rows:
+    if not rows and not errors:
         raise AnnotationImportError(["the file has a header but no ratings"])
-    return rows, ignored
+    return rows, ignored, errors
 
 
 def _numbered(reader: csv.DictReader):
@@ -293,6 +291,18 @@ def _resolve_examples(rows: list[RatingRow]) -> tuple[_Plan, list[str]]:
     return _Plan(examples=examples, datasets=dataset_of, labels=labels), errors
 
 
+def _by_line(errors: list[str]) -> list[str]:
+    """Errors in the order of the lines they name (those naming no line last)."""
+
+    def line(message: str) -> int:
+        words = message.replace(",", " ").replace(":", " ").split()
+        if words and words[0] in ("line", "lines") and len(words) > 1 and words[1].isdigit():
+            return int(words[1])
+        return 1 << 62
+
+    return sorted(errors, key=line)
+
+
 def ratings_import(
     *, path: Path | str, project_slug: str, overlap: int | None = None, name: str | None = None
 ) -> ImportSummary:
@@ -308,7 +318,6 @@ def ratings_import(
 def ratings_import_text(
     *, text: str, project_slug: str, overlap: int | None = None, name: str | None = None
 ) -> ImportSummary:
-    rows, ignored = ratings_parse(text)
     from generation.services import dataset_slug_usable
 
     if (
@@ -320,9 +329,12 @@ def ratings_import_text(
         )
     if overlap is not None and not 1 <= overlap <= MAX_OVERLAP:
         raise AnnotationImportError([f"overlap must be from 1 to {MAX_OVERLAP}, not {overlap}"])
-    plan, errors = _resolve_examples(rows)
-    if errors:
-        raise AnnotationImportError(errors)
+    # Every row is checked, and every problem reported at once: the rows with bad values are left
+    # out of the checks that need a valid row, not the others.
+    rows, ignored, errors = ratings_parse(text)
+    plan, unresolved = _resolve_examples(rows)
+    errors += unresolved
+    rows = [row for row in rows if row.line in plan.examples]
 
     # Within the file: one rating per (example, worker), and no more than k per example.
     first_line: dict[tuple[int, str], int] = {}
@@ -334,9 +346,9 @@ def ratings_import_text(
             )
         else:
             first_line[key] = row.line
-    if errors:
-        raise AnnotationImportError(errors)
     per_example = Counter(plan.examples[row.line] for row in rows)
+    if not per_example:
+        raise AnnotationImportError(_by_line(errors))
 
     project = AnnotationProject.objects.filter(slug=project_slug).first()
     if project is not None and overlap is not None and overlap != project.overlap:
@@ -382,7 +394,7 @@ def ratings_import_text(
                 f"project's k = {cap}{taken}"
             )
     if errors:
-        raise AnnotationImportError(errors)
+        raise AnnotationImportError(_by_line(errors))
     if not new_rows:
         return summary
 

@@ -301,3 +301,24 @@ def test_many_errors_are_capped_in_the_message(datasets):
         ratings_import_text(text=rows_text(rows), project_slug="crowd")
     assert len(caught.value.errors) == 70
     assert str(caught.value).endswith("... and 20 more error(s)")
+
+
+def test_every_problem_is_reported_at_once_in_line_order(datasets):
+    ratings_import_text(text=rows_text(SAMPLE), project_slug="crowd")
+    text = rows_text(
+        [
+            ("power", 0, "w1", 1, "yes", "no"),  # stored with relevance 5
+            ("power", 2, "w9", 3, "perhaps", "no"),
+            ("nope", 0, "w1", 3, "yes", "no"),
+            ("power", 3, "w5", 3, "yes", "no"),  # fine on its own
+        ]
+    )
+    before = state()
+    with pytest.raises(AnnotationImportError) as caught:
+        ratings_import_text(text=text, project_slug="crowd")
+    assert caught.value.errors == [
+        "line 2: worker w1 already rated power#0 with other answers (relevance 5, label correct True, ambiguous False)",
+        "line 3: label_correct 'perhaps' is not yes/no, true/false or 1/0",
+        "line 4: no dataset with the slug 'nope'",
+    ]
+    assert state() == before
