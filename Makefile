@@ -68,5 +68,6 @@ bench: setup $(BENCH_STAMP) postgres
 	$(PY) benchmarks/import_evals.py
 	DATABASE_URL=$(PG_URL) $(PY) benchmarks/import_evals.py
 	DATABASE_URL=$(PG_URL) $(PY) benchmarks/annotation_load.py
+	$(PY) benchmarks/agreement_report.py
 	$(PY) benchmarks/explorer.py
 	$(PY) benchmarks/eval_vs_lm_eval.py --bench-python $(BENCH_VENV)/bin/python

@@ -768,7 +768,7 @@ def _discriminator(
         missing = Figure.missing(NO_EXAMPLES.format(k=k))
         return missing, missing, 0
     if count == 0:
-        missing = Figure.missing("no example has a label confidence (the discriminator's score)")
+        missing = Figure.missing("no example has a label confidence from a discriminator")
         return missing, missing, 0
     if count < 2:
         missing = Figure.missing("only one example has a label confidence; a correlation needs at least two")

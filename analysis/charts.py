@@ -192,7 +192,11 @@ def calibration_figure(
         template=TEMPLATE,
         height=420,
         margin={"l": 10, "r": 10, "t": 30, "b": 50},
-        xaxis={"title": {"text": "label confidence (discriminator)"}, "range": [-0.02, 1.02]},
+        # Label confidences are mostly above one half: the axis starts at the lowest bin shown.
+        xaxis={
+            "title": {"text": "label confidence (discriminator)"},
+            "range": [min([b.low for b in bins] + [0.5]) - 0.02, 1.02],
+        },
         yaxis={
             "title": {"text": "share of workers who say the label is correct"},
             "range": [-0.05, 1.05],
