@@ -266,10 +266,15 @@ class CpuMeter:
         def per_pair(seconds: float) -> str:
             return f"{1000 * seconds / pairs:.2f}"
 
+        cores = os.cpu_count() or 1
+        own = server + postgres + client
         return (
             f"  CPU per pair (ms): gunicorn {per_pair(server)}, PostgreSQL {per_pair(postgres)}, "
             f"load generator {per_pair(client)}, rest of the machine {per_pair(other)}; "
-            f"machine busy {100 * machine / elapsed / (os.cpu_count() or 1):.0f}% of {os.cpu_count()} CPUs"
+            f"machine busy {100 * machine / elapsed / cores:.0f}% of {cores} CPUs\n"
+            # What the same CPU cost per pair would allow if nothing else ran (an estimate: it
+            # ignores waits on locks and disk, and costs per pair grow when the CPUs are contended).
+            f"  CPU-bound ceiling if this machine ran nothing else: {cores * pairs / own:,.0f} pairs/s"
         )
 
 
