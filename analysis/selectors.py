@@ -9,7 +9,7 @@ Workers who fail the project's gold checks and workers a researcher excluded are
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -319,7 +319,7 @@ class GroupDetail:
     def as_dict(self) -> dict[str, Any]:
         return {
             **self.group.as_dict(),
-            "calibration": [bin.__dict__ for bin in self.calibration],
+            "calibration": [asdict(calibration_bin) for calibration_bin in self.calibration],
             "dawid_skene": self.dawid_skene.as_dict(worker_names=self.worker_names),
         }
 

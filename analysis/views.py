@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -316,7 +317,7 @@ class GroupView(GroupMixin, TemplateView):
             table = group.table
             for i, example_id in enumerate(table.example_ids.tolist()):
                 confidence = float(table.label_confidence[i])
-                if example_id in texts and confidence == confidence:  # not NaN
+                if example_id in texts and math.isfinite(confidence):
                     example = texts[example_id]
                     points.append(
                         {

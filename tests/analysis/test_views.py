@@ -145,6 +145,12 @@ def test_toggles_bring_back_gold_failing_and_excluded_workers(project, staff_cli
     assert "Left out: 1 worker excluded by a researcher (16 ratings)." in page.content.decode()
     included = dashboard(staff_client, project, include_excluded="1")
     assert included.context["report"].pooled.figures.examples == 16
+    assert included.context["options"] == RatingOptions(include_excluded=True, replicates=50)
+    gold = dashboard(staff_client, project, include_gold_failing="1", include_excluded="1")
+    assert gold.context["options"] == RatingOptions(
+        include_gold_failing=True, include_excluded=True, replicates=50
+    )
+    assert 'name="include_gold_failing" value="1" checked' in gold.content.decode()
     assert 'name="include_excluded" value="1" checked' in included.content.decode()
 
 
