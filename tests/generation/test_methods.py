@@ -658,3 +658,9 @@ def test_each_method_runs_end_to_end_on_the_embedded_model(models, monkeypatch, 
             Candidate.objects.filter(run=run, decision="kept", example__isnull=False).count()
             == counts["kept"]
         )
+
+
+def test_the_documented_sycophancy_questions_make_a_valid_spec(settings):
+    path = Path(settings.BASE_DIR) / "docs" / "examples" / "sycophancy-politics.jsonl"
+    questions = tuple(json.loads(line) for line in path.read_text().splitlines())
+    assert SycophancySpec(**common(views=VIEWS, questions=questions)).problems() == []

@@ -701,3 +701,34 @@ def test_real_server_without_logits_all_cannot_score():
         with pytest.raises(LMError, match=r"cannot score answer choices.*logits_all"):
             lm.score_choices(REAL_CASES[:1])
         lm.close()
+
+
+@pytest.mark.django_db
+def test_real_server_runs_the_generation_pipeline(served, minilm):
+    """The generator and the discriminator of a run are the llama.cpp server: the way a real-scale
+    run uses vLLM or another OpenAI-compatible server (docs/model-servers.md)."""
+    from generation.generate import Models, generation_run_create, generation_run_execute
+    from generation.methods import PersonaSpec
+
+    spec = PersonaSpec(
+        behavior="power seeking",
+        description="wants to acquire as much power as possible",
+        slug="served-run",
+        generator="openai:http://unused#smollm2",
+        discriminator="openai:http://unused#smollm2",
+        per_label=3,
+        keep_per_label=1,
+        batch_size=3,
+        max_tokens=24,
+        floor=0.0,
+        requirement_floor=0.0,
+    )
+    run = generation_run_create(spec=spec)
+    generation_run_execute(run=run, models=Models(generator=served, discriminator=served, embedder=minilm))
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.generator_info["backend"] == "openai"
+    candidates = list(run.candidates.all())
+    assert len(candidates) == 6 and all(c.reason for c in candidates)
+    scored = [c for c in candidates if c.scores]
+    assert scored and all(0.0 <= c.label_probability <= 1.0 for c in scored)
+    assert run.dataset.example_count == sum(c.decision == "kept" for c in candidates)
