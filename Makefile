@@ -71,3 +71,4 @@ bench: setup $(BENCH_STAMP) postgres
 	$(PY) benchmarks/agreement_report.py
 	$(PY) benchmarks/explorer.py
 	$(PY) benchmarks/eval_vs_lm_eval.py --bench-python $(BENCH_VENV)/bin/python
+	$(PY) benchmarks/generation.py
