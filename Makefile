@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed
 ADDRESS ?= 127.0.0.1:8000
 # The PostgreSQL server for the tests that need one (row locks, concurrent writers, jsonb).
 PG_URL ?= postgres://postgres@127.0.0.1:5432/mwe
+# llama-cpp-python compiles llama.cpp on install. A build for the building CPU (-march=native) crashed
+# with a segmentation fault on its first completion on this project's machines (AVX-512 CPUs); the
+# generic x86-64 build (AVX2) runs everywhere. pip caches the wheel it builds.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
@@ -19,7 +23,7 @@ setup: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade "pip>=24"
-	$(PIP) install --quiet -r requirements-dev.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet -r requirements-dev.txt
 	$(PIP) install --quiet --no-deps -r requirements-models.txt
 	@touch $@
 
