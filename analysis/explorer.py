@@ -62,6 +62,8 @@ CACHE_READ_CHUNK = 500
 PAYLOAD_TEXT_CHARS = 400
 KEYWORDS_PER_CLUSTER = 5
 SUMMARY_EXAMPLES = 8
+# Above this many points, clusters are found on a random sample of this size (see clusters_find).
+CLUSTER_SAMPLE = 20_000
 SUMMARY_CHARS = 240
 # Succeeded builds kept per map: the newest, and the one before it for pages opened before it landed.
 BUILDS_KEPT = 2
@@ -314,21 +316,39 @@ def min_cluster_size_for(count: int) -> int:
     return max(5, min(500, count // 100))
 
 
-def clusters_find(*, coords: np.ndarray, min_cluster_size: int) -> tuple[np.ndarray, dict[str, Any]]:
+def clusters_find(
+    *, coords: np.ndarray, min_cluster_size: int, seed: int = DEFAULT_SEED
+) -> tuple[np.ndarray, dict[str, Any]]:
     """HDBSCAN on the map's coordinates: clusters are the dense regions a reader sees, of any shape,
     and sparse points stay unassigned (-1) instead of being forced into a region. Numbered by size,
-    largest first, so the numbering does not depend on HDBSCAN's internal order."""
-    used = {"method": "hdbscan", "space": "umap-2d", "min_cluster_size": min_cluster_size}
+    largest first, so the numbering does not depend on HDBSCAN's internal order.
+
+    scikit-learn's HDBSCAN builds its spanning tree in O(n^2) (97 s for 133k points here, and four
+    times that for twice the points), so a large map is clustered on a seeded random sample of
+    CLUSTER_SAMPLE points, with the minimum cluster size scaled to the sample, and every other point
+    takes the cluster of its nearest sampled point (unassigned if that one is)."""
+    used: dict[str, Any] = {"method": "hdbscan", "space": "umap-2d", "min_cluster_size": min_cluster_size}
     labels = np.full(len(coords), -1, dtype=CLUSTER_DTYPE)
     if len(coords) < max(min_cluster_size, 2):
         return labels, used
     from sklearn.cluster import HDBSCAN
 
-    min_samples = min(min_cluster_size, 10)
+    points = coords.astype(np.float64)
+    sample = np.arange(len(points))
+    size = min_cluster_size
+    if len(points) > CLUSTER_SAMPLE:
+        sample = np.sort(np.random.default_rng(seed).choice(len(points), size=CLUSTER_SAMPLE, replace=False))
+        size = max(5, round(min_cluster_size * CLUSTER_SAMPLE / len(points)))
+        used.update(sample=CLUSTER_SAMPLE, sample_seed=seed, sample_min_cluster_size=size)
+        used["others"] = "the cluster of the nearest sampled point"
+    min_samples = min(size, 10)
     used["min_samples"] = min_samples
-    found = HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, copy=True).fit_predict(
-        coords.astype(np.float64)
-    )
+    found = HDBSCAN(min_cluster_size=size, min_samples=min_samples, copy=True).fit_predict(points[sample])
+    if len(sample) < len(points):
+        from sklearn.neighbors import KDTree
+
+        nearest = KDTree(points[sample]).query(points, k=1, return_distance=False)[:, 0]
+        found = found[nearest]
     numbers, sizes = np.unique(found[found >= 0], return_counts=True)
     for new, old in enumerate(numbers[np.lexsort((numbers, -sizes))]):
         labels[found == old] = new
@@ -721,7 +741,7 @@ def _build_map(
 
         started = time.perf_counter()
         min_size = params.min_cluster_size or min_cluster_size_for(len(points))
-        labels, clustering = clusters_find(coords=coords, min_cluster_size=min_size)
+        labels, clustering = clusters_find(coords=coords, min_cluster_size=min_size, seed=params.seed)
         texts = [p.text for p in points]
         keywords = cluster_keywords(texts=texts, labels=labels)
         cluster_rows = []
@@ -846,9 +866,11 @@ def explorer_maps_build(
     if include_global:
         scopes.append((MapScope(dataset=None), list(range(len(points))), all_datasets))
     if include_datasets:
+        rows_of: dict[int, list[int]] = {}
+        for i, point in enumerate(points):
+            rows_of.setdefault(point.dataset_id, []).append(i)
         for dataset in chosen:
-            rows = [i for i, p in enumerate(points) if p.dataset_id == dataset.pk]
-            scopes.append((MapScope(dataset=dataset), rows, [dataset]))
+            scopes.append((MapScope(dataset=dataset), rows_of.get(dataset.pk, []), [dataset]))
 
     todo = []
     for scope, rows, scope_datasets in scopes:

@@ -253,12 +253,31 @@ def test_the_medoid_is_the_member_closest_to_all_others():
     assert ranked[0] == int(np.argmin(distances))
 
 
+def test_large_maps_are_clustered_on_a_sample_and_every_point_gets_its_cluster(monkeypatch):
+    monkeypatch.setattr(explorer, "CLUSTER_SAMPLE", 200)
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [20, 0], [0, 20], [20, 20]])
+    blob = np.repeat(np.arange(4), 150)
+    coords = (centres[blob] + rng.normal(size=(600, 2))).astype(np.float32)
+    labels, used = explorer.clusters_find(coords=coords, min_cluster_size=40, seed=3)
+    assert used["sample"] == 200 and used["sample_min_cluster_size"] == 13 and used["sample_seed"] == 3
+    assert len(labels) == 600 and set(labels.tolist()) == {0, 1, 2, 3}
+    # Each blob is one cluster, whether its points were in the sample or not.
+    assert all(len(set(labels[blob == b].tolist())) == 1 for b in range(4))
+    again, _ = explorer.clusters_find(coords=coords, min_cluster_size=40, seed=3)
+    assert np.array_equal(labels, again)
+
+
 def test_c_tf_idf_prefers_words_particular_to_a_cluster():
     texts = ["I like cats and dogs", "cats purr softly", "I like rain and dogs", "rain falls softly"]
-    keywords = cluster_keywords(texts=texts, labels=np.array([0, 0, 1, 1]), top=2)
-    # "dogs" is in both clusters, so it ranks below the word each cluster has alone.
-    assert keywords[0][0] == "cats" and keywords[1][0] == "rain"
-    assert keywords[0].index("dogs") > 0 and keywords[1].index("dogs") > 0
+    keywords = cluster_keywords(texts=texts, labels=np.array([0, 0, 1, 1]), top=10)
+    # By hand: each cluster has 6 words once "I" and "and" (stop words) are gone, so A = 6.
+    # cats: 2/6 * log(1 + 6/2) = 0.46; purr: 1/6 * log(1 + 6/1) = 0.32; dogs, like, softly (in both
+    # clusters): 1/6 * log(1 + 6/2) = 0.23, tied, so alphabetical. The same for rain and falls.
+    assert keywords == {
+        0: ["cats", "purr", "dogs", "like", "softly"],
+        1: ["rain", "falls", "dogs", "like", "softly"],
+    }
     assert cluster_keywords(texts=texts, labels=np.array([-1, -1, -1, -1])) == {}
 
 
