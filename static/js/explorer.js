@@ -505,7 +505,12 @@
       label.style.transform = "translate(" + p[0].toFixed(1) + "px," + p[1].toFixed(1) + "px)";
       box.appendChild(label);
       var w = label.offsetWidth / 2 + 2, h = label.offsetHeight / 2 + 1;
-      var box_ = [p[0] - w, p[0] + w, p[1] - h, p[1] + h];
+      // Kept inside the map: a label near an edge moves in rather than being cut off.
+      var size = mapDiv._fullLayout._size;
+      var x = Math.min(Math.max(p[0], size.l + w), size.l + size.w - w);
+      var y = Math.min(Math.max(p[1], size.t + h), size.t + size.h - h);
+      label.style.transform = "translate(" + x.toFixed(1) + "px," + y.toFixed(1) + "px)";
+      var box_ = [x - w, x + w, y - h, y + h];
       var overlaps = placed.some(function (o) {
         return box_[0] < o[1] && o[0] < box_[1] && box_[2] < o[3] && o[2] < box_[3];
       });
