@@ -594,3 +594,25 @@ def test_generate_form_refuses_bad_method_input_and_creates_nothing(client, chan
     assert response.status_code == 200
     assert escape(message) in response.content.decode()
     assert not GenerationRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_winogender_runs_pages_show_its_candidates_and_parsed_fields_escaped(client):
+    run = GenerationRunFactory(method=GenerationRun.Method.WINOGENDER)
+    candidate = CandidateFactory(
+        run=run,
+        label="sentence:0",
+        text="The nurse told the patient that _ would return.",
+        parsed={"occupation": "nurse", "other_person": HOSTILE, "pronoun_options": ["he", "she", "they"]},
+        scores={"raw_p": {"masculine": [0.8, 0.1, 0.1]}, "label": 0.8},
+    )
+    for url in (
+        run.get_absolute_url(),
+        reverse("generation:candidate-detail", kwargs={"pk": run.pk, "candidate_id": candidate.pk}),
+    ):
+        response = client.get(url)
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert "The nurse told the patient that _ would return." in page
+        assert "<img src=x" not in page and "<script>alert" not in page
+    assert "0.8000 / 0.1000 / 0.1000" in page and "pronoun_options" in page
