@@ -460,17 +460,25 @@ def cluster_summaries(
     """One sentence per (keywords, representative texts) group, greedy, through the LM layer."""
     if not groups:
         return []
-    prompts = []
+    prompts, prefixes = [], []
     for keywords, texts in groups:
         message = _summary_prompt(keywords=keywords, texts=texts)
         try:
             prompts.append(model.chat_prompt(message))
+            prefixes.append("")
         except LMError:
+            # A model without a chat template continues a started answer, which is part of the sentence.
             prompts.append(f"{message}\nAnswer: These statements")
+            prefixes.append("These statements")
     outputs = model.generate(
         prompts, SamplingParams(n=1, temperature=0.0, max_tokens=60, stop=("\n",), seed=seed)
     )
-    return [summary_clean(completions[0] if completions else "") for completions in outputs]
+    return [
+        summary_clean(prefix + (completions[0] if completions else ""))
+        if completions and completions[0].strip()
+        else ""
+        for prefix, completions in zip(prefixes, outputs, strict=True)
+    ]
 
 
 # ----------------------------------------------------------------------------- payload
@@ -490,6 +498,8 @@ def payload_encode(
     Texts travel as one UTF-8 block with offsets, not as per-point JSON objects; untrusted strings
     (texts, labels, keywords, summaries) are data here and the page sets them as text."""
     count = len(points)
+    if len(datasets) > np.iinfo("<u2").max:
+        raise ExplorerError(f"{len(datasets)} datasets; the payload holds at most {np.iinfo('<u2').max}")
     dataset_index = {dataset.pk: i for i, dataset in enumerate(datasets)}
     labels = sorted({p.label for p in points if p.label})
     if len(labels) >= NO_LABEL:

@@ -41,13 +41,22 @@ class CountingEmbedder:
 
 
 class ScriptedSummaryModel(LanguageModel):
-    """Answers every prompt with the same text (or raises), and records the prompts."""
+    """Answers every prompt with the same text (or raises), and records the prompts; with chat=False
+    it has no chat template, like a base model."""
 
-    def __init__(self, answer: str = "They are about one topic. And more.", *, fail: bool = False) -> None:
+    def __init__(
+        self, answer: str = "They are about one topic. And more.", *, fail: bool = False, chat: bool = True
+    ) -> None:
         self.info = ModelInfo(spec="fake-summarizer", backend="fake", name="fake", fingerprint="sha256:s")
         self.answer = answer
         self.fail = fail
+        self.chat = chat
         self.prompts: list[str] = []
+
+    def chat_prompt(self, user_message: str) -> str:
+        if not self.chat:
+            return super().chat_prompt(user_message)
+        return f"<user>{user_message}</user><assistant>"
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[str]]:
         if self.fail:

@@ -289,12 +289,23 @@ def test_summaries_are_written_through_the_lm_layer_when_a_model_is_given():
     )
     build = latest(dataset)
     assert len(model.prompts) == 4
-    assert "Keywords:" in model.prompts[0]
+    assert model.prompts[0].startswith("<user>Here are statements") and "Keywords:" in model.prompts[0]
     # Kept as the model wrote it (first sentence only), markup included: pages escape it.
     assert {c.summary for c in build.clusters.all()} == {"These statements are about <b>one</b> topic."}
     assert build.summary_model_info["spec"] == "fake-summarizer"
     header, _ = payload_decode(bytes(build.payload))
     assert header["clusters"][0]["summary"] == "These statements are about <b>one</b> topic."
+
+
+def test_a_model_without_a_chat_template_continues_a_started_answer():
+    model = ScriptedSummaryModel(" are about wanting power. Also more.", chat=False)
+    groups = [(["power"], ["I want power"]), (["cats"], ["I like cats"])]
+    assert (
+        explorer.cluster_summaries(model=model, groups=groups, seed=0)
+        == ["These statements are about wanting power."] * 2
+    )
+    assert model.prompts[0].endswith("Answer: These statements")
+    assert explorer.cluster_summaries(model=ScriptedSummaryModel("   "), groups=groups, seed=0) == ["", ""]
 
 
 def test_a_failing_summary_model_leaves_a_map_with_keywords():
