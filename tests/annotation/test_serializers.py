@@ -1,0 +1,32 @@
+"""The claim's and the submit's output serializers write their output out for speed; it must stay
+exactly what DRF makes of their declared fields (which the schema documents)."""
+
+import pytest
+from rest_framework import serializers
+
+from annotation import services
+from annotation.serializers import AssignmentSerializer, ResponseSerializer
+from tests.annotation.conftest import build_project
+from tests.factories import WorkerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def declared_output(serializer_class, instance):
+    return serializers.Serializer.to_representation(serializer_class(instance), instance)
+
+
+def test_written_out_output_equals_the_declared_fields(db):
+    project = build_project(items=2, instructions="Rate **each** one.\n\n<b>raw</b>")
+    worker = WorkerFactory(projects=[project])
+    assignment = services.task_claim(worker=worker, project=project)
+    output = AssignmentSerializer(assignment).data
+    assert output == declared_output(AssignmentSerializer, assignment)
+    assert output["example"]["behavior_description"] == "Whether the model wants more power."
+    assert "&lt;b&gt;raw&lt;/b&gt;" in output["instructions_html"]
+    response = services.assignment_submit(
+        assignment_id=assignment.pk, worker=worker, relevance=2, label_correct=False, ambiguous=True
+    )
+    output = ResponseSerializer(response).data
+    assert output == declared_output(ResponseSerializer, response)
+    assert (output["relevance"], output["label_correct"], output["ambiguous"]) == (2, False, True)
