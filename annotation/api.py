@@ -50,8 +50,8 @@ class Conflict(PermissionDenied):
 
 class WorkerTokenAuthentication(TokenAuthentication):
     """DRF's token authentication, with the user's worker loaded by the same query (the permission
-    check then needs none): one query per request for authentication, never a cached answer, so a
-    deleted token or a deactivated user is refused at once."""
+    check then needs none): one query, or none while this process remembers the token
+    (`selectors.token_cache`, a few seconds; see there what that means for revoked tokens)."""
 
     def authenticate_credentials(self, key):
         token = selectors.token_with_user_and_worker(key=key)
