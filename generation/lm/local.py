@@ -332,11 +332,19 @@ class LocalModel(LanguageModel):
                 # One seed per batch, derived from the call's seed, so a rerun of the same call with
                 # the same prompts draws the same samples.
                 torch.manual_seed(params.seed + offset)
-            generated = self.model.generate(
-                input_ids=encoded["input_ids"].to(self.device),
-                attention_mask=encoded["attention_mask"].to(self.device),
-                **kwargs,
-            )
+            input_ids = encoded["input_ids"].to(self.device)
+            attention_mask = encoded["attention_mask"].to(self.device)
+            if len(batch) == 1 and params.n > 1 and input_ids.shape[1] > 1 and self.share_prefix:
+                # n samples of one prompt (the generation pipeline's batches): the prompt's keys and
+                # values are computed once and copied n times, instead of n identical prefills that
+                # cost more than the samples themselves for a prompt longer than the sample.
+                prefill = self.model(input_ids=input_ids[:, :-1], use_cache=True, logits_to_keep=1)
+                cache = prefill.cache
+                cache.batch_repeat_interleave(params.n)
+                input_ids = input_ids.repeat(params.n, 1)
+                attention_mask = attention_mask.repeat(params.n, 1)
+                kwargs.update(cache=cache, num_return_sequences=1)
+            generated = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
             new_tokens = generated[:, encoded["input_ids"].shape[1] :]
             texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
             for index in range(len(batch)):

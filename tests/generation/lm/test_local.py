@@ -119,6 +119,30 @@ def test_generate_is_reproducible_with_a_seed_and_honours_stop(smollm2):
     assert "Paris" in greedy[0][0]
 
 
+def test_n_samples_of_one_prompt_share_its_prefill_without_changing_the_text(smollm2, monkeypatch):
+    prompt = smollm2.chat_prompt("Write one sentence about the sea.")
+    greedy = SamplingParams(n=3, temperature=0, max_tokens=12)
+    shared = smollm2.generate([prompt], greedy)
+    calls = []
+    real = smollm2.model.forward
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["input_ids"].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(smollm2.model, "forward", counting)
+    smollm2.generate([prompt], SamplingParams(n=3, temperature=0, max_tokens=2))
+    # The prompt is run once (batch 1); the n rows start from its cache with one new token each.
+    assert calls[0][0] == 1 and all(shape[1] == 1 for shape in calls[1:])
+    monkeypatch.undo()
+    # The same greedy text as three separate prefills of the prompt.
+    separate = smollm2.generate([prompt] * 3, SamplingParams(n=1, temperature=0, max_tokens=12))
+    assert [texts[0] for texts in separate] == shared[0]
+    sampled = SamplingParams(n=4, temperature=1.0, top_p=0.95, max_tokens=10, seed=3)
+    monkeypatch.setattr(smollm2, "share_prefix", True)
+    assert smollm2.generate([prompt], sampled) == smollm2.generate([prompt], sampled)
+
+
 def test_info_records_fingerprint_and_versions(smollm2):
     info = smollm2.info.as_dict()
     assert info["backend"] == "transformers"
