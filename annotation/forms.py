@@ -82,3 +82,25 @@ class ProjectCreateForm(forms.Form):
         if datasets and not any(dataset.examples.exists() for dataset in datasets):
             self.add_error("datasets", "The selected datasets have no examples.")
         return cleaned
+
+    def project_create_kwargs(self) -> dict:
+        """The cleaned values, as annotation.services.project_create takes them."""
+        return {name: self.cleaned_data[name] for name in PROJECT_FIELDS}
+
+    def slug_was_taken(self) -> bool:
+        """After a failed insert: did a concurrent request take the slug since clean_slug?"""
+        return AnnotationProject.objects.filter(slug=self.cleaned_data["slug"]).exists()
+
+
+PROJECT_FIELDS = (
+    "name",
+    "slug",
+    "datasets",
+    "per_label",
+    "seed",
+    "overlap",
+    "lease_seconds",
+    "instructions",
+    "gold_rate",
+    "gold_threshold",
+)

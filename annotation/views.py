@@ -147,25 +147,14 @@ class ProjectCreateView(StaffRequiredMixin, FormView):
     form_class = ProjectCreateForm
 
     def form_valid(self, form):
-        data = form.cleaned_data
         try:
-            project = services.project_create(
-                name=data["name"],
-                slug=data["slug"],
-                datasets=data["datasets"],
-                overlap=data["overlap"],
-                lease_seconds=data["lease_seconds"],
-                instructions=data["instructions"],
-                gold_rate=data["gold_rate"],
-                gold_threshold=data["gold_threshold"],
-                per_label=data["per_label"],
-                seed=data["seed"],
-                created_by=self.request.user,
-            )
+            project = services.project_create(**form.project_create_kwargs(), created_by=self.request.user)
         except IntegrityError:
-            # Another researcher took the slug between the form's check and the insert; the
-            # transaction was rolled back, so nothing was created.
-            form.add_error("slug", f"A project named {data['slug']!r} already exists.")
+            if not form.slug_was_taken():
+                raise
+            # Another researcher took the slug since the form's check; the transaction was rolled
+            # back, so nothing was created.
+            form.add_error("slug", f"A project named {form.cleaned_data['slug']!r} already exists.")
             return self.form_invalid(form)
         messages.success(self.request, f"Created {project.name}: {project.items.count()} items.")
         return redirect(project)

@@ -215,3 +215,19 @@ def test_command_refuses_a_taken_slug_and_an_unreadable_file(datasets, tmp_path:
             str(tmp_path / "missing.md"),
         )
     assert list(AnnotationProject.objects.values_list("slug", flat=True)) == ["p"]
+
+
+def test_a_slug_taken_after_the_forms_check_is_reported_and_nothing_is_created(
+    staff_client, datasets, monkeypatch
+):
+    from annotation.forms import ProjectCreateForm
+
+    staff_client.post(URL, form_data(datasets))
+    # Another request takes the slug between the form's check and the insert.
+    monkeypatch.setattr(ProjectCreateForm, "clean_slug", lambda form: form.cleaned_data["slug"])
+    response = staff_client.post(URL, form_data(datasets, name="Second"))
+    assert "already exists" in str(response.context["form"].errors["slug"])
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("create_project", "--name", "Third", "--slug", "power", "--dataset", datasets[0].slug)
+    assert list(AnnotationProject.objects.values_list("name", flat=True)) == ["Power validation"]
+    assert ProjectItem.objects.count() == 20

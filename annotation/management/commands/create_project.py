@@ -64,25 +64,17 @@ class Command(BaseCommand):
         )
         if not form.is_valid():
             raise CommandError(_errors(form))
-        data = form.cleaned_data
         try:
-            project = services.project_create(
-                name=data["name"],
-                slug=data["slug"],
-                datasets=data["datasets"],
-                overlap=data["overlap"],
-                lease_seconds=data["lease_seconds"],
-                instructions=data["instructions"],
-                gold_rate=data["gold_rate"],
-                gold_threshold=data["gold_threshold"],
-                per_label=data["per_label"],
-                seed=data["seed"],
-            )
+            project = services.project_create(**form.project_create_kwargs())
         except IntegrityError:
-            raise CommandError(f"--slug: a project named {data['slug']!r} already exists") from None
+            if not form.slug_was_taken():
+                raise
+            raise CommandError(
+                f"--slug: a project named {form.cleaned_data['slug']!r} already exists"
+            ) from None
         self.stdout.write(
             f"Created project {project.slug}: {project.items.count()} items over "
-            f"{', '.join(d.slug for d in data['datasets'])}, overlap {project.overlap}"
+            f"{', '.join(d.slug for d in form.cleaned_data['datasets'])}, overlap {project.overlap}"
         )
 
 
