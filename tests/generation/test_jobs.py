@@ -141,3 +141,15 @@ def test_a_redelivered_finished_job_does_not_run_again():
     job_run(job_id=job.pk)  # would fail on the missing path if it ran
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("kind", "params", "link"),
+    [("explore", {}, "/explore/"), ("generate", {"run_id": 5}, "/generations/5/")],
+)
+def test_a_job_page_links_to_what_the_job_makes(staff_client, kind, params, link):
+    job = Job.objects.create(kind=kind, params=params)
+    response = staff_client.get(reverse("generation:job-detail", kwargs={"pk": job.pk}))
+    assert response.status_code == 200
+    assert f'href="{link}"' in response.content.decode()
