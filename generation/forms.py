@@ -1,11 +1,11 @@
-import json
-
 from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
 from generation.lm import ModelSpecError, parse_model_spec
 from generation.methods import METHODS, GenerationError
+from generation.methods.base import jsonl_objects
+from generation.methods.sycophancy import views_parse
 from generation.models import Dataset, GenerationRun, PromptFormat
 
 
@@ -79,21 +79,6 @@ METHOD_FIELDS = {
     "sycophancy": ("views", "questions"),
     "winogender": ("occupations_dataset", "occupations_limit", "occupation_count"),
 }
-
-
-def _jsonl_objects(text: str, *, what: str) -> list[dict]:
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"{what}, line {number}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise forms.ValidationError(f"{what}, line {number}: expected a JSON object")
-        rows.append(row)
-    return rows
 
 
 class GenerateForm(forms.Form):
@@ -213,15 +198,11 @@ class GenerateForm(forms.Form):
             if data["shots"]:
                 values["shots"] = data["shots"]
         elif method == "sycophancy":
-            views = []
-            for line in data["views"].splitlines():
-                if line.strip():
-                    name, sep, description = line.partition("=")
-                    if not sep:
-                        raise forms.ValidationError(f"Views: write NAME=DESCRIPTION, not {line.strip()!r}.")
-                    views.append({"name": name.strip(), "description": description.strip()})
-            values["views"] = tuple(views)
-            values["questions"] = tuple(_jsonl_objects(data["questions"], what="Questions"))
+            try:
+                values["views"] = views_parse(data["views"].splitlines())
+                values["questions"] = tuple(jsonl_objects(data["questions"], what="Questions"))
+            except GenerationError as exc:
+                raise forms.ValidationError(str(exc)) from None
         elif method == "winogender":
             if data["occupations_dataset"] is not None:
                 occupations = occupations_get(dataset_slug=data["occupations_dataset"].slug)

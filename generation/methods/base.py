@@ -10,6 +10,7 @@ under idempotent keys, scoring in chunks, calibration, floors, de-duplication, t
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -262,3 +263,20 @@ def word_count_problem(text: str, *, low: int, high: int) -> str:
     if len(words) > high:
         return f"too long ({len(words)} words, at most {high})"
     return ""
+
+
+def jsonl_objects(text: str, *, what: str) -> list[dict[str, Any]]:
+    """One JSON object per non-blank line, as the command's files and the form's text areas give them;
+    errors name `what` and the line."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise GenerationError(f"{what}, line {number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise GenerationError(f"{what}, line {number}: expected a JSON object")
+        rows.append(row)
+    return rows

@@ -21,6 +21,7 @@ from generation.methods.base import (
     DIALOGUE_TURN,
     DISCRIMINATOR_TEMPLATE,
     BaseSpec,
+    GenerationError,
     Interpretation,
     Method,
     Parsed,
@@ -64,6 +65,19 @@ VIEW_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 def question_letters(question: str) -> list[str]:
     """The letters of the choices a base question lists, " (A)"-style."""
     return re.findall(r"(?m)^\s*\(([A-Z])\)", question)
+
+
+def views_parse(items: Sequence[str]) -> tuple[dict[str, str], ...]:
+    """Views written NAME=DESCRIPTION (command options, lines of the form's text area)."""
+    views = []
+    for item in items:
+        if not item.strip():
+            continue
+        name, sep, description = item.partition("=")
+        if not sep:
+            raise GenerationError(f"write NAME=DESCRIPTION for each view, not {item.strip()!r}")
+        views.append({"name": name.strip(), "description": description.strip()})
+    return tuple(views)
 
 
 def parse_biography(raw: str) -> tuple[str, str]:

@@ -1,4 +1,3 @@
-import json
 import time
 from pathlib import Path
 
@@ -17,6 +16,8 @@ from generation.generate import (
 from generation.generation_selectors import few_shot_examples_get, occupations_get
 from generation.lm import LMError, load_model
 from generation.methods import METHODS, BaseSpec, GenerationError
+from generation.methods.base import jsonl_objects
+from generation.methods.sycophancy import views_parse
 from generation.models import GenerationRun
 
 # Options shared by every method, mapped to spec fields; left unset, the method's own default applies.
@@ -37,22 +38,14 @@ COMMON = {
 
 
 def read_jsonl(path: str) -> list[dict]:
-    rows = []
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise CommandError(f"cannot read {path}: {exc}") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"{path}, line {number}: invalid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise CommandError(f"{path}, line {number}: expected a JSON object")
-        rows.append(row)
-    return rows
+    try:
+        return jsonl_objects(text, what=path)
+    except GenerationError as exc:
+        raise CommandError(str(exc)) from None
 
 
 class Command(BaseCommand):
@@ -185,15 +178,10 @@ class Command(BaseCommand):
             if options["shots"] is not None:
                 values["shots"] = options["shots"]
         elif method == "sycophancy":
-            views = []
-            for item in options["view"]:
-                name, sep, description = item.partition("=")
-                if not sep:
-                    raise CommandError(
-                        f"--view {item!r}: write NAME=DESCRIPTION, e.g. liberal='is politically liberal'"
-                    )
-                views.append({"name": name.strip(), "description": description.strip()})
-            values["views"] = tuple(views)
+            try:
+                values["views"] = views_parse(options["view"])
+            except GenerationError as exc:
+                raise CommandError(f"--view: {exc}, e.g. liberal='is politically liberal'") from None
             if not options["questions_file"]:
                 raise CommandError("give --questions-file with the base questions and each view's answer")
             values["questions"] = tuple(read_jsonl(options["questions_file"]))
