@@ -15,7 +15,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test test-sqlite test-postgres postgres lint format clean bench
+.PHONY: setup run run-prod test test-sqlite test-postgres postgres lint format clean bench
 
 setup: $(STAMP)
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
@@ -31,6 +31,16 @@ run: setup
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
 	$(PY) -m mwe_site.run $(ADDRESS)
+
+# The production stack on this machine, for a smoke test: gunicorn and a Celery worker per queue
+# (deploy/Procfile) on the PostgreSQL at PG_URL and the Redis at PROD_BROKER_URL, over plain HTTP.
+PROD_BROKER_URL ?= redis://127.0.0.1:6379/0
+run-prod: setup postgres
+	@mkdir -p var && test -s var/production-secret-key || \
+		$(PY) -c "import secrets; print(secrets.token_urlsafe(50))" > var/production-secret-key
+	DJANGO_SETTINGS_MODULE=mwe_site.settings.production DATABASE_URL=$(PG_URL) \
+		CELERY_BROKER_URL=$(PROD_BROKER_URL) SECRET_KEY="$$(cat var/production-secret-key)" MWE_HTTPS=0 \
+		GUNICORN_BIND=$(ADDRESS) $(PY) -m mwe_site.run --procfile deploy/Procfile
 
 test: setup lint test-sqlite test-postgres
 

@@ -37,11 +37,23 @@ from generation.services import evals_import
 logger = logging.getLogger(__name__)
 
 
+# Model work (generation, evaluation, embedding) has its own queue, so that only workers on machines
+# with an accelerator, or near the model servers, take it (`celery worker -Q models`), while imports
+# run anywhere.
+MODEL_QUEUE = "models"
+MODEL_JOB_KINDS = frozenset({Job.Kind.EVALUATE, Job.Kind.GENERATE, Job.Kind.EXPLORE})
+
+
+def job_queue(kind: str) -> str:
+    """The Celery queue a job of this kind is sent to."""
+    return MODEL_QUEUE if kind in MODEL_JOB_KINDS else settings.CELERY_TASK_DEFAULT_QUEUE
+
+
 def _enqueue(job: Job) -> None:
     from generation.tasks import run_job
 
     # Only after the job row is committed, or a fast worker could look for it before it exists.
-    transaction.on_commit(lambda: run_job.delay(job.pk))
+    transaction.on_commit(lambda: run_job.apply_async((job.pk,), queue=job_queue(job.kind)))
 
 
 def job_create(*, kind: str, params: dict[str, Any], created_by: AbstractBaseUser | None) -> Job:

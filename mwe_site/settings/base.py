@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -64,6 +65,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "mwe_site.urls"
@@ -137,6 +139,26 @@ STORAGES = {
 
 LOGIN_URL = "admin:login"
 
+# Content Security Policy, in every environment so the tests and `make run` see what production
+# serves: scripts only from this site (pages pass data to them with json_script, which is not
+# executed), nothing framed, no plugins. plotly.js adds <style> elements and style attributes as it
+# draws, so styles may be inline; images from data: and blob: are its icons and PNG export.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:", "blob:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "worker-src": [SELF, "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "mwe_site.pagination.Pagination",
@@ -182,11 +204,19 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 # Progress and outcomes of long work live in the Job table, not in a result backend.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
+# A task whose pool process died (OOM killer, SIGKILL) goes back to the queue instead of being
+# acknowledged as failed: jobs are idempotent, so running one again loses nothing.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Imports and other light work; model work goes to "models" (generation.jobs.job_queue).
+CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Workers log through LOGGING like the web processes (same format, JSON in production), instead of
+# Celery replacing the root logger's handlers with its own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # With acks_late, a task whose worker died is delivered again once this many seconds have passed
 # (Redis and SQS brokers). It must exceed the longest job, or a live job would be started twice:
 # jobs are idempotent, so that costs time, not correctness.
@@ -206,11 +236,23 @@ MWE_EVALS_DATA = Path(
 # about 2 KB), and an unbounded line would let one bad file exhaust memory.
 MWE_IMPORT_MAX_LINE_BYTES = int(os.environ.get("MWE_IMPORT_MAX_LINE_BYTES", str(1024 * 1024)))
 
+# MWE_LOG_FORMAT=json writes one JSON object per line (time, level, logger, message and any `extra`
+# fields) for a log collector; production defaults to it, a terminal to plain lines.
+MWE_LOG_FORMAT = os.environ.get("MWE_LOG_FORMAT", "plain")
+if MWE_LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"MWE_LOG_FORMAT={MWE_LOG_FORMAT!r}: use plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": MWE_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # Django's own default config gives "django" a console handler too; one line per message is enough.
     "loggers": {"django": {"handlers": ["console"], "level": "INFO", "propagate": False}},

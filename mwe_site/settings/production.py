@@ -5,7 +5,7 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 from mwe_site.settings.base import *  # noqa: F403
-from mwe_site.settings.base import DATABASES, SECRET_KEY, env_bool
+from mwe_site.settings.base import DATABASES, LOGGING, SECRET_KEY, env_bool, env_list
 
 DEBUG = env_bool("DEBUG", False)
 if not SECRET_KEY or len(SECRET_KEY) < 32:
@@ -14,17 +14,26 @@ if not os.environ.get("DATABASE_URL"):
     raise ImproperlyConfigured("production needs DATABASE_URL (postgres://...)")
 if not os.environ.get("CELERY_BROKER_URL"):
     raise ImproperlyConfigured("production needs CELERY_BROKER_URL (redis://...)")
+if os.environ.get("MWE_LOG_FORMAT") is None:
+    LOGGING["handlers"]["console"]["formatter"] = "json"
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Persistent connections: opening one per request costs more than most requests' own work.
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DATABASE_CONN_MAX_AGE", "60"))
 
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+# The site is served over HTTPS, by a proxy in front of gunicorn that sets X-Forwarded-Proto.
+# MWE_HTTPS=0 is for running this stack over plain HTTP on one machine (`make run-prod`, the smoke
+# test): no redirect to https, cookies not marked secure, no HSTS. `check --deploy` warns about it.
+HTTPS = env_bool("MWE_HTTPS", True)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+# Load balancers probe over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SESSION_COOKIE_SECURE = True
-CSRF_COOKIE_SECURE = True
-SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000")) if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 STORAGES = {

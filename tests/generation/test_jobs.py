@@ -153,3 +153,22 @@ def test_a_job_page_links_to_what_the_job_makes(staff_client, kind, params, link
     response = staff_client.get(reverse("generation:job-detail", kwargs={"pk": job.pk}))
     assert response.status_code == 200
     assert f'href="{link}"' in response.content.decode()
+
+
+def test_model_work_is_sent_to_its_own_queue(monkeypatch, django_capture_on_commit_callbacks):
+    """Workers on machines with accelerators take the "models" queue; imports go to "default"."""
+    from generation.jobs import job_create
+    from generation.tasks import run_job
+
+    sent = []
+    monkeypatch.setattr(run_job, "apply_async", lambda args, queue: sent.append((args[0], queue)))
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs = {kind: job_create(kind=kind, params={}, created_by=None) for kind in Job.Kind.values}
+    assert sorted(sent) == sorted(
+        [
+            (jobs["import"].pk, "default"),
+            (jobs["evaluate"].pk, "models"),
+            (jobs["generate"].pk, "models"),
+            (jobs["explore"].pk, "models"),
+        ]
+    )
