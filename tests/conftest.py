@@ -63,3 +63,60 @@ def minilm():
     from generation.lm.embeddings import load_embedder
 
     return load_embedder()
+
+
+# --- Headless Chromium (browser tests) -------------------------------------------------------------
+# The system Chromium (`make setup` installs it with apt), driven by Playwright's sync API; never
+# `playwright install`. Deselect these tests with `-m "not browser"`.
+CHROMIUM = os.environ.get("MWE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def allow_orm_beside_playwright():
+    # Playwright's sync API runs an event loop in this thread for the whole module; Django refuses
+    # ORM calls from a thread with a running loop unless told it is safe (it is: the tests are the
+    # only users of this thread). Set for one module at a time, never leaking into other tests
+    # (check --deploy flags it), and until after the last test's database teardown.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+@pytest.fixture(scope="module")
+def browser(allow_orm_beside_playwright):
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        pytest.fail(f"Chromium not found at {CHROMIUM}; `make setup` installs it (or set MWE_CHROMIUM)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def browser_page(browser, *, timeout_ms: int, **context_options):
+    """A page in a fresh context that records uncaught script errors (`page.js_errors`) and what the
+    Content Security Policy blocked (`page.csp_violations`), so every browser test can check the site
+    works under the policy it serves. Close `page.context` when done."""
+    context = browser.new_context(**context_options)
+    context.set_default_timeout(timeout_ms)
+    page = context.new_page()
+    page.js_errors = []
+    page.csp_violations = []
+    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda message: (
+            page.csp_violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return page

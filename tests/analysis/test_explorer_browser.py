@@ -7,26 +7,14 @@ Headless Chromium from the system (`/usr/bin/chromium`), driven by Playwright's 
 pytest-django's `live_server`, as in tests/annotation/test_e2e_browser.py. Deselect with
 `-m "not browser"`."""
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
 from analysis import explorer_selectors
 from analysis.explorer import explorer_maps_build
 from tests.analysis.explorer_fakes import CountingEmbedder, ScriptedSummaryModel
 from tests.analysis.test_explorer import topic_dataset
+from tests.conftest import browser_page
 
-CHROMIUM = os.environ.get("MWE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PAYLOADS = (
     "<b>bold</b>",
     '<a href="javascript:window.__xss = 3">link</a>',
@@ -34,39 +22,18 @@ PAYLOADS = (
     "<script>window.__xss = 1;</script>",
 )
 
+# Waits are selectors, not page.wait_for_function: that evaluates a string in the page, which the
+# site's Content Security Policy (no 'unsafe-eval') rightly refuses.
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def allow_orm_beside_playwright():
-    # Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from such a
-    # thread unless told it is safe (it is: the tests are its only users). This module only.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
-
-
-@pytest.fixture(scope="module")
-def browser(allow_orm_beside_playwright):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        pytest.fail(f"Chromium not found at {CHROMIUM}; `make setup` installs it (or set MWE_CHROMIUM)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1300, "height": 900})
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.js_errors = errors
+    page = browser_page(browser, timeout_ms=20_000, viewport={"width": 1300, "height": 900})
     yield page
-    context.close()
+    page.context.close()
+    # plotly.js and the explorer's own script work under the Content Security Policy the site serves.
+    assert page.csp_violations == []
 
 
 @pytest.fixture
@@ -163,14 +130,14 @@ def test_filters_and_searches_change_what_is_shown(live_server, page, explorer_m
 
     # Label filter: only the examples whose matching answer is " No".
     page.locator("#label-filter input[value='Yes']").uncheck()
-    page.wait_for_function("document.getElementById('point-count').dataset.count !== '60'")
+    page.wait_for_selector("#point-count:not([data-count='60'])")
     no_count = sum(e.answer_matching_behavior == " No" for e in examples)
     assert shown(page) == no_count == page.evaluate("window.mweExplorer.traceLength()")
 
     # Confidence range, on top of the label filter.
     page.fill("#conf-min", "0.8")
     expected = sum(e.answer_matching_behavior == " No" and e.label_confidence >= 0.8 for e in examples)
-    page.wait_for_function(f"document.getElementById('point-count').dataset.count === '{expected}'")
+    page.wait_for_selector(f"#point-count[data-count='{expected}']")
     assert 0 < expected < no_count
 
     # Text search highlights the visible texts containing the words.
@@ -179,7 +146,7 @@ def test_filters_and_searches_change_what_is_shown(live_server, page, explorer_m
         "cats" in e.statement.lower() and e.answer_matching_behavior == " No" and e.label_confidence >= 0.8
         for e in examples
     )
-    page.wait_for_function("document.getElementById('match-count').dataset.count !== '0'")
+    page.wait_for_selector("#match-count:not([data-count='0'])")
     assert highlighted(page) == expected_cats > 0
     assert shown(page) == expected  # search highlights, it does not hide
 
@@ -195,7 +162,7 @@ def test_filters_and_searches_change_what_is_shown(live_server, page, explorer_m
     page.fill("#semantic-search", "walking in the rain")
     page.select_option("#semantic-k", "10")
     page.click("#semantic-go")
-    page.wait_for_function("document.getElementById('match-count').dataset.count === '10'")
+    page.wait_for_selector("#match-count[data-count='10']")
     assert shown(page) == 60
     matched = page.evaluate(
         "Array.from({length: 60}, (_, i) => i).filter(i => window.mweExplorer.isMatched(i))"
@@ -205,8 +172,6 @@ def test_filters_and_searches_change_what_is_shown(live_server, page, explorer_m
 
     # Colour by label confidence: the legend changes to the continuous scale.
     page.select_option("#color-by", "confidence")
-    page.wait_for_function(
-        "document.querySelector('#legend .legend-caption').textContent === 'Label confidence'"
-    )
+    page.wait_for_selector("#legend .legend-caption:text-is('Label confidence')")
     assert "color=confidence" in page.url
     assert page.js_errors == []

@@ -5,62 +5,25 @@ Headless Chromium from the system (`/usr/bin/chromium`, installed by `make setup
 driven by Playwright's sync API against pytest-django's `live_server`. `playwright install` is never
 needed. Deselect with `-m "not browser"`."""
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 
 from annotation import services
 from annotation.models import Assignment, Response
 from tests.annotation.conftest import build_project
+from tests.conftest import browser_page
 
-CHROMIUM = os.environ.get("MWE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PAYLOAD = '<script>window.__xss = 1;</script><img src=x onerror="window.__xss = 2">'
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(scope="module")
-def browser(allow_orm_beside_playwright):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        pytest.fail(f"Chromium not found at {CHROMIUM}; `make setup` installs it (or set MWE_CHROMIUM)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def allow_orm_beside_playwright():
-    # Playwright's sync API runs an event loop in this thread for the whole module; Django refuses
-    # ORM calls from a thread with a running loop unless told it is safe (it is: the tests are the
-    # only users of this thread). Set for this module only, never leaking into other tests
-    # (check --deploy flags it), and until after the last test's database teardown.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
-
-
 @pytest.fixture
 def page(browser):
-    context = browser.new_context()
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.js_errors = errors
+    page = browser_page(browser, timeout_ms=15_000)
     yield page
-    context.close()
+    page.context.close()
+    # The worker page runs under the Content Security Policy the site serves.
+    assert page.csp_violations == []
 
 
 def rate(page, keys: list[str]) -> None:

@@ -1,0 +1,254 @@
+"""The production stack's own parts: `check --deploy`, the health endpoint, the Content Security Policy
+(served, and obeyed by every page with scripts in a real browser), JSON logs, and `make run-prod`'s
+launcher running deploy/Procfile against PostgreSQL and Redis."""
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+from django.conf import settings
+from django.urls import reverse
+
+from generation.services import dataset_refresh_stats
+from mwe_site.celery import app
+from mwe_site.run import procfile_read
+from tests.conftest import browser_page
+from tests.factories import DatasetFactory, EvaluationItemFactory, EvaluationRunFactory, StaffFactory
+from tests.test_site import free_port
+
+PRODUCTION_ENV = {
+    "DJANGO_SETTINGS_MODULE": "mwe_site.settings.production",
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/unused",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
+    "ALLOWED_HOSTS": "evals.example.org",
+}
+
+
+def production_base_env() -> dict[str, str]:
+    """This process's environment without what the production settings read or check: the test
+    settings' services, and the browser tests' DJANGO_ALLOW_ASYNC_UNSAFE."""
+    dropped = ("DATABASE_", "CELERY_", "MWE_", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    return {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+
+
+def manage(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    base = production_base_env()
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env={**base, **PRODUCTION_ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_settings_pass_check_deploy():
+    result = manage(["check", "--deploy", "--fail-level", "WARNING"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_a_plain_http_trial_is_what_check_deploy_warns_about():
+    """MWE_HTTPS=0 (make run-prod) turns off the redirect, secure cookies and HSTS, and says so."""
+    result = manage(["check", "--deploy", "--fail-level", "WARNING"], MWE_HTTPS="0")
+    assert result.returncode != 0
+    for check in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert check in result.stderr, result.stderr
+
+
+def test_production_refuses_to_start_without_its_services():
+    result = manage(["check"], CELERY_BROKER_URL="")
+    assert result.returncode != 0 and "CELERY_BROKER_URL" in result.stderr
+
+
+# --- /health/ ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_health_reports_database_and_broker(client, monkeypatch):
+    monkeypatch.setitem(app.conf, "broker_url", "memory://")
+    response = client.get("/health/")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert "no-cache" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_health_is_503_when_the_broker_is_down(client, monkeypatch):
+    monkeypatch.setitem(app.conf, "broker_url", f"redis://127.0.0.1:{free_port()}/0")
+    started = time.monotonic()
+    response = client.get("/health/")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "database": "ok", "broker": "unavailable"}
+    assert time.monotonic() - started < 10  # a probe must not hang on a dead dependency
+
+
+@pytest.mark.django_db
+def test_health_takes_only_get(client):
+    assert client.post("/health/").status_code == 405
+
+
+# --- Content Security Policy ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_every_page_carries_the_policy(client):
+    response = client.get("/")
+    policy = dict(
+        part.strip().split(" ", 1) for part in response["Content-Security-Policy"].split(";") if part.strip()
+    )
+    assert policy["script-src"] == "'self'"
+    assert policy["object-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
+    assert response["X-Frame-Options"] == "DENY"
+
+
+@pytest.fixture
+def charted_site(db):
+    """A dataset with a finished evaluation, so the results pages draw plotly charts."""
+    dataset = DatasetFactory(slug="charted")
+    run = EvaluationRunFactory(dataset=dataset, item_count=4)
+    for index in range(4):
+        EvaluationItemFactory(run=run, matches_behavior=index % 2 == 0)
+    dataset_refresh_stats(dataset=dataset)  # the run page charts against the label confidence
+    return run
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_pages_with_scripts_work_under_the_policy(live_server, browser, charted_site, client):
+    """plotly.js, Swagger UI and the admin load and draw with no script error and nothing
+    blocked by the policy (a violation would show as a console error and no chart)."""
+    staff = StaffFactory(is_superuser=True)
+    client.force_login(staff)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    page = browser_page(browser, timeout_ms=20_000)
+    page.context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}]
+    )
+    try:
+        for path, drawn in [
+            (reverse("generation:run-list"), ".chart .main-svg"),
+            (reverse("generation:run-detail", args=[charted_site.pk]), ".chart .main-svg"),
+            ("/api/docs/", ".swagger-ui .info"),
+            ("/admin/", "#content"),
+        ]:
+            page.goto(live_server.url + path)
+            page.wait_for_selector(drawn, state="attached")
+            assert page.js_errors == [], (path, page.js_errors)
+            assert page.csp_violations == [], (path, page.csp_violations)
+    finally:
+        page.context.close()
+
+
+# --- Logs ---------------------------------------------------------------------------------------------
+
+
+def test_production_logs_one_json_object_per_line():
+    code = (
+        "import django, logging; django.setup(); "
+        "logging.getLogger('generation.jobs').warning('job %s failed', 7, extra={'job_id': 7})"
+    )
+    base = production_base_env()
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=settings.BASE_DIR,
+        env={**base, **PRODUCTION_ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = json.loads(result.stderr.strip().splitlines()[-1])
+    assert line["message"] == "job 7 failed" and line["level"] == "WARNING"
+    assert line["logger"] == "generation.jobs" and line["job_id"] == 7 and "time" in line
+
+
+# --- make run-prod ------------------------------------------------------------------------------------
+
+
+def test_the_procfile_names_the_stack():
+    processes = procfile_read(Path(settings.BASE_DIR) / "deploy" / "Procfile")
+    assert list(processes) == ["release", "web", "worker", "models"]
+    assert "-Q default " in processes["worker"] and "-Q models " in processes["models"]
+    assert "gunicorn -c mwe_site/gunicorn.conf.py" in processes["web"]
+
+
+def test_a_bad_procfile_line_is_refused(tmp_path):
+    bad = tmp_path / "Procfile"
+    bad.write_text("web: gunicorn app\nthis is not a process line\n")
+    with pytest.raises(SystemExit, match="Procfile:2"):
+        procfile_read(bad)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_run_prod_serves_the_stack_and_stops_it(tmp_path):
+    """`make run-prod`'s launcher: release (migrate, collectstatic), then gunicorn and one worker per
+    queue from deploy/Procfile, on this PostgreSQL and Redis; /health/ says both are reachable and a
+    hashed static file is served with a long cache lifetime; Ctrl-C stops every process."""
+    import redis
+
+    from tests.generation.test_worker_postgres import database_url
+
+    redis.Redis.from_url(PRODUCTION_ENV["CELERY_BROKER_URL"]).flushdb()
+    port = free_port()
+    base = production_base_env()
+    env = {
+        **base,
+        **PRODUCTION_ENV,
+        "DATABASE_URL": database_url(),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "MWE_HTTPS": "0",
+        "MWE_VAR_DIR": str(tmp_path / "var"),
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "1",
+    }
+    log = (tmp_path / "run-prod.log").open("w")
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "mwe_site.run", "--procfile", "deploy/Procfile"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        health = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and launcher.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=5) as response:  # noqa: S310
+                    health = json.loads(response.read())
+                    break
+            except (OSError, urllib.error.HTTPError):
+                time.sleep(0.5)
+        output = (tmp_path / "run-prod.log").read_text()
+        assert health == {"status": "ok", "database": "ok", "broker": "ok"}, output[-3000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:  # noqa: S310
+            page = response.read().decode()
+        css = page.split('href="/static/css/', 1)[1].split('"', 1)[0]
+        assert css.count(".") >= 2, css  # the manifest's hashed name
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/css/{css}", timeout=10) as response:  # noqa: S310
+            assert "immutable" in response.headers["Cache-Control"]
+        children = psutil.Process(launcher.pid).children(recursive=True)
+        commands = [" ".join(child.cmdline()) for child in children]
+        assert any("gunicorn" in c for c in commands), commands
+        assert any("-Q default" in c for c in commands) and any("-Q models" in c for c in commands), commands
+        os.killpg(launcher.pid, signal.SIGINT)
+        launcher.wait(timeout=60)
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+        log.close()
