@@ -18,7 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Count, F, Field, Model, Q, QuerySet
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import m2m_changed, post_delete, post_save
 from rest_framework.authtoken.models import Token
 
 from annotation.models import AnnotationProject, ProjectItem, Response, Worker
@@ -253,14 +253,60 @@ def _worker_project_sql(vendor: str, *, by_slug: bool) -> str:
     )
 
 
+class _ProjectCache:
+    """Recent answers of `worker_project` in this process, so that a worker's claims do not pay a
+    project look-up each: the same lifetime as the token cache (`MWE_API_TOKEN_CACHE_SECONDS`), and
+    emptied in this process whenever a project, a worker or a membership changes. A project
+    deactivated, or a worker removed from it, in another process stops handing out work within those
+    seconds; what a claim may take is still decided by the claim statement (overlap, exclusion,
+    leases), never by this cache. Only column values are kept; every request gets its own instance."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, str | None], tuple[float, tuple | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, str | None]) -> tuple[bool, tuple | None]:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return False, None
+        return True, entry[1]
+
+    def put(self, key: tuple[int, str | None], row: tuple | None, *, seconds: float) -> None:
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + seconds, row)
+
+    def clear(self, *args, **kwargs) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+project_cache = _ProjectCache()
+post_save.connect(project_cache.clear, sender=AnnotationProject, dispatch_uid="annotation_project_cache")
+post_delete.connect(project_cache.clear, sender=AnnotationProject, dispatch_uid="annotation_project_cache_d")
+post_save.connect(project_cache.clear, sender=Worker, dispatch_uid="annotation_project_cache_worker")
+m2m_changed.connect(
+    project_cache.clear, sender=Worker.projects.through, dispatch_uid="annotation_project_cache_m2m"
+)
+
+
 def worker_project(*, worker: Worker, slug: str | None = None) -> AnnotationProject | None:
-    """The project a worker works on: the one named, or their first active one (one query)."""
-    with hot_cursor() as cursor:
-        cursor.execute(
-            _worker_project_sql(connection.vendor, by_slug=bool(slug)),
-            [worker.pk, slug] if slug else [worker.pk],
-        )
-        row = cursor.fetchone()
+    """The project a worker works on: the one named, or their first active one (one query, or none
+    when this process answered the same question in the last few seconds: `project_cache`)."""
+    seconds = settings.MWE_API_TOKEN_CACHE_SECONDS
+    found, row = project_cache.get((worker.pk, slug)) if seconds > 0 else (False, None)
+    if not found:
+        with hot_cursor() as cursor:
+            cursor.execute(
+                _worker_project_sql(connection.vendor, by_slug=bool(slug)),
+                [worker.pk, slug] if slug else [worker.pk],
+            )
+            row = cursor.fetchone()
+        if seconds > 0:
+            project_cache.put((worker.pk, slug), None if row is None else tuple(row), seconds=seconds)
     fields = list(AnnotationProject._meta.concrete_fields)
     return None if row is None else instance_from_row(AnnotationProject, fields, row)
 

@@ -47,6 +47,19 @@ def isolated_var_dir(settings, tmp_path):
     return settings.VAR_DIR
 
 
+@pytest.fixture(autouse=True)
+def forget_per_process_caches():
+    """The annotation API remembers tokens and projects per process for a few seconds: what one
+    test looked up must not answer for another, whose rows may have the same ids."""
+    from annotation.selectors import project_cache, token_cache
+
+    token_cache.clear()
+    project_cache.clear()
+    yield
+    token_cache.clear()
+    project_cache.clear()
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     """The embedded default model, loaded once per test session (about 15 s)."""

@@ -202,21 +202,23 @@ def test_queries_per_claim_and_submit(project, on_postgres):
     counts = _claim_submit_queries(project)
     if on_postgres:
         # Inside the test's transaction each statement runs in a savepoint (+2): claim = token, project,
-        # claim statement; submit = submit statement (the token is cached); then claim = project, claim.
-        assert counts == (3 + 2, 1 + 2, 2 + 2)
+        # claim statement; submit = submit statement (the token is cached); then claim = the claim
+        # statement alone (token and project cached).
+        assert counts == (3 + 2, 1 + 2, 1 + 2)
     else:
         # SQLite takes the ORM path in a savepoint: exclusion check, open lease, expiry sweep, pick,
         # counter update, insert (6 + 2); submit: lock, counters, response in its own savepoint,
-        # lease update (4 + 2 + 2).
-        assert counts == (2 + 8, 8, 1 + 8)
+        # lease update (4 + 2 + 2); the second claim finds token and project cached.
+        assert counts == (2 + 8, 8, 8)
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_queries_per_claim_and_submit_on_postgresql(settings):
-    # Autocommit, as in production: every statement is its own transaction, no BEGIN/COMMIT.
+    # Autocommit, as in production: every statement is its own transaction, no BEGIN/COMMIT. With
+    # the token and the project remembered, a claim and a submit are one statement each.
     project = build_project(items=3)
-    assert _claim_submit_queries(project) == (3, 1, 2)
+    assert _claim_submit_queries(project) == (3, 1, 1)
     settings.MWE_API_TOKEN_CACHE_SECONDS = 0
     assert _claim_submit_queries(project) == (3, 2, 3)
 
@@ -250,6 +252,25 @@ def test_token_cache_entries_expire(project, settings, monkeypatch):
     later = selectors.time.monotonic() + 6
     monkeypatch.setattr(selectors.time, "monotonic", lambda: later)
     assert client.get(reverse("api-annotation-progress")).status_code == 401
+
+
+def test_project_cache_entries_expire_and_a_saved_project_is_seen_at_once(project, settings, monkeypatch):
+    from annotation import selectors
+    from annotation.models import AnnotationProject
+
+    settings.MWE_API_TOKEN_CACHE_SECONDS = 5
+    client = client_for(WorkerFactory(projects=[project]))
+    assert next_task(client).status_code == 200
+    # Deactivated by another process (no signal here): this process keeps its answer a few seconds.
+    AnnotationProject.objects.filter(pk=project.pk).update(is_active=False)
+    assert next_task(client).status_code == 200
+    later = selectors.time.monotonic() + 6
+    monkeypatch.setattr(selectors.time, "monotonic", lambda: later)
+    assert next_task(client).status_code == 404
+    # Reactivated through the model in this process: seen by the very next request.
+    project.is_active = True
+    project.save()
+    assert next_task(client).status_code == 200
 
 
 def test_worker_excluded_behind_the_token_cache_cannot_claim(project):
