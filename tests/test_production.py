@@ -21,6 +21,7 @@ from django.urls import reverse
 from generation.services import dataset_refresh_stats
 from mwe_site.celery import app
 from mwe_site.run import procfile_read
+from tests.analysis.factories import rated_project
 from tests.conftest import browser_page
 from tests.factories import DatasetFactory, EvaluationItemFactory, EvaluationRunFactory, StaffFactory
 from tests.test_site import free_port
@@ -127,7 +128,7 @@ def charted_site(db):
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_pages_with_scripts_work_under_the_policy(live_server, browser, charted_site, client):
-    """plotly.js, Swagger UI and the admin load and draw with no script error and nothing
+    """plotly.js (evaluation and agreement charts), Swagger UI and the admin load and draw with no script error and nothing
     blocked by the policy (a violation would show as a console error and no chart)."""
     staff = StaffFactory(is_superuser=True)
     client.force_login(staff)
@@ -140,6 +141,10 @@ def test_pages_with_scripts_work_under_the_policy(live_server, browser, charted_
         for path, drawn in [
             (reverse("generation:run-list"), ".chart .main-svg"),
             (reverse("generation:run-detail", args=[charted_site.pk]), ".chart .main-svg"),
+            (
+                reverse("analysis:dashboard", args=[rated_project(datasets=2, examples=4).slug]),
+                ".chart .main-svg",
+            ),
             ("/api/docs/", ".swagger-ui .info"),
             ("/admin/", "#content"),
         ]:
