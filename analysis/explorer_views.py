@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views import View
+from django.views.decorators.http import require_safe
 from django.views.generic import TemplateView
 
 from analysis import explorer_selectors as selectors
@@ -89,6 +90,7 @@ class ExplorerView(TemplateView):
         return context
 
 
+@require_safe
 def payload_view(request, pk: int) -> HttpResponse:
     build = _build_or_404(pk)
     return _binary(
@@ -99,6 +101,7 @@ def payload_view(request, pk: int) -> HttpResponse:
     )
 
 
+@require_safe
 def agreement_view(request, pk: int) -> HttpResponse:
     """float32 per point: share of human ratings calling the label correct (NaN: not rated)."""
     build = _build_or_404(pk)
@@ -109,6 +112,7 @@ def agreement_view(request, pk: int) -> HttpResponse:
     )
 
 
+@require_safe
 def p_match_view(request, pk: int) -> HttpResponse:
     """float32 per point: a model's P(match) from its newest evaluation (NaN: not evaluated)."""
     build = _build_or_404(pk)
@@ -129,6 +133,7 @@ def _content_etag(values) -> str:
     return '"' + hashlib.sha256(values.tobytes()).hexdigest()[:32] + '"'
 
 
+@require_safe
 def point_view(request, pk: int, index: int) -> JsonResponse:
     build = _build_or_404(pk)
     if index >= build.point_count:
@@ -141,6 +146,7 @@ def point_view(request, pk: int, index: int) -> JsonResponse:
     return JsonResponse(detail)
 
 
+@require_safe
 def search_view(request, pk: int) -> JsonResponse:
     """Semantic search: the points nearest to the query's MiniLM embedding."""
     build = _build_or_404(pk)

@@ -30,6 +30,12 @@ class ProjectItemAdmin(admin.ModelAdmin):
     # The counters are written only by annotation.services, in the transaction of the lease.
     readonly_fields = ["reserved_count", "submitted_count", "overlap"]
 
+    def save_model(self, request, obj, form, change):
+        # An item added by hand takes its project's overlap, as project_create gives every item.
+        if not change:
+            obj.overlap = obj.project.overlap
+        super().save_model(request, obj, form, change)
+
 
 @admin.register(Assignment)
 class AssignmentAdmin(admin.ModelAdmin):

@@ -9,12 +9,13 @@ import json
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views import View
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 from django.views.generic import DetailView, FormView, ListView
 
 from annotation import selectors, services
@@ -209,6 +210,8 @@ def _csv_cell(value):
     return value
 
 
+@require_safe
+@login_required  # anonymous: the login page, like every researcher page; workers: 404
 def responses_csv(request: HttpRequest, slug: str) -> StreamingHttpResponse:
     project = _staff_project(request, slug)
     writer = csv.DictWriter(_Echo(), fieldnames=selectors.EXPORT_FIELDS)
@@ -223,6 +226,8 @@ def responses_csv(request: HttpRequest, slug: str) -> StreamingHttpResponse:
     return response
 
 
+@require_safe
+@login_required
 def responses_jsonl(request: HttpRequest, slug: str) -> StreamingHttpResponse:
     project = _staff_project(request, slug)
     lines = (json.dumps(row) + "\n" for row in selectors.project_export_rows(project=project))

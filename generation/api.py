@@ -104,7 +104,7 @@ class EvaluationRunViewSet(viewsets.ReadOnlyModelViewSet):
         responses=EvaluationItemSerializer(many=True),
     )
     @action(detail=True, methods=["get"], filter_backends=[], serializer_class=EvaluationItemSerializer)
-    def items(self, request, pk=None):
+    def items(self, request, pk=None, format=None):
         """The run's scored items in dataset order, with their example's position and text."""
         run = self.get_object()
         items = run.items.select_related("example").order_by("example__position")
@@ -152,7 +152,7 @@ class GenerationRunViewSet(viewsets.ReadOnlyModelViewSet):
         responses=CandidateSerializer(many=True),
     )
     @action(detail=True, methods=["get"], filter_backends=[], serializer_class=CandidateSerializer)
-    def candidates(self, request, pk=None):
+    def candidates(self, request, pk=None, format=None):
         """The run's candidates in (label, sample index) order, kept and dropped, with their scores."""
         run = self.get_object()
         candidates = run.candidates.order_by("label", "sample_index", "id")

@@ -14,6 +14,7 @@ from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.views.decorators.http import require_safe
 from django.views.generic import FormView, ListView, TemplateView
 
 from generation import charts
@@ -162,6 +163,7 @@ class RunDetailView(LastPageOnOverflowMixin, ListView):
         return context
 
 
+@require_safe
 def run_items_download(request, pk: int) -> StreamingHttpResponse:
     """The run's items as JSONL, one `evaluate_model --out` row per line."""
     run = get_object_or_404(EvaluationRun.objects.select_related("dataset"), pk=pk)
@@ -240,6 +242,7 @@ def _run_id(raw: str | None) -> int | None:
     return value if value > 0 else None
 
 
+@require_safe
 def run_compare(request):
     """Two runs on one dataset, item by item: /evaluations/compare/?a=ID&b=ID."""
     id_a, id_b = _run_id(request.GET.get("a")), _run_id(request.GET.get("b"))

@@ -7,6 +7,7 @@ import json
 from django.contrib.auth.mixins import UserPassesTestMixin
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.views.decorators.http import require_safe
 from django.views.generic import DetailView, FormView, ListView, TemplateView
 
 from generation import selectors
@@ -94,6 +95,7 @@ class DatasetDetailView(LastPageOnOverflowMixin, ListView):
         return context
 
 
+@require_safe
 def dataset_download(request, slug: str) -> StreamingHttpResponse:
     dataset = get_object_or_404(Dataset, slug=slug)
     response = StreamingHttpResponse(

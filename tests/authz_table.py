@@ -203,10 +203,9 @@ def cells(**roles: Expect) -> dict[str, Expect]:
 
 # A function view without a method check answers POST (and any method) like GET; a read-only
 # resource should answer 405. Fix: decorate the view with django.views.decorators.http.require_safe.
-ANY_METHOD = "a read-only function view answers POST like GET; fix: @require_safe on the view"
 
 PUBLIC_PAGE = {"GET": everyone(OK), "POST": everyone(NOT_ALLOWED)}
-PUBLIC_FUNCTION = {"GET": everyone(OK), "POST": everyone(NOT_ALLOWED.because(ANY_METHOD))}
+PUBLIC_FUNCTION = {"GET": everyone(OK), "POST": everyone(NOT_ALLOWED)}
 STAFF_PAGE = {"GET": staff_only(OK), "POST": staff_only(NOT_ALLOWED)}
 
 
@@ -334,10 +333,9 @@ ASSIGNMENT_POST = cells(
 # researcher whose session has expired gets "not found" instead of the login page every other
 # researcher page sends them to. Fix (annotation/views.py, both views): decorate with @require_safe
 # and start with `if not request.user.is_authenticated: return redirect_to_login(request.get_full_path())`.
-EXPORT_LOGIN = "anonymous gets 404 instead of the login page; fix: redirect_to_login when not authenticated"
 EXPORT = {
-    "GET": cells(anonymous=LOGIN.because(EXPORT_LOGIN), worker=NOT_FOUND, researcher=OK),
-    "POST": everyone(NOT_ALLOWED.because(ANY_METHOD)),
+    "GET": cells(anonymous=LOGIN, worker=NOT_FOUND, researcher=OK),
+    "POST": everyone(NOT_ALLOWED),
 }
 
 SITE_ROWS = [
@@ -584,14 +582,11 @@ CATALOG_ENDPOINTS = [
 # DRF passes the format suffix to the handler as a `format` keyword; the two extra actions do not take
 # it, so /api/evaluation-runs/1/items.json and /api/generation-runs/1/candidates.json crash (TypeError).
 # Fix (generation/api.py): `def items(self, request, pk=None, format=None)` and the same for `candidates`.
-FORMAT_CRASH = "500: the extra action takes no `format` argument; fix: add format=None to its signature"
 CRASHING = {"api-evaluation-run-items" + FORMAT, "api-generation-run-candidates" + FORMAT}
 API_ROWS += [
     Row(
         name + suffix,
-        {**CATALOG, "GET": everyone(OK.because(FORMAT_CRASH), tokens=True)}
-        if name + suffix in CRASHING
-        else CATALOG,
+        {**CATALOG, "GET": everyone(OK, tokens=True)} if name + suffix in CRASHING else CATALOG,
         kwargs,
     )
     for name, kwargs in CATALOG_ENDPOINTS
@@ -610,7 +605,6 @@ class AdminModel:
     add: Callable[[World], dict[str, Any]] | None  # a valid add form; None: the admin has no add
     change: bool = True  # False: the change page is read-only (has_change_permission is False)
     object_id: Callable[[Any], Any] = lambda obj: obj.pk
-    add_bug: str = ""  # the superuser's add fails today (see Expect.bug)
 
 
 def _when(hours: int) -> dict[str, str]:
@@ -680,10 +674,6 @@ ADMIN_MODELS: dict[str, AdminModel] = {
     "annotation.projectitem": AdminModel(
         lambda w: w.assignment.item,
         lambda w: {"project": w.project.pk, "example": w.extra_example.pk},
-        add_bug=(
-            "500: the add form leaves the read-only `overlap` empty (NOT NULL); fix: "
-            "ProjectItemAdmin.save_model sets obj.overlap = obj.project.overlap when adding"
-        ),
     ),
     "annotation.assignment": AdminModel(
         lambda w: w.assignment,
@@ -762,7 +752,7 @@ def _admin_rows() -> list[Row]:
                     "GET": admin_cells(researcher=FORBIDDEN, admin=OK if spec.add else FORBIDDEN),
                     "POST": admin_cells(
                         researcher=FORBIDDEN,
-                        admin=to(changelist).because(spec.add_bug) if spec.add else FORBIDDEN,
+                        admin=to(changelist) if spec.add else FORBIDDEN,
                     ),
                 },
                 bodies={"POST": add_form},

@@ -155,11 +155,6 @@ def test_every_url_pattern_has_a_row():
     assert not unregistered, f"ADMIN_MODELS entries no longer registered in the admin: {unregistered}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the public run pages say which staff account started the run; fix: show created_by to "
-    "staff only in templates/generation/run_detail.html and generation_detail.html",
-)
 def test_public_run_pages_do_not_name_the_staff_who_started_them(cell):
     """The public API leaves created_by out ("who ran what is for the admin"); so must the pages."""
     urls = [cell.run_a.get_absolute_url(), cell.generation_run.get_absolute_url()]
