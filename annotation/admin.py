@@ -43,6 +43,11 @@ class AssignmentAdmin(admin.ModelAdmin):
     list_filter = ["status", "project"]
     raw_id_fields = ["item", "worker"]
 
+    # Leases and responses are written only by annotation.services, which keeps the item counters
+    # and the invariants (at most k responses, one per worker) with them; the admin only reads them.
+    def has_add_permission(self, request) -> bool:
+        return False
+
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
@@ -51,6 +56,9 @@ class AssignmentAdmin(admin.ModelAdmin):
 class ResponseAdmin(admin.ModelAdmin):
     list_display = ["pk", "project", "item", "worker", "relevance", "label_correct", "ambiguous"]
     list_filter = ["project"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -675,30 +675,9 @@ ADMIN_MODELS: dict[str, AdminModel] = {
         lambda w: w.assignment.item,
         lambda w: {"project": w.project.pk, "example": w.extra_example.pk},
     ),
-    "annotation.assignment": AdminModel(
-        lambda w: w.assignment,
-        lambda w: {
-            "project": w.project.pk,
-            "item": w.assignment.item_id,
-            "worker": w.other_worker.pk,
-            "status": Assignment.Status.CLAIMED,
-            **_split("claimed_at", 0),
-            **_split("expires_at", 1),
-        },
-        change=False,
-    ),
-    "annotation.response": AdminModel(
-        lambda w: w.response,
-        lambda w: {
-            "project": w.project.pk,
-            "item": w.assignment.item_id,
-            "worker": w.worker.pk,
-            "assignment": w.assignment.pk,
-            "relevance": "4",
-            "label_correct": "on",
-        },
-        change=False,
-    ),
+    # Read-only in the admin: leases and responses are written by annotation.services alone.
+    "annotation.assignment": AdminModel(lambda w: w.assignment, None, change=False),
+    "annotation.response": AdminModel(lambda w: w.response, None, change=False),
 }
 
 
