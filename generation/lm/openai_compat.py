@@ -182,6 +182,15 @@ def _server_message(response: requests.Response) -> str:
     return json.dumps(payload)[:500]
 
 
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise LMError(f"{name}={raw!r} must be a positive whole number")
+    return int(raw)
+
+
 class OpenAICompatibleModel(LanguageModel):
     """A model served over the OpenAI API. Spec options: concurrency (parallel requests, default 4),
     timeout (seconds per request, default 60), retries (default 3), api_key_env (the variable holding
@@ -197,7 +206,11 @@ class OpenAICompatibleModel(LanguageModel):
         # Tokenize and version endpoints live beside /v1, not under it.
         self.root_url = re.sub(r"/v1$", "", self.base_url)
         self.timeout = spec.option_float("timeout", 60.0, low=0.1, high=3600.0)
-        self.concurrency = spec.option_int("concurrency", 4, high=256)
+        # The operator's ceiling on one process's parallel requests to a model server, whatever a
+        # spec asks for: a spec typed in the site must not be able to flood a shared vLLM server.
+        # The server sees at most (models workers) x this.
+        ceiling = _env_int("MWE_MODEL_SERVER_MAX_CONCURRENCY", 64)
+        self.concurrency = min(spec.option_int("concurrency", 4, high=256), ceiling)
         self.retries = spec.option_int("retries", 3, low=0, high=20)
         self.use_chat = spec.option_int("chat", 0, low=0, high=1) == 1
         self.tokenizer_spec = spec.options.get("tokenizer")

@@ -366,6 +366,15 @@ def test_concurrency_is_bounded(fake):
     assert 1 < fake.max_in_flight <= 3
 
 
+def test_the_operator_caps_what_a_spec_asks_for(fake, monkeypatch):
+    monkeypatch.setenv("MWE_MODEL_SERVER_MAX_CONCURRENCY", "2")
+    lm = connect(fake, "concurrency=50")
+    assert lm.concurrency == 2
+    monkeypatch.setenv("MWE_MODEL_SERVER_MAX_CONCURRENCY", "lots")
+    with pytest.raises(LMError, match="MWE_MODEL_SERVER_MAX_CONCURRENCY"):
+        connect(fake, "concurrency=50")
+
+
 # ----------------------------------------------------------------------------- scoring
 
 
