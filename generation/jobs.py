@@ -4,20 +4,26 @@ status themselves."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import shutil
 import uuid
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import get_valid_filename
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from generation.evaluation import EvaluationError, evaluation_run_execute
 from generation.formats import EvalsFormatError
@@ -49,11 +55,22 @@ def job_queue(kind: str) -> str:
     return MODEL_QUEUE if kind in MODEL_JOB_KINDS else settings.CELERY_TASK_DEFAULT_QUEUE
 
 
-def _enqueue(job: Job) -> None:
+def _send(job: Job) -> None:
     from generation.tasks import run_job
 
+    try:
+        run_job.apply_async((job.pk,), queue=job_queue(job.kind))
+    except BrokerUnavailable as exc:
+        # The job is saved and stays queued: the next sweep (job_requeue_stale) sends it once the
+        # broker answers again. Failing the request would not undo the committed job.
+        logger.warning(
+            "job %s is saved but the broker is unreachable, so it waits for a sweep: %s", job.pk, exc
+        )
+
+
+def _enqueue(job: Job) -> None:
     # Only after the job row is committed, or a fast worker could look for it before it exists.
-    transaction.on_commit(lambda: run_job.apply_async((job.pk,), queue=job_queue(job.kind)))
+    transaction.on_commit(lambda: _send(job))
 
 
 def job_create(*, kind: str, params: dict[str, Any], created_by: AbstractBaseUser | None) -> Job:
@@ -94,7 +111,8 @@ def job_finish(*, job: Job, result: dict[str, Any], message: str = "") -> None:
         status=Job.Status.SUCCEEDED,
         result=result,
         message=message,
-        progress_done=F("progress_total"),
+        # A job that never learnt its total keeps the count it reached.
+        progress_done=Coalesce(F("progress_total"), F("progress_done")),
         finished_at=timezone.now(),
     )
 
@@ -302,17 +320,24 @@ def job_handler_register(*, kind: str, handler: Callable[[Job], None]) -> None:
 
 
 def job_run(*, job_id: int) -> None:
-    """Runs a job to completion on this process; what a Celery task body calls."""
-    job = job_start(job_id=job_id)
-    if job is None:
-        logger.info("job %s is finished or gone; nothing to do", job_id)
-        return
-    try:
-        JOB_HANDLERS[job.kind](job)
-    except Exception as exc:
-        logger.exception("job %s failed", job_id)
-        job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
-        raise
+    """Runs a job to completion on this process; what a Celery task body calls. A job's message can
+    arrive more than once (redelivered after a worker died, sent again by job_requeue_stale): a copy
+    that finds the job running in another live process, or finished, does nothing."""
+    with _job_lock(job_id) as acquired:
+        if not acquired:
+            logger.info("job %s is running in another process; this copy of its message is dropped", job_id)
+            return
+        job = job_start(job_id=job_id)
+        if job is None:
+            logger.info("job %s is finished or gone; nothing to do", job_id)
+            return
+        logger.info("job %s (%s) started", job_id, job.kind)
+        try:
+            JOB_HANDLERS[job.kind](job)
+        except Exception as exc:
+            logger.exception("job %s failed", job_id)
+            job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
+            raise
     _queue_follow_up(job)
 
 
@@ -324,3 +349,134 @@ def _queue_follow_up(job: Job) -> None:
         return
     if Job.objects.filter(pk=job.pk, status=Job.Status.SUCCEEDED).exists():
         job_create(kind=follow_up["kind"], params=follow_up.get("params") or {}, created_by=job.created_by)
+
+
+# ----------------------------------------------------------------------------- lost messages
+
+# The first key of the PostgreSQL advisory lock a process holds while it runs a job (the second is the
+# job's id): a constant no other code uses.
+JOB_LOCK_KEY = 0x4A4F42
+# How old a queued job must be before a sweep may send it again: a younger one's message may still be
+# on its way (sent when its transaction commits). A copy costs one query when it arrives, nothing more.
+REQUEUE_AFTER = timedelta(minutes=2)
+# The lock that one sweep at a time holds: no job has id 0.
+SWEEP_LOCK_ID = 0
+
+
+@contextlib.contextmanager
+def _job_lock(job_id: int) -> Iterator[bool]:
+    """Holds, while the body runs, the lock that says "a live process is running this job"; yields
+    whether it got it. It goes when its holder dies: on PostgreSQL it is an advisory lock of a database
+    session of its own, which the server ends as soon as the dead process's connection closes, on
+    whatever machine; on SQLite (one machine) it is a flock on a file under VAR_DIR, which the kernel
+    releases."""
+    if connection.vendor == "postgresql":
+        session = connections.create_connection(DEFAULT_DB_ALIAS)
+        try:
+            with session.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_try_advisory_lock(%s::integer, %s::integer)", [JOB_LOCK_KEY, job_id]
+                )
+                (acquired,) = cursor.fetchone()
+            yield acquired
+        finally:
+            session.close()
+        return
+    folder = Path(settings.VAR_DIR) / "job-locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"{job_id}.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            acquired = False
+        else:
+            acquired = True
+        yield acquired
+
+
+def _jobs_locked(job_ids: Iterable[int]) -> set[int]:
+    """Which of these jobs a live process is running (holds the lock of)."""
+    job_ids = set(job_ids)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND classid::bigint = %s AND objsubid = 2",
+                [JOB_LOCK_KEY],
+            )
+            return {job_id for (job_id,) in cursor.fetchall()} & job_ids
+    locked = set()
+    for job_id in job_ids:
+        with _job_lock(job_id) as acquired:
+            if not acquired:
+                locked.add(job_id)
+    return locked
+
+
+def _messages_waiting(conn, queue: str) -> int:
+    try:
+        return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+    except conn.channel_errors:
+        return 0  # no such queue: Redis deletes an empty list (and a restart without persistence, all)
+
+
+def job_requeue_stale(*, older_than: timedelta, now: datetime | None = None) -> int:
+    """Sends again the task message of the jobs whose message the broker may have lost; returns how
+    many it sent. A Redis without persistence loses its queues when it restarts, and a job created
+    while the broker was unreachable was never sent. Sent again are:
+
+    - queued jobs created `older_than` ago or more, when their queue holds fewer messages than it has
+      queued jobs: some message is missing, and which one cannot be told, so all of them are sent
+      (the others get a duplicate). A queue that holds enough messages is left alone, so a long
+      backlog is not copied at every sweep;
+    - running jobs whose lock no process holds: their worker died, and the broker may have lost its
+      unacknowledged message (if not, it redelivers it after the visibility timeout too).
+
+    A job that a live worker is running is never sent: that worker holds its lock. And any copy is
+    harmless: `job_run` runs a job only while holding its lock, and never once it is finished. Copies
+    waiting in a queue can hide a loss from the count until the workers have taken them; a later sweep
+    then finds it. One sweep runs at a time; another that starts meanwhile returns 0 at once.
+
+    Workers call this whenever they (re)connect to the broker (mwe_site.celery.RequeueLostJobs);
+    the `requeue_jobs` command does it from cron."""
+    with _job_lock(SWEEP_LOCK_ID) as acquired:
+        if not acquired:
+            # Another sweep is running (all the workers reconnect at once after a broker restart);
+            # a second one at the same moment would only send the same jobs twice.
+            logger.info("another process is looking for lost jobs; not this one")
+            return 0
+        return _requeue_stale(cutoff=(now or timezone.now()) - older_than)
+
+
+def _requeue_stale(*, cutoff: datetime) -> int:
+    from generation.tasks import run_job
+
+    waiting_jobs: Counter[str] = Counter()
+    stale: dict[str, list[Job]] = defaultdict(list)
+    for job in Job.objects.filter(status=Job.Status.QUEUED).only("pk", "kind", "created_at").order_by("pk"):
+        waiting_jobs[job_queue(job.kind)] += 1
+        if job.created_at <= cutoff:
+            stale[job_queue(job.kind)].append(job)
+    running = list(Job.objects.filter(status=Job.Status.RUNNING).only("pk", "kind").order_by("pk"))
+    locked = _jobs_locked(job.pk for job in running)
+    orphans = [job for job in running if job.pk not in locked]
+    if not stale and not orphans:
+        return 0
+
+    with run_job.app.connection_for_write() as conn:
+        lost = [
+            job
+            for queue, jobs in stale.items()
+            if _messages_waiting(conn, queue) < waiting_jobs[queue]
+            for job in jobs
+        ]
+        for job in lost + orphans:
+            run_job.apply_async((job.pk,), queue=job_queue(job.kind), connection=conn)
+    if lost or orphans:
+        logger.warning(
+            "sent again: queued jobs %s (their queue lacked messages), running jobs %s (no live worker)",
+            [job.pk for job in lost],
+            [job.pk for job in orphans],
+        )
+    return len(lost) + len(orphans)

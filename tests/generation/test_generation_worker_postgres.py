@@ -4,67 +4,24 @@ they were, none is written twice, and the run finishes."""
 
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
-from django.conf import settings
 
 from generation.generate import PersonaSpec, generation_run_create
 from generation.models import Candidate, GenerationRun, Job
 from generation.tasks import run_job
 from mwe_site.celery import app
-from tests.generation.test_worker_postgres import database_url
+from tests.processes import start_worker, stop_process, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 BROKER = "redis://127.0.0.1:6379/14"
 QUEUE = f"kill-test-{os.getpid()}"
 
 
-def start_worker(tmp_path, name: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mwe_site.settings.test",
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": BROKER,
-        "MWE_BROKER_VISIBILITY_TIMEOUT": "3",
-        "MWE_VAR_DIR": str(tmp_path / name),
-        "HF_HUB_OFFLINE": "1",
-    }
-    log = (tmp_path / f"{name}.log").open("w")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "mwe_site",
-            "worker",
-            "--concurrency=1",
-            "--loglevel=INFO",
-            "--without-mingle",
-            "--without-gossip",
-            "-n",
-            f"{name}@%h",
-            "-Q",
-            QUEUE,
-        ],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, so the kill takes its pool child too
+def worker(tmp_path, name: str):
+    return start_worker(
+        tmp_path, name, broker_url=BROKER, queues=[QUEUE], env={"MWE_BROKER_VISIBILITY_TIMEOUT": "3"}
     )
-
-
-def wait_for(predicate, *, seconds: float, what: str, logs):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}\n" + "\n".join(p.read_text()[-2000:] for p in logs))
 
 
 def test_a_killed_generation_resumes_on_another_worker(tmp_path, monkeypatch):
@@ -87,7 +44,7 @@ def test_a_killed_generation_resumes_on_another_worker(tmp_path, monkeypatch):
     run.save()
     logs = [tmp_path / "first.log", tmp_path / "second.log"]
 
-    first = start_worker(tmp_path, "first")
+    first = worker(tmp_path, "first")
     monkeypatch.setitem(app.conf, "task_always_eager", False)
     with app.connection_for_write(BROKER) as conn:
         run_job.apply_async((job.pk,), connection=conn, queue=QUEUE)
@@ -101,14 +58,13 @@ def test_a_killed_generation_resumes_on_another_worker(tmp_path, monkeypatch):
     job.refresh_from_db()
     assert job.status == Job.Status.RUNNING
 
-    second = start_worker(tmp_path, "second")
+    second = worker(tmp_path, "second")
     try:
         wait_for(
             lambda: Job.objects.get(pk=job.pk).is_finished, seconds=240, what="the redelivered job", logs=logs
         )
     finally:
-        second.send_signal(signal.SIGTERM)
-        second.wait(timeout=30)
+        stop_process(second, timeout=30)
     job.refresh_from_db()
     run.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED, job.error

@@ -3,27 +3,17 @@ broker (SQLite file, no server) and through Redis (production)."""
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from generation.models import Dataset, Job
 from generation.tasks import run_job
 from mwe_site.celery import app
+from tests.processes import database_url, start_worker, stop_process  # noqa: F401 (database_url: re-exported)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    port = db.get("PORT") or 5432
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST'] or '127.0.0.1'}:{port}/{db['NAME']}"
 
 
 @pytest.fixture
@@ -38,41 +28,10 @@ def persona_file(tmp_path, evals_data) -> Path:
 def worker_process(tmp_path, request):
     """Starts `celery worker` on the broker URL given by the test's parameter; yields that URL."""
     broker_url = request.param.format(tmp=tmp_path)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mwe_site.settings.test",
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": broker_url,
-        "MWE_VAR_DIR": str(tmp_path / "worker-var"),
-    }
-    log = (tmp_path / "worker.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "mwe_site",
-            "worker",
-            "--pool=solo",
-            "--loglevel=INFO",
-            "--without-mingle",
-            "--without-gossip",
-            "-Q",
-            f"test-{os.getpid()}",
-        ],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    yield broker_url, f"test-{os.getpid()}"
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    queue = f"test-{os.getpid()}"
+    process = start_worker(tmp_path, "worker", broker_url=broker_url, queues=[queue], pool=["--pool=solo"])
+    yield broker_url, queue
+    stop_process(process)
     print((tmp_path / "worker.log").read_text()[-3000:])
 
 
