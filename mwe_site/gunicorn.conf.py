@@ -29,3 +29,10 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = os.environ.get("GUNICORN_ERRORLOG", "-")
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+# gunicorn's control socket lives at one path per user (~/.gunicorn/gunicorn.ctl), so a second server
+# on the machine (another site, a test) would take it over; this site does not use it. Give it a
+# path of this server's own in GUNICORN_CONTROL_SOCKET to have one.
+_control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET")
+control_socket_disable = not _control_socket
+if _control_socket:
+    control_socket = _control_socket

@@ -66,6 +66,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "mwe_site.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "mwe_site.urls"
@@ -218,8 +219,9 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Celery replacing the root logger's handlers with its own.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # With acks_late, a task whose worker died is delivered again once this many seconds have passed
-# (Redis and SQS brokers). It must exceed the longest job, or a live job would be started twice:
-# jobs are idempotent, so that costs time, not correctness.
+# (Redis and SQS brokers). A copy delivered while the job still runs elsewhere is dropped (a job runs
+# only under its lock, generation.jobs._job_lock), so a short timeout costs one query per copy; a
+# job whose worker died waits this long, unless a sweep (job_requeue_stale) sends it sooner.
 # Only brokers that have the notion get the option: the SQLAlchemy transport hands its options to
 # create_engine, which rejects unknown ones.
 CELERY_BROKER_TRANSPORT_OPTIONS = (
