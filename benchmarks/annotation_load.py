@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the load phase")
     parser.add_argument("--baseline-seconds", type=float, default=4.0)
     parser.add_argument(
-        "--gunicorn-workers", type=int, help="processes (default: mwe_site/gunicorn.conf.py's, cores + 1)"
+        "--gunicorn-workers", type=int, help="processes (default: mwe_site/gunicorn.conf.py's, one per core)"
     )
     parser.add_argument(
         "--gunicorn-threads", type=int, help="threads per process (default: gunicorn.conf.py's, 2)"
