@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--gunicorn-workers", type=int, help="processes (default: mwe_site/gunicorn.conf.py's, one per core)"
     )
     parser.add_argument(
-        "--gunicorn-threads", type=int, help="threads per process (default: gunicorn.conf.py's, 2)"
+        "--gunicorn-threads", type=int, help="threads per process (default: gunicorn.conf.py's, 4)"
     )
     parser.add_argument(
         "--gunicorn-sync", action="store_true", help="sync workers (no keep-alive) instead of gthread"
