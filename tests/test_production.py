@@ -24,7 +24,7 @@ from mwe_site.run import procfile_read
 from tests.analysis.factories import rated_project
 from tests.conftest import browser_page
 from tests.factories import DatasetFactory, EvaluationItemFactory, EvaluationRunFactory, StaffFactory
-from tests.test_site import free_port
+from tests.processes import database_url, free_port
 
 PRODUCTION_ENV = {
     "DJANGO_SETTINGS_MODULE": "mwe_site.settings.production",
@@ -202,8 +202,6 @@ def test_run_prod_serves_the_stack_and_stops_it(tmp_path):
     queue from deploy/Procfile, on this PostgreSQL and Redis; /health/ says both are reachable and a
     hashed static file is served with a long cache lifetime; Ctrl-C stops every process."""
     import redis
-
-    from tests.generation.test_worker_postgres import database_url
 
     redis.Redis.from_url(PRODUCTION_ENV["CELERY_BROKER_URL"]).flushdb()
     port = free_port()

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,12 +15,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from generation.models import Dataset
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.processes import free_port
 
 
 def site_env(tmp_path, **extra) -> dict[str, str]:

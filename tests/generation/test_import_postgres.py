@@ -15,6 +15,7 @@ from django.db import IntegrityError, connection, transaction
 
 from generation.models import Collection, Dataset, Example
 from tests.factories import DatasetFactory, ExampleFactory
+from tests.processes import database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -54,13 +55,6 @@ def test_source_sha256_is_unique_in_the_database():
         DatasetFactory(source_sha256="a" * 64)
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST'] or 'localhost'}{port}/{db['NAME']}"
-
-
 def _waiting_on(table: str) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -75,7 +69,7 @@ def test_two_processes_importing_the_same_file_at_once_keep_one_copy(evals_data)
     find no dataset and both try to write it."""
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "DJANGO_SETTINGS_MODULE": "mwe_site.settings.test",
         "MWE_EVALS_DATA": str(evals_data),
     }

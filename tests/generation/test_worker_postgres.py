@@ -11,7 +11,7 @@ import pytest
 from generation.models import Dataset, Job
 from generation.tasks import run_job
 from mwe_site.celery import app
-from tests.processes import database_url, start_worker, stop_process  # noqa: F401 (database_url: re-exported)
+from tests.processes import start_worker, stop_process
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
