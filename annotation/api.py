@@ -10,6 +10,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed, NotFound, PermissionDenied, ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.throttling import ScopedRateThrottle
@@ -74,6 +75,8 @@ class IsWorker(permissions.BasePermission):
 
 class WorkerAPIView(APIView):
     authentication_classes = [WorkerTokenAuthentication, SessionAuthentication]
+    # JSON only: no browsable HTML for a POST API, and content negotiation has one renderer to pick.
+    renderer_classes = [JSONRenderer]
     permission_classes = [IsWorker]
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "annotation"
