@@ -7,10 +7,13 @@ options override it. The defaults are what measured best for the annotation API 
 that also runs PostgreSQL (benchmarks/annotation_load.py, 50 workers): the work is CPU-bound Python,
 so one process per core; four threads per process keep it busy while some of its requests wait on
 PostgreSQL; gthread workers keep client connections alive (the sync worker closes each one after a
-single request). Against cores + 1 processes of 2 threads, with the machine otherwise quiet, this
-layout gave 369 and 387 claim+submit pairs/s at p95 98 and 91 ms, against 291 at p95 146 ms: a
-keep-alive connection stays with the process that accepted it, and more, smaller processes left some
-with more connections than threads, whose requests waited.
+single request); each process has a listening socket of its own (reuse_port, below). Measured on a
+quiet machine, alternating:
+- with reuse_port: 386 / 409 / 411 claim+submit pairs/s, p95 97 / 94 / 103 ms;
+- one shared socket: 349 / 446 / 373 pairs/s, p95 160 / 113 / 127 ms;
+- cores + 1 processes of 2 threads on one socket: 293 / 371 / 412 pairs/s, p95 221 / 171 / 126 ms.
+With reuse_port, 3 processes x 3 threads gave 421 and 356 pairs/s at p95 107 and 110 ms, and
+4 x 2 gave 288 and 316 at p95 136 and 131 ms.
 """
 
 import os
@@ -22,6 +25,12 @@ workers = int(os.environ.get("GUNICORN_WORKERS", str(_cores)))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "30"))
+# Each worker process listens on a socket of its own (SO_REUSEPORT), so the kernel spreads new
+# connections evenly over the processes (28 and 22 of the benchmark's 50). On one shared socket,
+# whichever process woke first took most of them (42 of 50), and as a keep-alive connection stays
+# with its process, one process queued requests while the other idled. The cost: connections still
+# waiting in a recycled worker's queue (max_requests) are reset, and clients retry them.
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "1") not in {"0", "false", "no", "off"}
 # Import the site once in the master, before forking: less memory, and a broken deploy fails at
 # start rather than in every worker. No database connection is opened at import.
 preload_app = os.environ.get("GUNICORN_PRELOAD", "1") not in {"0", "false", "no", "off"}
