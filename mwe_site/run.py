@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -109,7 +108,7 @@ def run_procfile(path: Path) -> int:
 def main(argv: list[str]) -> int:
     if len(argv) > 1 and argv[1] == "--procfile":
         if len(argv) != 3:
-            raise SystemExit(f"usage: {shlex.join(argv[:1])} --procfile PATH")
+            raise SystemExit(f"usage: {argv[0]} --procfile PATH")
         return run_procfile(Path(argv[2]))
     address = argv[1] if len(argv) > 1 else os.environ.get("MWE_ADDRESS", "127.0.0.1:8000")
     return run_embedded(address)

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import psutil
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -74,6 +75,21 @@ def stop_process(process: subprocess.Popen, *, timeout: float = 20) -> None:
         pass
 
 
+def child_commands(launcher: subprocess.Popen) -> list[str]:
+    """The command lines of every process a launcher started, its children's children included."""
+    return [" ".join(child.cmdline()) for child in psutil.Process(launcher.pid).children(recursive=True)]
+
+
+def interrupt_and_wait(launcher: subprocess.Popen, *, seconds: float) -> None:
+    """Ctrl-C, as a terminal sends it to its foreground process group; fails unless the launcher
+    and every process it started are gone within `seconds`."""
+    children = psutil.Process(launcher.pid).children(recursive=True)
+    os.killpg(launcher.pid, signal.SIGINT)
+    launcher.wait(timeout=seconds)
+    _, alive = psutil.wait_procs(children, timeout=seconds)
+    assert not alive, [p.cmdline() for p in alive]
+
+
 def site_env(tmp_path: Path, name: str, **extra: str) -> dict[str, str]:
     """The environment of a site process on the test settings and this test's database."""
     return {
@@ -89,17 +105,16 @@ def site_env(tmp_path: Path, name: str, **extra: str) -> dict[str, str]:
 def production_env(tmp_path: Path, name: str, *, broker_url: str, **extra: str) -> dict[str, str]:
     """The environment of a worker or a management command on the production settings, as deployed
     (over plain HTTP, plain-text logs). Not the test settings: they run every task a process sends
-    inline (CELERY_TASK_ALWAYS_EAGER), so a worker would run a job it sends instead of queueing it."""
-    return site_env(
-        tmp_path,
-        name,
-        DJANGO_SETTINGS_MODULE="mwe_site.settings.production",
-        SECRET_KEY="fault-tests-only-not-secret-" + "x" * 32,
-        CELERY_BROKER_URL=broker_url,
-        MWE_HTTPS="0",
-        MWE_LOG_FORMAT="plain",
-        **extra,
-    )
+    inline (CELERY_TASK_ALWAYS_EAGER), so a worker would run a job it sends instead of queueing it.
+    `extra` may override any of these."""
+    defaults = {
+        "DJANGO_SETTINGS_MODULE": "mwe_site.settings.production",
+        "SECRET_KEY": "fault-tests-only-not-secret-" + "x" * 32,
+        "CELERY_BROKER_URL": broker_url,
+        "MWE_HTTPS": "0",
+        "MWE_LOG_FORMAT": "plain",
+    }
+    return site_env(tmp_path, name, **{**defaults, **extra})
 
 
 def start_worker(
@@ -207,8 +222,6 @@ def start_gunicorn(tmp_path: Path, *, env: dict[str, str] | None = None) -> tupl
             "gunicorn",
             "-c",
             "mwe_site/gunicorn.conf.py",
-            # gunicorn's control socket has one path per user: two servers at once would share it.
-            "--no-control-socket",
             "mwe_site.wsgi:application",
         ],
         log_path=log_path,

@@ -13,7 +13,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 from django.conf import settings
 from django.urls import reverse
@@ -24,7 +23,7 @@ from mwe_site.run import procfile_read
 from tests.analysis.factories import rated_project
 from tests.conftest import browser_page
 from tests.factories import DatasetFactory, EvaluationItemFactory, EvaluationRunFactory, StaffFactory
-from tests.processes import database_url, free_port
+from tests.processes import child_commands, free_port, interrupt_and_wait, production_env, wait_for
 
 PRODUCTION_ENV = {
     "DJANGO_SETTINGS_MODULE": "mwe_site.settings.production",
@@ -203,20 +202,20 @@ def test_run_prod_serves_the_stack_and_stops_it(tmp_path):
     hashed static file is served with a long cache lifetime; Ctrl-C stops every process."""
     import redis
 
-    redis.Redis.from_url(PRODUCTION_ENV["CELERY_BROKER_URL"]).flushdb()
+    broker_url = PRODUCTION_ENV["CELERY_BROKER_URL"]
+    redis.Redis.from_url(broker_url).flushdb()
     port = free_port()
-    base = production_base_env()
-    env = {
-        **base,
-        **PRODUCTION_ENV,
-        "DATABASE_URL": database_url(),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "MWE_HTTPS": "0",
-        "MWE_VAR_DIR": str(tmp_path / "var"),
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
-        "GUNICORN_WORKERS": "1",
-    }
-    log = (tmp_path / "run-prod.log").open("w")
+    env = production_env(
+        tmp_path,
+        "var",
+        broker_url=broker_url,
+        ALLOWED_HOSTS="127.0.0.1",
+        MWE_LOG_FORMAT="json",  # the production default, as make run-prod leaves it
+        GUNICORN_BIND=f"127.0.0.1:{port}",
+        GUNICORN_WORKERS="1",
+    )
+    log_path = tmp_path / "run-prod.log"
+    log = log_path.open("w")
     launcher = subprocess.Popen(
         [sys.executable, "-m", "mwe_site.run", "--procfile", "deploy/Procfile"],
         cwd=settings.BASE_DIR,
@@ -226,31 +225,27 @@ def test_run_prod_serves_the_stack_and_stops_it(tmp_path):
         start_new_session=True,
     )
     try:
-        health = None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and launcher.poll() is None:
+
+        def health() -> dict | None:
+            assert launcher.poll() is None, log_path.read_text()[-3000:]
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=5) as response:  # noqa: S310
-                    health = json.loads(response.read())
-                    break
-            except (OSError, urllib.error.HTTPError):
-                time.sleep(0.5)
-        output = (tmp_path / "run-prod.log").read_text()
-        assert health == {"status": "ok", "database": "ok", "broker": "ok"}, output[-3000:]
+                    return json.loads(response.read())
+            except OSError:  # not listening yet, or 503 (an HTTPError) while a service is missing
+                return None
+
+        answer = wait_for(health, seconds=120, what="/health/", logs=[log_path])
+        assert answer == {"status": "ok", "database": "ok", "broker": "ok"}, log_path.read_text()[-3000:]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:  # noqa: S310
             page = response.read().decode()
         css = page.split('href="/static/css/', 1)[1].split('"', 1)[0]
         assert css.count(".") >= 2, css  # the manifest's hashed name
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/css/{css}", timeout=10) as response:  # noqa: S310
             assert "immutable" in response.headers["Cache-Control"]
-        children = psutil.Process(launcher.pid).children(recursive=True)
-        commands = [" ".join(child.cmdline()) for child in children]
+        commands = child_commands(launcher)
         assert any("gunicorn" in c for c in commands), commands
         assert any("-Q default" in c for c in commands) and any("-Q models" in c for c in commands), commands
-        os.killpg(launcher.pid, signal.SIGINT)
-        launcher.wait(timeout=60)
-        _, alive = psutil.wait_procs(children, timeout=30)
-        assert not alive, [p.cmdline() for p in alive]
+        interrupt_and_wait(launcher, seconds=60)
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)

@@ -9,13 +9,12 @@ import time
 import urllib.request
 from io import StringIO
 
-import psutil
 import pytest
 from django.conf import settings
 from django.core.management import call_command
 
 from generation.models import Dataset
-from tests.processes import free_port
+from tests.processes import child_commands, free_port, interrupt_and_wait
 
 
 def site_env(tmp_path, **extra) -> dict[str, str]:
@@ -58,15 +57,10 @@ def test_run_serves_with_a_worker_and_ctrl_c_stops_both(tmp_path):
         while time.monotonic() < deadline and not any(" ready." in line for line in output):
             time.sleep(0.5)
         assert any(" ready." in line for line in output), "".join(output)[-3000:]
-        children = psutil.Process(launcher.pid).children(recursive=True)
-        commands = [" ".join(child.cmdline()) for child in children]
+        commands = child_commands(launcher)
         assert any("celery" in c and "worker" in c for c in commands), commands
         assert any("runserver" in c for c in commands), commands
-
-        os.killpg(launcher.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        launcher.wait(timeout=30)
-        gone, alive = psutil.wait_procs(children, timeout=15)
-        assert not alive, [p.cmdline() for p in alive]
+        interrupt_and_wait(launcher, seconds=30)
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
