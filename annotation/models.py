@@ -47,6 +47,10 @@ class AnnotationProject(models.Model):
         default=5, help_text="Gold answers a worker needs before their accuracy is judged."
     )
     is_active = models.BooleanField(default=True)
+    # Set when a researcher closes the project and publishes its results: only then do the public
+    # pages (the explorer's agreement overlay and point ratings) show its ratings, so a worker can
+    # never read the crowd's answers to an item that is still being rated.
+    published_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
