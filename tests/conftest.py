@@ -51,13 +51,16 @@ def isolated_var_dir(settings, tmp_path):
 def forget_per_process_caches():
     """The annotation API remembers tokens and projects per process for a few seconds: what one
     test looked up must not answer for another, whose rows may have the same ids."""
+    from django.core.cache import cache
+
     from annotation.selectors import project_cache, token_cache
 
-    token_cache.clear()
-    project_cache.clear()
+    # The shared cache too: throttle counters of one test must not refuse another's requests.
+    for clear in (token_cache.clear, project_cache.clear, cache.clear):
+        clear()
     yield
-    token_cache.clear()
-    project_cache.clear()
+    for clear in (token_cache.clear, project_cache.clear, cache.clear):
+        clear()
 
 
 @pytest.fixture(scope="session")

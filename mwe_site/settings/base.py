@@ -177,6 +177,48 @@ REST_FRAMEWORK = {
         "annotation": os.environ.get("MWE_ANNOTATION_THROTTLE", "600/minute"),
     },
 }
+# Public endpoints that cost CPU, memory or database time, limited per client (user, else address)
+# through the shared cache (mwe_site.throttling); staff are not limited. MWE_THROTTLE_<SCOPE>
+# overrides one, e.g. MWE_THROTTLE_SEMANTIC_SEARCH=20/minute.
+MWE_THROTTLE_RATES = {
+    scope: os.environ.get(f"MWE_THROTTLE_{scope.upper()}", default)
+    for scope, default in {
+        # text search: the dataset pages' ?q= and the API's ?search=
+        "search": "60/minute",
+        # the explorer's search by meaning: a MiniLM embedding of the query per request
+        "semantic_search": "10/minute",
+        # the explorer's point panel: neighbours, ratings and evaluations of one point
+        "explorer_point": "120/minute",
+        # a map's payload (megabytes for the big maps) and the overlays computed per request
+        "explorer_map": "30/minute",
+        # whole-dataset downloads (JSONL, CSV exports)
+        "download": "20/minute",
+        # sign-in attempts (the admin login), per address and per username
+        "login": "10/minute",
+    }.items()
+}
+
+# The cache behind the throttles and anything else that must be shared by every process. Production
+# sets CACHE_URL (redis://...; it defaults to the broker when that is Redis); without it, each
+# process has its own local-memory cache, which is right for `make run`'s single web process.
+def redis_caches(location: str) -> dict:
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": location,
+            "KEY_PREFIX": "mwe",
+            # A cache that does not answer must not hang a request for long.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+
+
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if CACHE_URL:
+    CACHES = redis_caches(CACHE_URL)
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # How long a web process reuses an API token look-up (annotation.selectors.token_cache): a deleted
 # token or a deactivated user keeps working in other processes for at most this long. 0 turns it off.
 MWE_API_TOKEN_CACHE_SECONDS = float(os.environ.get("MWE_API_TOKEN_CACHE_SECONDS", "5"))

@@ -5,7 +5,7 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 from mwe_site.settings.base import *  # noqa: F403
-from mwe_site.settings.base import DATABASES, LOGGING, SECRET_KEY, env_bool, env_list
+from mwe_site.settings.base import DATABASES, LOGGING, SECRET_KEY, env_bool, env_list, redis_caches
 
 DEBUG = env_bool("DEBUG", False)
 if not SECRET_KEY or len(SECRET_KEY) < 32:
@@ -14,6 +14,11 @@ if not os.environ.get("DATABASE_URL"):
     raise ImproperlyConfigured("production needs DATABASE_URL (postgres://...)")
 if not os.environ.get("CELERY_BROKER_URL"):
     raise ImproperlyConfigured("production needs CELERY_BROKER_URL (redis://...)")
+# Throttles count in a cache every process shares: Redis, the broker's unless CACHE_URL names another.
+if not os.environ.get("CACHE_URL"):
+    if not os.environ["CELERY_BROKER_URL"].startswith(("redis://", "rediss://")):
+        raise ImproperlyConfigured("production needs CACHE_URL (redis://...) when the broker is not Redis")
+    CACHES = redis_caches(os.environ["CELERY_BROKER_URL"])
 if os.environ.get("MWE_LOG_FORMAT") is None:
     LOGGING["handlers"]["console"]["formatter"] = "json"
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

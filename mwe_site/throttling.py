@@ -1,0 +1,128 @@
+"""Rate limits for the public endpoints that cost CPU, memory or database time (searches, the
+explorer's semantic search and point details, downloads). One rule for pages and API views alike.
+
+Counters live in Django's default cache, which production points at Redis (settings `CACHES`), so
+a limit holds across every gunicorn process and machine; `make run` uses a local-memory cache, which
+is per process but has only one web process. Each counter is a fixed window: `cache.add` starts it
+with the window's length as its timeout and `cache.incr` counts atomically (Redis INCR), so
+concurrent requests can't all read "under the limit" and pass together.
+
+Rates are "N/second|minute|hour|day" strings in settings.MWE_THROTTLE_RATES, by scope; an unknown
+scope is a programming error. Staff are never limited: they are the operators, and their own
+expensive work runs as jobs. Clients are told by their user id when signed in, else by address
+(REST_FRAMEWORK's NUM_PROXIES says how many proxies' X-Forwarded-For entries to trust, as in DRF)."""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework.throttling import BaseThrottle
+
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Rate:
+    requests: int
+    seconds: int
+
+
+def rate_parse(*, rate: str) -> Rate:
+    """'30/minute' -> Rate(30, 60). Raises ValueError naming the bad rate."""
+    try:
+        count, period = rate.split("/")
+        requests = int(count)
+        seconds = PERIODS[period.strip()[0].lower()]
+    except (ValueError, KeyError, IndexError):
+        raise ValueError(f"{rate!r} is not a rate: use N/second, N/minute, N/hour or N/day") from None
+    if requests < 1:
+        raise ValueError(f"{rate!r}: the number of requests must be at least 1")
+    return Rate(requests=requests, seconds=seconds)
+
+
+def _rate_of(scope: str) -> Rate:
+    return rate_parse(rate=settings.MWE_THROTTLE_RATES[scope])
+
+
+def client_ident(*, request: HttpRequest) -> str:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    # DRF's rule for the client address (REMOTE_ADDR, or X-Forwarded-For with NUM_PROXIES).
+    return f"addr:{BaseThrottle().get_ident(request)}"
+
+
+def throttle_wait(*, request: HttpRequest, scope: str) -> float | None:
+    """Counts this request against the client's limit for `scope`. None when it may proceed, else
+    the seconds until the client's window ends (the request must then be refused)."""
+    rate = _rate_of(scope)
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.is_staff:
+        return None
+    now = time.time()
+    window = int(now // rate.seconds)
+    key = f"throttle:{scope}:{client_ident(request=request)}:{window}"
+    # +1 s so the key outlives its window even with clock skew between processes.
+    cache.add(key, 0, timeout=rate.seconds + 1)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr: this request starts a new window
+        cache.add(key, 1, timeout=rate.seconds + 1)
+        count = 1
+    if count <= rate.requests:
+        return None
+    return (window + 1) * rate.seconds - now
+
+
+def too_many_requests(*, wait: float, json: bool) -> HttpResponse:
+    message = f"Too many requests; try again in {math.ceil(wait)} s."
+    if json:
+        response: HttpResponse = JsonResponse({"detail": message}, status=429)
+    else:
+        response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(max(1, math.ceil(wait)))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def throttled(scope: str, *, json: bool = False) -> Callable:
+    """Decorator for a Django view: a client over the scope's rate gets a 429 with Retry-After.
+    Apply it after validating the input where bad input is cheap to refuse, or on the whole view."""
+    _rate_of(scope)  # fail at import on a scope without a rate
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            wait = throttle_wait(request=request, scope=scope)
+            if wait is not None:
+                return too_many_requests(wait=wait, json=json)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+class SharedScopeThrottle(BaseThrottle):
+    """The same limits for DRF views: set `throttle_classes = [SharedScopeThrottle]` and
+    `shared_throttle_scope = "<scope>"` on the view (or per action in get_throttles)."""
+
+    def __init__(self) -> None:
+        self.wait_seconds: float | None = None
+
+    def allow_request(self, request, view) -> bool:
+        scope = getattr(view, "shared_throttle_scope", None)
+        if scope is None:
+            return True
+        self.wait_seconds = throttle_wait(request=request, scope=scope)
+        return self.wait_seconds is None
+
+    def wait(self) -> float | None:
+        return self.wait_seconds
