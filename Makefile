@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 ADDRESS ?= 127.0.0.1:8000
 # The PostgreSQL server for the tests that need one (row locks, concurrent writers, jsonb).
 PG_URL ?= postgres://postgres@127.0.0.1:5432/mwe
@@ -17,8 +18,15 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: setup run run-prod test test-sqlite test-postgres postgres lint format clean bench
 
-setup: $(STAMP)
+setup: $(STAMP) $(NODE_STAMP)
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+# The browser libraries the site serves itself (plotly.js's CSP-safe "strict" build), pinned with
+# their integrity hashes in package-lock.json.
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,7 +73,7 @@ format: setup
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules var staticfiles .pytest_cache .ruff_cache
 
 BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed

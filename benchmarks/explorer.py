@@ -349,7 +349,7 @@ def bench_browser(build, runs: int) -> None:
                   const nav = performance.getEntriesByType('navigation')[0];
                   at['page received'] = nav.responseEnd;
                   for (const e of performance.getEntriesByType('resource')) {
-                    if (e.name.endsWith('plotly.min.js')) at['plotly.js received'] = e.responseEnd;
+                    if (e.name.endsWith('plotly-strict.min.js')) at['plotly.js received'] = e.responseEnd;
                   }
                   for (const m of performance.getEntriesByType('mark')) at[m.name.replace('explorer:', 'map ')] = m.startTime;
                   at['plotly.js run (DOMContentLoaded)'] = nav.domContentLoadedEventStart;
@@ -440,7 +440,7 @@ def measure_plotly_hover(browser, base, build, moves: int = 120):
     context = browser.new_context(viewport={"width": 1000, "height": 900})
     page = context.new_page()
     page.goto(f"{base}/explore/")  # same origin, so the payload can be fetched
-    page.set_content(BASELINE_PAGE % {"plotly": f"{base}/{settings.STATIC_URL}plotly/plotly.min.js"})
+    page.set_content(BASELINE_PAGE % {"plotly": f"{base}/{settings.STATIC_URL}plotly/plotly-strict.min.js"})
     page.wait_for_function("typeof Plotly !== 'undefined'")
     ok = page.evaluate(
         """async (url) => {

@@ -135,4 +135,21 @@ def browser_page(browser, *, timeout_ms: int, **context_options):
             page.csp_violations.append(message.text) if "Content Security Policy" in message.text else None
         ),
     )
+    # Chromium reports some refusals (an eval in plotly's WebGL code, for one) only as a
+    # securitypolicyviolation event, never on the console: listen for the event in every document.
+    # The binding and the init script come from the browser itself, so the policy does not apply.
+    context.expose_binding(
+        "__mweReportCspViolation", lambda source, violation: page.csp_violations.append(violation)
+    )
+    context.add_init_script(CSP_LISTENER)
     return page
+
+
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", function (event) {
+  window.__mweReportCspViolation(
+    event.violatedDirective + " blocked " + (event.blockedURI || "(inline)") + " in " +
+    event.sourceFile + ":" + event.lineNumber + " " + (event.sample || "")
+  );
+}, true);
+"""

@@ -2,8 +2,10 @@
 (served, and obeyed by every page with scripts in a real browser), JSON logs, and `make run-prod`'s
 launcher running deploy/Procfile against PostgreSQL and Redis."""
 
+import html
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -23,6 +25,7 @@ from mwe_site.run import procfile_read
 from tests.analysis.factories import rated_project
 from tests.conftest import browser_page
 from tests.factories import DatasetFactory, EvaluationItemFactory, EvaluationRunFactory, StaffFactory
+from tests.pixels import drawn_at, screenshot
 from tests.processes import child_commands, free_port, interrupt_and_wait, production_env, wait_for
 
 PRODUCTION_ENV = {
@@ -115,11 +118,16 @@ def test_every_page_carries_the_policy(client):
 
 @pytest.fixture
 def charted_site(db):
-    """A dataset with a finished evaluation, so the results pages draw plotly charts."""
+    """A dataset with two finished evaluations, so the results pages (list, run, comparison) draw
+    plotly charts."""
     dataset = DatasetFactory(slug="charted")
     run = EvaluationRunFactory(dataset=dataset, item_count=4)
-    for index in range(4):
-        EvaluationItemFactory(run=run, matches_behavior=index % 2 == 0)
+    items = [EvaluationItemFactory(run=run, matches_behavior=index % 2 == 0) for index in range(4)]
+    other = EvaluationRunFactory(dataset=dataset, item_count=4, model_spec="hf:other/model")
+    for index, item in enumerate(items):
+        EvaluationItemFactory(
+            run=other, example=item.example, matches_behavior=index < 2, p_match=0.2 + index / 5
+        )
     dataset_refresh_stats(dataset=dataset)  # the run page charts against the label confidence
     return run
 
@@ -149,6 +157,88 @@ def test_pages_with_scripts_work_under_the_policy(live_server, browser, charted_
         ]:
             page.goto(live_server.url + path)
             page.wait_for_selector(drawn, state="attached")
+            assert page.js_errors == [], (path, page.js_errors)
+            assert page.csp_violations == [], (path, page.csp_violations)
+    finally:
+        page.context.close()
+
+
+def hover_texts(figure: dict) -> set[str]:
+    """The hover texts a figure's points carry, as a person reads them (line breaks as spaces)."""
+    texts = set()
+    for trace in figure["data"]:
+        values = trace.get("hovertext") or []
+        for value in [values] if isinstance(values, str) else values:
+            texts.add(" ".join(html.unescape(re.sub(r"<br\s*/?>", " ", value)).split()))
+    return texts
+
+
+def assert_charts_drawn(page, path: str) -> int:
+    """Every plotly chart on the page is drawn (each mark's pixels differ from the background in a
+    screenshot) and hovering its first mark shows that point's own hover text. Returns the number
+    of charts."""
+    containers = page.locator("[data-figure]")
+    count = containers.count()
+    for index in range(count):
+        container = containers.nth(index)
+        container.scroll_into_view_if_needed()
+        container.locator(".main-svg .trace .point").first.wait_for(state="attached")
+        figure = json.loads(page.locator(f"#{container.get_attribute('data-figure')}").text_content())
+        marks = [
+            box
+            for box in (mark.bounding_box() for mark in container.locator(".main-svg .trace .point").all())
+            # A bar of value 0 has no area (its box is only the outline's width).
+            if box and box["width"] >= 3 and box["height"] >= 3
+        ]
+        assert marks, (path, index, "no marks")
+        page.mouse.move(1, 1)
+        image = screenshot(page)
+        missing = [
+            box
+            for box in marks
+            if not drawn_at(image, box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        ]
+        assert missing == [], (path, index, f"{len(missing)} of {len(marks)} marks not drawn")
+
+        mark = marks[0]
+        page.mouse.move(mark["x"] + mark["width"] / 2, mark["y"] + mark["height"] / 2)
+        shown = container.locator(".hoverlayer .hovertext")
+        shown.first.wait_for(state="visible")
+        # SVG text: one <tspan class="line"> per line of the label.
+        text = shown.first.evaluate(
+            "e => Array.from(e.querySelectorAll('text.nums tspan.line')).map(t => t.textContent).join(' ')"
+            " || e.querySelector('text.nums').textContent"
+        )
+        assert " ".join(text.split()) in hover_texts(figure), (path, index, text)
+    return count
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_every_plotly_chart_is_drawn_and_shows_its_hover_text(live_server, browser, charted_site, client):
+    """What a person sees on every page with a plotly chart (the explorer's map has its own test):
+    the marks drawn, the hover text of the point under the mouse, and nothing refused by the
+    Content Security Policy (listened for as securitypolicyviolation events, not only console lines)."""
+    staff = StaffFactory(is_superuser=True)
+    client.force_login(staff)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    page = browser_page(browser, timeout_ms=20_000, viewport={"width": 1280, "height": 900})
+    page.context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}]
+    )
+    project = rated_project(datasets=2, examples=4)
+    other = charted_site.dataset.evaluation_runs.exclude(pk=charted_site.pk).get()
+    pages = [
+        reverse("generation:run-list"),
+        reverse("generation:run-detail", args=[charted_site.pk]),
+        reverse("generation:run-compare") + f"?a={charted_site.pk}&b={other.pk}",
+        reverse("analysis:dashboard", args=[project.slug]),
+        reverse("analysis:pooled", args=[project.slug]),
+    ]
+    try:
+        for path in pages:
+            page.goto(live_server.url + path)
+            assert assert_charts_drawn(page, path) >= 1, path
             assert page.js_errors == [], (path, page.js_errors)
             assert page.csp_violations == [], (path, page.csp_violations)
     finally:

@@ -2,7 +2,6 @@
 environment. The embedded default (no variables set) is a SQLite database and a SQLite-backed Celery
 broker under var/, so a fresh checkout runs with no server to install."""
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -128,10 +127,15 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# plotly.js for the evaluation charts comes from the pinned plotly package, served by this site as
-# static/plotly/plotly.min.js: no CDN, since the site must work on machines without internet access.
-# find_spec locates the package without importing it.
-PLOTLY_JS_DIR = Path(importlib.util.find_spec("plotly").origin).parent / "package_data"
+# plotly.js for every chart and the explorer's map is its "strict" build, served by this site as
+# static/plotly/plotly-strict.min.js: no CDN, since the site must work on machines without internet
+# access. The strict build, unlike the one in the plotly Python package, never evaluates strings as
+# code (its WebGL shaders are precompiled), so the map draws under `script-src 'self'` without
+# 'unsafe-eval'; the regular build's WebGL code is refused by the policy and the explorer's map
+# showed "WebGL is not supported". `make setup` installs it from npm (package-lock.json pins it,
+# with its hash), at the version of plotly.js inside the pinned plotly Python package (4.1.1), which
+# builds the figures.
+PLOTLY_JS_DIR = BASE_DIR / "node_modules" / "plotly.js-strict-dist-min"
 STATICFILES_DIRS += [("plotly", PLOTLY_JS_DIR)]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -963,6 +963,11 @@
     return loadOverlay()
       .then(ready)
       .then(function () {
+        // plotly.js resolves even when it could not start WebGL: it only puts its own notice over
+        // the map. Say so plainly instead of reporting a ready map with nothing drawn.
+        if (mapDiv.querySelector(".no-webgl")) {
+          throw new Error("this browser could not start WebGL, which the map needs (check that hardware acceleration or WebGL is enabled)");
+        }
         performance.mark("explorer:plotted");
         bindMap();
         message.textContent = "";

@@ -1,6 +1,7 @@
 """End to end in a real browser: the explorer page draws a map built by the real pipeline (UMAP,
-HDBSCAN, payload) with the stand-in embedder; the number of points drawn equals the examples,
-hovering shows untrusted text as text, clicking opens the point's panel, filters and both searches
+HDBSCAN, payload) with the stand-in embedder; every point is drawn (read back from the screenshot,
+where `mweExplorer.pixelOf` says it is) under the site's Content Security Policy, hovering shows
+each point's own text and label confidence, untrusted text as text, clicking opens the point's panel, filters and both searches
 change what is shown, and the URL keeps the view.
 
 Headless Chromium from the system (`/usr/bin/chromium`), driven by Playwright's sync API against
@@ -14,6 +15,7 @@ from analysis.explorer import explorer_maps_build
 from tests.analysis.explorer_fakes import CountingEmbedder, ScriptedSummaryModel
 from tests.analysis.test_explorer import topic_dataset
 from tests.conftest import browser_page
+from tests.pixels import drawn_at, screenshot
 
 PAYLOADS = (
     "<b>bold</b>",
@@ -57,7 +59,8 @@ def explorer_map(monkeypatch):
 
 def open_map(page, url):
     page.goto(url)
-    page.wait_for_selector("#explorer[data-state=ready]")
+    page.wait_for_selector("#explorer[data-state=ready], #explorer[data-state=error]")
+    assert page.get_attribute("#explorer", "data-state") == "ready", page.inner_text("#explorer-message")
 
 
 def shown(page) -> int:
@@ -75,6 +78,34 @@ def hover(page, index: int) -> None:
     page.wait_for_selector(f"#explorer-tooltip[data-index='{index}']")
 
 
+def assert_every_point_is_drawn(page, count: int) -> None:
+    """Each point's pixel differs from the white background, and places far from every point do
+    not: the screenshot shows the points themselves, not a blank canvas or plotly's "WebGL is not
+    supported" notice (which is what every visitor saw when the policy refused plotly's eval)."""
+    assert page.locator("#explorer-map .no-webgl").count() == 0
+    assert page.locator("#explorer-map canvas").count() >= 1
+    # The whole map on the screen (it is 78% of the viewport's height), and only the canvas read:
+    # the cluster labels drawn over it are hidden for the screenshot.
+    page.evaluate("document.getElementById('explorer-map').scrollIntoView({block: 'start'})")
+    page.mouse.move(1, 1)
+    page.evaluate("document.getElementById('explorer-cluster-labels').style.visibility = 'hidden'")
+    image = screenshot(page)
+    page.evaluate("document.getElementById('explorer-cluster-labels').style.visibility = ''")
+    points = [page.evaluate(f"window.mweExplorer.pixelOf({i})") for i in range(count)]
+    missing = [i for i, p in enumerate(points) if not drawn_at(image, p["x"], p["y"])]
+    assert missing == [], f"{len(missing)} of {count} points not drawn, e.g. {missing[:5]}"
+
+    box = page.locator("#explorer-map").bounding_box()
+    far = [
+        (x, y)
+        for x in range(int(box["x"]) + 20, int(box["x"] + box["width"]) - 20, 25)
+        for y in range(int(box["y"]) + 20, int(box["y"] + box["height"]) - 20, 25)
+        if all((x - p["x"]) ** 2 + (y - p["y"]) ** 2 > 20**2 for p in points)
+    ]
+    assert len(far) > 20
+    assert not any(drawn_at(image, x, y, radius=0) for x, y in far)
+
+
 def assert_nothing_injected(page, selector: str) -> None:
     assert (
         page.locator(
@@ -90,11 +121,12 @@ def test_the_map_draws_every_example_and_shows_untrusted_text_as_text(live_serve
     examples = list(dataset.examples.order_by("position"))
     open_map(page, f"{live_server.url}/explore/?dataset={dataset.slug}")
 
-    # One point per example, in one trace.
+    # One point per example, in one trace, and every one of them drawn on the screen.
     assert shown(page) == len(examples) == 60
     assert page.evaluate("window.mweExplorer.traceLength()") == 60
     assert page.evaluate("document.getElementById('explorer-map').data.length") == 1
     assert page.evaluate("document.getElementById('explorer-map').data[0].type") == "scattergl"
+    assert_every_point_is_drawn(page, 60)
 
     # Hover: the statement with its markup, shown as text.
     hover(page, 0)
@@ -102,6 +134,15 @@ def test_the_map_draws_every_example_and_shows_untrusted_text_as_text(live_serve
     assert "label No" in page.inner_text("#tip-meta") and "confidence 0.50" in page.inner_text("#tip-meta")
     assert_nothing_injected(page, "#explorer-tooltip")
     assert page.evaluate("window.mweExplorer.stats.hoverMs.length") > 0
+
+    # Other points show their own text, label and confidence.
+    for index in (7, 31, 59):
+        hover(page, index)
+        example = examples[index]
+        assert page.inner_text("#tip-text") == example.statement
+        meta = page.inner_text("#tip-meta")
+        assert f"label {example.answer_matching_behavior.strip()}" in meta
+        assert f"confidence {example.label_confidence:.2f}" in meta
 
     # Cluster labels and the legend are text too (the summary is a title attribute, not markup).
     labels = page.locator("#explorer-cluster-labels .cluster-label")

@@ -63,7 +63,7 @@ def test_page_without_maps_says_how_to_build_them(client):
     content = response.content.decode()
     assert "No map has been built yet" in content
     assert "manage.py build_explorer" in content
-    assert "plotly.min.js" not in content and 'action="/explore/build/"' not in content
+    assert "plotly-strict.min.js" not in content and 'action="/explore/build/"' not in content
 
 
 def test_page_shows_the_map_publicly(client, embedder):
@@ -80,7 +80,7 @@ def test_page_shows_the_map_publicly(client, embedder):
     content = response.content.decode()
     assert (
         'id="explorer-config"' in content
-        and "plotly/plotly.min.js" in content
+        and "plotly/plotly-strict.min.js" in content
         and "js/explorer.js" in content
     )
     assert "All datasets (24)" in content and "four-topics (24)" in content

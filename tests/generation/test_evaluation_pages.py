@@ -4,6 +4,7 @@ everywhere, including inside the embedded Plotly figures."""
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -357,7 +358,7 @@ def test_items_download_has_the_evaluate_model_fields(client, dataset):
 def test_run_page_chart_plots_p_match_against_label_confidence(client, dataset):
     run = run_with_items(dataset, [True] * 6 + [False] * 4)
     html = client.get(run.get_absolute_url()).content.decode()
-    assert "/static/plotly/plotly.min.js" in html and "/static/js/charts.js" in html
+    assert "/static/plotly/plotly-strict.min.js" in html and "/static/js/charts.js" in html
     assert 'data-figure="figure-confidence"' in html
     figure = figure_json(html, "figure-confidence")
     by_name = {trace["name"]: trace for trace in figure["data"]}
@@ -377,18 +378,33 @@ def test_no_chart_without_label_confidences(client):
         ExampleFactory(dataset=dataset, position=i, label_confidence=None)
     run = run_with_items(dataset_refresh_stats(dataset=dataset), [True, True, False])
     html = client.get(run.get_absolute_url()).content.decode()
-    assert "figure-confidence" not in html and "plotly.min.js" not in html
+    assert "figure-confidence" not in html and "plotly-strict.min.js" not in html
 
 
 def test_plotly_js_is_served_by_the_site():
-    # From the pinned plotly package, not a CDN: the site's machines have no internet access.
-    path = finders.find("plotly/plotly.min.js")
-    assert path and path.endswith("package_data/plotly.min.js")
+    # The strict build from npm (package-lock.json), not a CDN: the site's machines have no internet
+    # access.
+    path = finders.find("plotly/plotly-strict.min.js")
+    assert path and path.endswith("plotly.js-strict-dist-min/plotly-strict.min.js")
     assert finders.find("js/charts.js")
 
 
+def test_the_served_plotly_js_is_the_version_the_python_package_builds_figures_for():
+    # The figures come from the plotly Python package, which bundles its own plotly.js; the site
+    # serves the strict build of that same release, so an upgrade of one without the other fails here.
+    import plotly
+
+    def version_of(path: Path) -> str:
+        with path.open(encoding="utf-8") as handle:
+            return re.search(r"plotly\.js .*?v(\d\S*)", handle.read(500)).group(1)
+
+    bundled = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    served = Path(finders.find("plotly/plotly-strict.min.js"))
+    assert version_of(served) == version_of(bundled)
+
+
 def test_plotly_js_is_served_over_http(client):
-    response = client.get("/static/plotly/plotly.min.js")
+    response = client.get("/static/plotly/plotly-strict.min.js")
     assert response.status_code == 200
     body = b"".join(response.streaming_content) if response.streaming else response.content
     assert b"plotly" in body[:2000].lower()
