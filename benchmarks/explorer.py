@@ -33,11 +33,13 @@ sys.path.insert(0, str(ROOT))
 
 FULL_RELEASE = 133_204
 DATASETS = 135
-CHROMIUM = os.environ.get("MWE_CHROMIUM", "/usr/bin/chromium")
 
 
 def setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mwe_site.settings.test")
+    # The benchmark is one client making many requests: the public rate limits would refuse them.
+    for scope in ("EXPLORER_MAP", "EXPLORER_POINT", "SEARCH", "SEMANTIC_SEARCH"):
+        os.environ.setdefault(f"MWE_THROTTLE_{scope}", "1000000/minute")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     folder = tempfile.mkdtemp(prefix="mwe-bench-explorer-")
@@ -314,6 +316,8 @@ def bench_browser(build, runs: int) -> None:
     from django.test.testcases import LiveServerThread
     from playwright.sync_api import sync_playwright
 
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, browser_page
+
     server = LiveServerThread("127.0.0.1", StaticFilesHandler, connections_override={}, port=0)
     server.daemon = True
     server.start()
@@ -321,20 +325,25 @@ def bench_browser(build, runs: int) -> None:
     if server.error:
         raise server.error
     base = f"http://127.0.0.1:{server.port}"
-    args = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+    rss = {"before serving": process_rss()}
     renders, transfers = [], []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         # One load first, not timed: the server's first request imports and compiles what a running
         # site already has. Every timed load below is a new browser context, so nothing is cached.
         warm = browser.new_context()
         warm.new_page().goto(f"{base}/explore/")
         warm.close()
         for _ in range(runs):
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})  # a cold cache
-            page = context.new_page()
+            # A cold cache; the page records what the Content Security Policy refused.
+            page = browser_page(browser, timeout_ms=120_000, viewport={"width": 1400, "height": 1000})
+            context = page.context
             page.goto(f"{base}/explore/")
-            page.wait_for_selector("#explorer[data-state=ready]", timeout=120_000)
+            page.wait_for_selector("#explorer[data-state=ready], #explorer[data-state=error]")
+            if page.get_attribute("#explorer", "data-state") != "ready":
+                raise SystemExit(f"the map did not draw: {page.inner_text('#explorer-message')}")
+            if page.csp_violations or page.js_errors:
+                raise SystemExit(f"refused by the policy: {page.csp_violations}; errors: {page.js_errors}")
             renders.append(page.evaluate("window.mweExplorer.stats.firstRenderMs"))
             transfers.append(
                 page.evaluate(
@@ -360,6 +369,10 @@ def bench_browser(build, runs: int) -> None:
             last = page
             if _ < runs - 1:
                 context.close()
+        rss["after the page loads"] = process_rss()
+        drawn, sampled = points_drawn(last, build.point_count)
+        point_seconds = fetch_points(base, build, count=300)
+        rss["after 300 point details"] = process_rss()
         hover, lookup, handler = measure_hover(last, build.point_count)
         baseline, baseline_handling = measure_plotly_hover(browser, base, build)
         browser.close()
@@ -379,6 +392,18 @@ def bench_browser(build, runs: int) -> None:
         f"fetched in {transfer['ms']:.0f} ms (target < 8 MB)"
     )
     print(
+        f"drawn: {drawn} of {sampled} sampled points have non-background pixels in the screenshot; "
+        "no Content Security Policy violation, no script error"
+    )
+    print(
+        f"point details: {len(point_seconds)} requests, median {statistics.median(point_seconds) * 1000:.0f} ms, "
+        f"p95 {percentile(point_seconds, 95) * 1000:.0f} ms"
+    )
+    print(
+        "RSS of the serving process (web server thread and this script): "
+        + ", ".join(f"{name} {value / 2**20:.0f} MiB" for name, value in rss.items())
+    )
+    print(
         f"hover, ours (grid lookup, own tooltip): handling (mousemove reaching the page -> tooltip shown) median "
         f"{statistics.median(handler):.2f} ms, p95 {percentile(handler, 95):.2f} ms, of which the lookup median "
         f"{statistics.median(lookup):.3f} ms; from the event's timestamp median {statistics.median(hover):.1f} ms, "
@@ -395,6 +420,53 @@ def bench_browser(build, runs: int) -> None:
             f"ratio of handling time, Plotly / ours (median): "
             f"{statistics.median(baseline_handling) / statistics.median(handler):.1f}x"
         )
+
+
+def process_rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def points_drawn(page, count: int, *, sample: int = 1000) -> tuple[int, int]:
+    """How many of `sample` random points (among those on the screen) have non-background pixels
+    where the page says they are: the map was drawn, not only handed to plotly."""
+    from tests.pixels import drawn_at, screenshot
+
+    page.evaluate("document.getElementById('explorer-map').scrollIntoView({block: 'start'})")
+    page.mouse.move(1, 1)
+    page.evaluate("document.getElementById('explorer-cluster-labels').style.visibility = 'hidden'")
+    image = screenshot(page)
+    page.evaluate("document.getElementById('explorer-cluster-labels').style.visibility = ''")
+    rng = random.Random(7)
+    box = page.locator("#explorer-map").bounding_box()
+    drawn = checked = 0
+    while checked < sample:
+        point = page.evaluate(f"window.mweExplorer.pixelOf({rng.randrange(count)})")
+        if not (
+            box["x"] <= point["x"] < box["x"] + box["width"]
+            and box["y"] <= point["y"] < box["y"] + box["height"]
+        ):
+            continue
+        checked += 1
+        drawn += drawn_at(image, point["x"], point["y"])
+    return drawn, checked
+
+
+def fetch_points(base: str, build, *, count: int) -> list[float]:
+    """Point details (neighbours, ratings, evaluations) of random points, as the panel asks for them."""
+    import urllib.request
+
+    rng = random.Random(8)
+    seconds = []
+    for _ in range(count):
+        started = time.perf_counter()
+        with urllib.request.urlopen(  # noqa: S310 (our own live server)
+            f"{base}/explore/builds/{build.pk}/points/{rng.randrange(build.point_count)}/"
+        ) as r:
+            r.read()
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def percentile(values, q):

@@ -8,6 +8,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+# browser_page stays importable from here for older tests; new ones import tests.browser.
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, browser_page  # noqa: F401
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -84,17 +87,6 @@ def minilm():
 # --- Headless Chromium (browser tests) -------------------------------------------------------------
 # The system Chromium (`make setup` installs it with apt), driven by Playwright's sync API; never
 # `playwright install`. Deselect these tests with `-m "not browser"`.
-CHROMIUM = os.environ.get("MWE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
 @pytest.fixture(scope="module")
 def allow_orm_beside_playwright():
     # Playwright's sync API runs an event loop in this thread for the whole module; Django refuses
@@ -117,39 +109,3 @@ def browser(allow_orm_beside_playwright):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-def browser_page(browser, *, timeout_ms: int, **context_options):
-    """A page in a fresh context that records uncaught script errors (`page.js_errors`) and what the
-    Content Security Policy blocked (`page.csp_violations`), so every browser test can check the site
-    works under the policy it serves. Close `page.context` when done."""
-    context = browser.new_context(**context_options)
-    context.set_default_timeout(timeout_ms)
-    page = context.new_page()
-    page.js_errors = []
-    page.csp_violations = []
-    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda message: (
-            page.csp_violations.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
-    # Chromium reports some refusals (an eval in plotly's WebGL code, for one) only as a
-    # securitypolicyviolation event, never on the console: listen for the event in every document.
-    # The binding and the init script come from the browser itself, so the policy does not apply.
-    context.expose_binding(
-        "__mweReportCspViolation", lambda source, violation: page.csp_violations.append(violation)
-    )
-    context.add_init_script(CSP_LISTENER)
-    return page
-
-
-CSP_LISTENER = """
-document.addEventListener("securitypolicyviolation", function (event) {
-  window.__mweReportCspViolation(
-    event.violatedDirective + " blocked " + (event.blockedURI || "(inline)") + " in " +
-    event.sourceFile + ":" + event.lineNumber + " " + (event.sample || "")
-  );
-}, true);
-"""

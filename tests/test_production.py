@@ -23,7 +23,7 @@ from generation.services import dataset_refresh_stats
 from mwe_site.celery import app
 from mwe_site.run import procfile_read
 from tests.analysis.factories import rated_project
-from tests.conftest import browser_page
+from tests.browser import browser_page
 from tests.factories import DatasetFactory, EvaluationItemFactory, EvaluationRunFactory, StaffFactory
 from tests.pixels import drawn_at, screenshot
 from tests.processes import child_commands, free_port, interrupt_and_wait, production_env, wait_for

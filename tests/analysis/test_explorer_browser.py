@@ -14,7 +14,7 @@ from analysis import explorer_selectors
 from analysis.explorer import explorer_maps_build
 from tests.analysis.explorer_fakes import CountingEmbedder, ScriptedSummaryModel
 from tests.analysis.test_explorer import topic_dataset
-from tests.conftest import browser_page
+from tests.browser import browser_page
 from tests.pixels import drawn_at, screenshot
 
 PAYLOADS = (
