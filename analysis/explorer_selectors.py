@@ -2,26 +2,48 @@
 request time (human agreement from annotation responses, a model's P(match) from evaluation items),
 a point's details with its nearest neighbours in the 384-dim embedding space, and semantic search.
 
-Neighbours and semantic search need a map's vectors in memory (133k x 384 float32 is 200 MB for the
-global map of the released data), so they are loaded from the embedding cache once per process and
-kept for the few most recently used maps; the per-point example ids are kept the same way. Builds
-never change once written, so nothing here goes stale: a new build is a new key.
+Neighbours and semantic search need a map's vectors (133k x 384 float32 is 200 MB for the global map
+of the released data). Each web process keeping its own copy cost every gunicorn process hundreds
+of megabytes per map it had served, so the per-point arrays are written once per machine to .npy
+files under VAR_DIR/explorer-maps (the first request that needs them writes them, streaming from the
+embedding cache) and every process memory-maps them read-only: the pages live in the OS page cache,
+shared by all processes and reclaimable under memory pressure, and a process's own heap holds none
+of them. Builds never change once written, so nothing here goes stale: a new build is a new file.
+
+Who sees human ratings: the public (anyone not staff) sees the ratings of projects a researcher has
+published (AnnotationProject.published_at), and never those of gold items, so a worker cannot read
+the crowd's answers, or a gold item's expected one, for an item they are rating. Staff see every
+project's ratings, gold items included.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import os
+import shutil
+import tempfile
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db.models import Avg, Count, Q
 from django.urls import reverse
 
-from analysis.explorer import Embedder, ExplorerError, embeddings_cached
-from analysis.models import VECTOR_DTYPE, ExplorerBuild, ExplorerCluster
+from analysis.explorer import CACHE_READ_CHUNK, Embedder, ExplorerError
+from analysis.models import (
+    CLUSTER_DTYPE,
+    ID_DTYPE,
+    VECTOR_DTYPE,
+    ExplorerBuild,
+    ExplorerCluster,
+    TextEmbedding,
+)
 from generation.models import Dataset, EvaluationItem, EvaluationRun, Example
 
 # Fields a page never needs from a build row; deferred so that listing builds stays cheap.
@@ -30,8 +52,12 @@ NEIGHBOURS = 10
 SEARCH_RESULTS_MAX = 500
 QUERY_CHARS_MAX = 300
 DETAIL_TEXT_CHARS = 300
-VECTOR_MAPS_KEPT = 2
-ID_MAPS_KEPT = 8
+# Maps a process keeps open: memory maps cost no heap, only address space and a file descriptor per
+# array, so this bounds descriptors, not memory.
+MAPS_OPEN = 8
+MAP_FOLDER = "explorer-maps"
+# A folder being written that is older than this was left by a process that died while writing.
+ABANDONED_SECONDS = 3600
 
 
 class _Lru:
@@ -60,13 +86,12 @@ class _Lru:
             self.items.clear()
 
 
-_ids_cache = _Lru(ID_MAPS_KEPT)
-_vectors_cache = _Lru(VECTOR_MAPS_KEPT)
+_open_maps = _Lru(MAPS_OPEN)
 
 
 def explorer_caches_clear() -> None:
-    _ids_cache.clear()
-    _vectors_cache.clear()
+    """Forgets the maps this process has open (the files stay; the next request maps them again)."""
+    _open_maps.clear()
 
 
 # ----------------------------------------------------------------------------- maps
@@ -125,6 +150,76 @@ def explorer_clusters(*, build: ExplorerBuild) -> list[ExplorerCluster]:
 # ----------------------------------------------------------------------------- per-point arrays
 
 
+def _maps_folder() -> Path:
+    return Path(settings.VAR_DIR) / MAP_FOLDER
+
+
+def _build_key(build: ExplorerBuild) -> str:
+    # Not the id alone: ids restart in a new database (a test's, a restored backup's) that may
+    # share VAR_DIR with files written for another.
+    identity = f"{build.pk}|{build.created_at.isoformat()}|{build.input_fingerprint}"
+    return f"{build.pk}-{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+
+
+def _arrays_mapped(*, build: ExplorerBuild, kind: str, write) -> dict[str, np.ndarray]:
+    """The build's arrays of one kind, memory-mapped read-only from their files, which `write(folder)`
+    creates on first use. Each process maps the same files, so the OS keeps one copy."""
+    folder = _maps_folder() / f"{_build_key(build)}.{kind}"
+
+    def load() -> dict[str, np.ndarray]:
+        for attempt in range(2):
+            if not folder.is_dir():
+                _arrays_store(folder=folder, write=write)
+            try:
+                return {path.stem: np.load(path, mmap_mode="r") for path in sorted(folder.glob("*.npy"))}
+            except FileNotFoundError:
+                # Removed between the check and the load (the build was pruned meanwhile): write again.
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    return _open_maps.get(str(folder), load)
+
+
+def _arrays_store(*, folder: Path, write) -> None:
+    """Writes a folder of arrays under a temporary name and renames it into place, so a process
+    never maps a half-written file; when two processes write the same folder, the first rename wins
+    and the other's copy is dropped."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=".writing-", dir=folder.parent))
+    try:
+        write(temporary)
+        try:
+            os.rename(temporary, folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    _arrays_prune(parent=folder.parent)
+
+
+def _arrays_prune(*, parent: Path) -> None:
+    """Removes the files of builds that no longer exist (two builds of each map are kept) and
+    folders abandoned mid-write. A process still serving a removed build keeps its mapping."""
+    current = {
+        _build_key(build)
+        for build in ExplorerBuild.objects.filter(status=ExplorerBuild.Status.SUCCEEDED).only(
+            "pk", "created_at", "input_fingerprint"
+        )
+    }
+    for entry in parent.iterdir():
+        if entry.name.startswith(".writing-"):
+            try:
+                abandoned = time.time() - entry.stat().st_mtime > ABANDONED_SECONDS
+            except FileNotFoundError:
+                continue
+            if abandoned:
+                shutil.rmtree(entry, ignore_errors=True)
+        elif entry.name.split(".")[0] not in current:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class BuildIds:
     example_ids: np.ndarray  # int64 per point
@@ -140,16 +235,21 @@ class BuildIds:
         return self.order[at[found]], found
 
 
-def explorer_build_ids(*, build: ExplorerBuild) -> BuildIds:
-    def load() -> BuildIds:
-        raw_ids, raw_labels = (
-            ExplorerBuild.objects.filter(pk=build.pk).values_list("example_ids", "cluster_labels").get()
-        )
-        ids = np.frombuffer(bytes(raw_ids), dtype="<i8")
-        labels = np.frombuffer(bytes(raw_labels), dtype="<i4")
-        return BuildIds(example_ids=ids, cluster_labels=labels, order=np.argsort(ids, kind="stable"))
+def _ids_write(build: ExplorerBuild, folder: Path) -> None:
+    raw_ids, raw_labels = (
+        ExplorerBuild.objects.filter(pk=build.pk).values_list("example_ids", "cluster_labels").get()
+    )
+    ids = np.frombuffer(bytes(raw_ids), dtype=ID_DTYPE)
+    np.save(folder / "example_ids.npy", ids)
+    np.save(folder / "cluster_labels.npy", np.frombuffer(bytes(raw_labels), dtype=CLUSTER_DTYPE))
+    np.save(folder / "order.npy", np.argsort(ids, kind="stable"))
 
-    return _ids_cache.get(build.pk, load)
+
+def explorer_build_ids(*, build: ExplorerBuild) -> BuildIds:
+    arrays = _arrays_mapped(build=build, kind="ids", write=lambda folder: _ids_write(build, folder))
+    return BuildIds(
+        example_ids=arrays["example_ids"], cluster_labels=arrays["cluster_labels"], order=arrays["order"]
+    )
 
 
 @dataclass(frozen=True)
@@ -158,24 +258,47 @@ class BuildVectors:
     present: np.ndarray  # bool per point
 
 
-def explorer_build_vectors(*, build: ExplorerBuild) -> BuildVectors:
-    def load() -> BuildVectors:
-        raw = bytes(ExplorerBuild.objects.filter(pk=build.pk).values_list("text_hashes", flat=True).get())
-        hashes = [raw[i : i + 32].hex() for i in range(0, len(raw), 32)]
-        found = embeddings_cached(hashes=hashes, model_fingerprint=build.embedder_info.get("fingerprint", ""))
-        dimensions = len(next(iter(found.values()))) if found else 1
-        vectors = np.zeros((len(hashes), dimensions), dtype=VECTOR_DTYPE)
-        present = np.zeros(len(hashes), dtype=bool)
-        for row, text_hash in enumerate(hashes):
-            vector = found.get(text_hash)
-            if vector is not None:
-                vectors[row] = vector
-                present[row] = True
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors /= np.where(norms > 0, norms, 1.0)
-        return BuildVectors(vectors=vectors, present=present)
+def _vectors_write(build: ExplorerBuild, folder: Path) -> None:
+    """Streams the points' vectors from the embedding cache into the file a chunk at a time, so
+    writing a 200 MB map does not need 200 MB of this process's memory."""
+    raw = bytes(ExplorerBuild.objects.filter(pk=build.pk).values_list("text_hashes", flat=True).get())
+    count = len(raw) // 32
+    fingerprint = build.embedder_info.get("fingerprint", "")
+    present = np.zeros(count, dtype=bool)
+    vectors = None
+    for start in range(0, count, CACHE_READ_CHUNK):
+        hashes = [
+            raw[i * 32 : (i + 1) * 32].hex() for i in range(start, min(start + CACHE_READ_CHUNK, count))
+        ]
+        found = dict(
+            TextEmbedding.objects.filter(
+                model_fingerprint=fingerprint, text_hash__in=set(hashes)
+            ).values_list("text_hash", "vector")
+        )
+        rows = [start + i for i, text_hash in enumerate(hashes) if text_hash in found]
+        if not rows:
+            continue
+        block = np.stack(
+            [np.frombuffer(bytes(found[hashes[row - start]]), dtype=VECTOR_DTYPE) for row in rows]
+        )
+        if vectors is None:
+            vectors = np.lib.format.open_memmap(
+                folder / "vectors.npy", mode="w+", dtype=VECTOR_DTYPE, shape=(count, block.shape[1])
+            )
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        vectors[rows] = block / np.where(norms > 0, norms, 1.0)
+        present[rows] = True
+    if vectors is None:
+        np.save(folder / "vectors.npy", np.zeros((count, 1), dtype=VECTOR_DTYPE))
+    else:
+        vectors.flush()
+        del vectors
+    np.save(folder / "present.npy", present)
 
-    return _vectors_cache.get(build.pk, load)
+
+def explorer_build_vectors(*, build: ExplorerBuild) -> BuildVectors:
+    arrays = _arrays_mapped(build=build, kind="vectors", write=lambda folder: _vectors_write(build, folder))
+    return BuildVectors(vectors=arrays["vectors"], present=arrays["present"])
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
@@ -206,7 +329,8 @@ _embedder: Embedder | None = None
 
 
 def query_embedder() -> Embedder:
-    """The MiniLM model, loaded once per process on the first semantic search."""
+    """The MiniLM model, loaded once per process on the first valid semantic search (it costs
+    seconds and a few hundred megabytes: callers check the request first)."""
     global _embedder
     with _embedder_lock:
         if _embedder is None:
@@ -216,17 +340,36 @@ def query_embedder() -> Embedder:
         return _embedder
 
 
+@dataclass(frozen=True)
+class SearchQuery:
+    text: str  # whitespace collapsed
+    k: int
+
+
+def explorer_search_query_clean(*, query: str, k: str | int) -> SearchQuery:
+    """A semantic search's parameters, checked without reading anything (raises ExplorerError
+    naming the problem), so a bad request costs no model, map or database work."""
+    if isinstance(k, str):
+        try:
+            k = int(k)
+        except ValueError:  # also digits beyond int()'s limit
+            raise ExplorerError(f"k={k[:20]!r} is not a whole number") from None
+    if not 1 <= k <= SEARCH_RESULTS_MAX:
+        raise ExplorerError(f"the number of results must be between 1 and {SEARCH_RESULTS_MAX}")
+    text = " ".join(query.split())
+    if not text:
+        raise ExplorerError("type something to search for")
+    if len(text) > QUERY_CHARS_MAX:
+        raise ExplorerError(f"a search is at most {QUERY_CHARS_MAX} characters")
+    return SearchQuery(text=text, k=k)
+
+
 def explorer_semantic_search(
     *, build: ExplorerBuild, query: str, k: int, embedder: Embedder
 ) -> list[tuple[int, float]]:
     """The k points closest to the query's embedding, by the same model that embedded the map."""
-    query = " ".join(query.split())
-    if not query:
-        raise ExplorerError("type something to search for")
-    if len(query) > QUERY_CHARS_MAX:
-        raise ExplorerError(f"a search is at most {QUERY_CHARS_MAX} characters")
-    if not 1 <= k <= SEARCH_RESULTS_MAX:
-        raise ExplorerError(f"the number of results must be between 1 and {SEARCH_RESULTS_MAX}")
+    clean = explorer_search_query_clean(query=query, k=k)
+    query, k = clean.text, clean.k
     if embedder.info.fingerprint != build.embedder_info.get("fingerprint"):
         raise ExplorerError("this map was embedded by another model version; rebuild it to search it")
     vector = np.asarray(embedder.embed([query]), dtype=VECTOR_DTYPE)[0]
@@ -240,29 +383,35 @@ def explorer_semantic_search(
 # ----------------------------------------------------------------------------- overlays
 
 
-def _responses():
+def _responses(*, include_private: bool):
+    """The annotation responses a reader may see (see the module docstring): with include_private
+    (staff), every project's, gold items' included; else published projects' regular items' only."""
     from annotation.models import Response
 
-    return Response.objects
+    if include_private:
+        return Response.objects.all()
+    return Response.objects.filter(project__published_at__isnull=False, item__is_gold=False)
 
 
-def explorer_has_agreement(*, build: ExplorerBuild) -> bool:
-    responses = _responses()
+def _responses_on(*, build: ExplorerBuild, include_private: bool):
+    responses = _responses(include_private=include_private)
     if build.dataset_id:
         responses = responses.filter(item__example__dataset_id=build.dataset_id)
-    return responses.exists()
+    return responses
 
 
-def explorer_agreement_values(*, build: ExplorerBuild) -> np.ndarray:
+def explorer_has_agreement(*, build: ExplorerBuild, include_private: bool) -> bool:
+    return _responses_on(build=build, include_private=include_private).exists()
+
+
+def explorer_agreement_values(*, build: ExplorerBuild, include_private: bool) -> np.ndarray:
     """Per point, the share of human ratings that judged the example's label correct; NaN where no
-    one rated it."""
+    one rated it (or no rating may be shown)."""
     ids = explorer_build_ids(build=build)
     values = np.full(len(ids.example_ids), np.nan, dtype="<f4")
-    responses = _responses()
-    if build.dataset_id:
-        responses = responses.filter(item__example__dataset_id=build.dataset_id)
     rows = list(
-        responses.values("item__example_id")
+        _responses_on(build=build, include_private=include_private)
+        .values("item__example_id")
         .annotate(total=Count("pk"), correct=Count("pk", filter=Q(label_correct=True)))
         .values_list("item__example_id", "total", "correct")
     )
@@ -328,10 +477,11 @@ def _short(text: str) -> str:
 
 
 def explorer_point_detail(
-    *, build: ExplorerBuild, index: int, include_projects: bool
+    *, build: ExplorerBuild, index: int, include_private: bool
 ) -> dict[str, Any] | None:
     """What the page's panel shows for one point; None when the example no longer exists. Every
-    string from a dataset, a model or a person is returned as-is; the page sets it as text."""
+    string from a dataset, a model or a person is returned as-is; the page sets it as text.
+    include_private (staff): ratings of every project, each project listed."""
     ids = explorer_build_ids(build=build)
     example = Example.objects.select_related("dataset").filter(pk=int(ids.example_ids[index])).first()
     if example is None:
@@ -377,13 +527,13 @@ def explorer_point_detail(
         },
         "cluster": cluster,
         "neighbours": neighbour_rows,
-        "ratings": _ratings(example=example, include_projects=include_projects),
+        "ratings": _ratings(example=example, include_private=include_private),
         "evaluations": _evaluations(example=example),
     }
 
 
-def _ratings(*, example: Example, include_projects: bool) -> dict[str, Any] | None:
-    responses = _responses().filter(item__example=example)
+def _ratings(*, example: Example, include_private: bool) -> dict[str, Any] | None:
+    responses = _responses(include_private=include_private).filter(item__example=example)
     summary = responses.aggregate(
         count=Count("pk"),
         label_correct=Count("pk", filter=Q(label_correct=True)),
@@ -398,16 +548,20 @@ def _ratings(*, example: Example, include_projects: bool) -> dict[str, Any] | No
         "ambiguous_share": summary["ambiguous"] / summary["count"],
         "relevance_mean": summary["relevance"],
     }
-    if include_projects:
+    if include_private:
+        # Staff see which projects the ratings come from, whether each is public yet, and how many
+        # of its ratings are of the example as a gold item (those never reach the public).
         projects = (
-            responses.values("project__slug", "project__name")
-            .annotate(n=Count("pk"))
+            responses.values("project__slug", "project__name", "project__published_at")
+            .annotate(n=Count("pk"), gold=Count("pk", filter=Q(item__is_gold=True)))
             .order_by("project__slug")
         )
         result["projects"] = [
             {
                 "name": p["project__name"],
                 "count": p["n"],
+                "published": p["project__published_at"] is not None,
+                "gold": p["gold"],
                 "url": reverse("annotation:project-detail", kwargs={"slug": p["project__slug"]}),
             }
             for p in projects

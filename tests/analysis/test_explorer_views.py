@@ -8,11 +8,13 @@ import json
 import numpy as np
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from analysis import explorer_selectors
 from analysis.explorer import explorer_maps_build, payload_decode
 from analysis.models import ExplorerBuild
 from annotation import services as annotation
+from annotation.models import AnnotationProject
 from generation.models import Job
 from tests.analysis.explorer_fakes import CountingEmbedder, ScriptedSummaryModel
 from tests.analysis.test_explorer import topic_dataset
@@ -219,7 +221,7 @@ def test_human_agreement_is_a_share_per_point_and_nan_when_unrated(client, embed
     examples = examples_of(dataset)
     rated = {e.pk for e in examples[:5]}
     other = topic_dataset("other", per_topic=1)
-    rate(other, workers=1, correct=lambda example, number: True)  # not on this map: ignored
+    other_project = rate(other, workers=1, correct=lambda example, number: True)  # not on this map: ignored
     project = annotation.project_create(name="Some", slug="some", datasets=[dataset], overlap=3)
     project.items.exclude(example_id__in=rated).delete()
     for number in range(3):
@@ -233,6 +235,10 @@ def test_human_agreement_is_a_share_per_point_and_nan_when_unrated(client, embed
                 label_correct=number < examples.index(example) % 3 + 1,
                 ambiguous=number == 0,
             )
+    # Ratings are public once the project is published (tests/analysis/test_explorer_privacy.py).
+    AnnotationProject.objects.filter(pk__in=[project.pk, other_project.pk]).update(
+        published_at=timezone.now()
+    )
     response = client.get(reverse("explorer:explorer"), {"dataset": dataset.slug})
     assert response.context["config"]["agreement"] == f"/explore/builds/{build.pk}/agreement.bin"
     response = client.get(reverse("explorer:agreement", kwargs={"pk": build.pk}), HTTP_ACCEPT_ENCODING="gzip")
@@ -251,7 +257,13 @@ def test_human_agreement_is_a_share_per_point_and_nan_when_unrated(client, embed
     client.force_login(StaffFactory())
     detail = client.get(reverse("explorer:point", kwargs={"pk": build.pk, "index": 1})).json()
     assert detail["ratings"]["projects"] == [
-        {"name": "Some", "count": 3, "url": reverse("annotation:project-detail", kwargs={"slug": "some"})}
+        {
+            "name": "Some",
+            "count": 3,
+            "published": True,
+            "gold": 0,
+            "url": reverse("annotation:project-detail", kwargs={"slug": "some"}),
+        }
     ]
 
 
@@ -278,7 +290,7 @@ def test_p_match_comes_from_the_newest_run_of_the_chosen_model(client, embedder)
     assert values[:4].tolist() == pytest.approx([0.9, 0.1, 0.1, 0.1])
     assert np.isnan(values[4:]).all()
     assert client.get(url, {"model": "failed-model", "format": "paper"}).status_code == 404
-    assert client.get(url, {"model": "smollm2-135m"}).status_code == 404
+    assert client.get(url, {"model": "smollm2-135m"}).status_code == 400  # no format
 
     detail = client.get(reverse("explorer:point", kwargs={"pk": build.pk, "index": 0})).json()
     # Newest run first; the failed run's items (none here) would never be listed.
