@@ -59,16 +59,17 @@ def client_ident(*, request: HttpRequest) -> str:
     return f"addr:{BaseThrottle().get_ident(request)}"
 
 
-def throttle_wait(*, request: HttpRequest, scope: str) -> float | None:
+def throttle_wait(*, request: HttpRequest, scope: str, ident: str | None = None) -> float | None:
     """Counts this request against the client's limit for `scope`. None when it may proceed, else
-    the seconds until the client's window ends (the request must then be refused)."""
+    the seconds until the client's window ends (the request must then be refused). `ident` counts
+    it against another identity than the client's, e.g. the username a sign-in attempt names."""
     rate = _rate_of(scope)
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated and user.is_staff:
         return None
     now = time.time()
     window = int(now // rate.seconds)
-    key = f"throttle:{scope}:{client_ident(request=request)}:{window}"
+    key = f"throttle:{scope}:{ident or client_ident(request=request)}:{window}"
     # +1 s so the key outlives its window even with clock skew between processes.
     cache.add(key, 0, timeout=rate.seconds + 1)
     try:

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from generation import api as generation_api
+from mwe_site import admin_login
 from mwe_site.health import health
 
 router = DefaultRouter()
@@ -22,6 +23,8 @@ urlpatterns = [
     # The split view serves Swagger UI's start-up script as a file, so the Content Security Policy
     # needs no inline scripts. (No ReDoc: its page loads fonts and images from the internet.)
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    # Before the admin's own patterns, so its login page (admin:login, LOGIN_URL) is this one.
+    path("admin/login/", admin_login.login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
     path("annotate/", include("annotation.urls")),
