@@ -1,21 +1,74 @@
-from django.contrib import admin
+import csv
 
+from django.contrib import admin, messages
+from django.db import transaction
+from django.http import HttpResponse
+
+from annotation import selectors, services
+from annotation.csvsafe import csv_row
 from annotation.models import AnnotationProject, Assignment, ProjectItem, Response, Worker
 
 
 @admin.register(AnnotationProject)
 class AnnotationProjectAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "overlap", "lease_seconds", "gold_rate", "is_active", "created_at"]
+    list_display = [
+        "name",
+        "slug",
+        "overlap",
+        "lease_seconds",
+        "gold_rate",
+        "is_active",
+        "published_at",
+        "created_at",
+    ]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["datasets"]
+    # Publishing closes the project and ends its leases: the project page's button or
+    # `manage.py publish_project` do it (annotation.services.project_publish).
+    readonly_fields = ["published_at"]
 
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
-    list_display = ["pk", "external_id", "user", "excluded", "created_at"]
+    list_display = ["pk", "external_id", "user", "excluded", "invite_expires_at", "created_at"]
     list_filter = ["excluded"]
     search_fields = ["external_id"]
-    readonly_fields = ["invite_token"]
+    # The link's secret is not shown: "Rotate invite links" gives a new one (and ends the old one's
+    # sessions), "Revoke invite links" cuts the worker off.
+    exclude = ["invite_token"]
+    readonly_fields = ["invite_expires_at"]
+    actions = ["rotate_invites", "revoke_invites"]
+
+    @admin.action(permissions=["change"], description="Rotate invite links (download the new ones as CSV)")
+    def rotate_invites(self, request, queryset):
+        base_url = request.build_absolute_uri("/")
+        with transaction.atomic():
+            rows = [
+                selectors.worker_invite_row(
+                    worker=services.worker_invite_rotate(worker=worker), base_url=base_url
+                )
+                for worker in queryset.order_by("pk")
+            ]
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="invite-links.csv"'
+        response["Cache-Control"] = "no-store"
+        writer = csv.DictWriter(response, fieldnames=selectors.INVITE_FIELDS)
+        writer.writeheader()
+        writer.writerows(csv_row(row) for row in rows)
+        return response
+
+    @admin.action(permissions=["change"], description="Revoke invite links (sign the workers out)")
+    def revoke_invites(self, request, queryset):
+        with transaction.atomic():
+            count = sum(
+                1 for worker in queryset.order_by("pk") if services.worker_invite_revoke(worker=worker)
+            )
+        self.message_user(
+            request,
+            f"Revoked the invite links of {count} worker(s): they are signed out and their API tokens are "
+            "deleted; rotate a link to let a worker back in.",
+            messages.SUCCESS,
+        )
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # Workers are excluded, never deleted: their responses stay attributable.

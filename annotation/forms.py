@@ -1,6 +1,6 @@
-"""The researchers' form for a new annotation project. The create_project command validates its
+"""The researchers' form for a new annotation project (the create_project command validates its
 arguments through the same form, so the page and the shell accept and refuse exactly the same
-input."""
+input), and the invite page's form."""
 
 from __future__ import annotations
 
@@ -12,6 +12,15 @@ from generation.models import Dataset
 MAX_INSTRUCTIONS = 20_000
 MAX_LEASE_SECONDS = 24 * 3600
 MAX_PER_LABEL = 100_000
+MAX_SESSIONS_PER_WORKER = 100
+
+
+class JoinForm(forms.Form):
+    # What the worker may paste: the token, or the whole link (up to its "#").
+    token = forms.CharField(max_length=2000, label="Invite code", strip=True)
+
+    def cleaned_token(self) -> str:
+        return self.cleaned_data["token"].rpartition("#")[2]
 
 
 class ProjectCreateForm(forms.Form):
@@ -70,6 +79,19 @@ class ProjectCreateForm(forms.Form):
         help_text="Workers whose gold accuracy falls below this are flagged (0 to 1).",
     )
 
+    max_sessions_per_worker = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_SESSIONS_PER_WORKER,
+        label="Browsers per worker",
+        help_text="How many browsers a worker may be signed in on at once with their invite link "
+        "(default 1: signing in on another one signs the first out).",
+    )
+
+    def clean_max_sessions_per_worker(self) -> int:
+        value = self.cleaned_data["max_sessions_per_worker"]
+        return 1 if value is None else value
+
     def clean_slug(self) -> str:
         slug = self.cleaned_data["slug"]
         if AnnotationProject.objects.filter(slug=slug).exists():
@@ -103,4 +125,5 @@ PROJECT_FIELDS = (
     "instructions",
     "gold_rate",
     "gold_threshold",
+    "max_sessions_per_worker",
 )

@@ -5,9 +5,13 @@ Columns (a header line names them; others are ignored and reported):
 - the example: `dataset` (its slug) and `position` (or `example_position`, 0-based line of the
   released file), or `example_id`; when both are given they must name the same example;
 - the worker: `worker_id`, the platform's id, stored as the worker's external id (a file exported
-  by this site names it `worker_external_id`, which is preferred when present);
+  by this site names it `worker_external_id`, which is preferred when present). It is taken
+  exactly as written: an id with surrounding whitespace or an invisible character is refused,
+  since stripping it would merge two workers (" w1" and "w1") and keeping it would let one pass
+  for the other. A leading quote that this site's CSV export put before a formula-like id
+  (`'=w1`) is removed;
 - the answers: `relevance` (1-5), `label_correct` and `ambiguous` (yes/no, true/false, 1/0);
-- optionally `time_on_task_ms`.
+- optionally `time_on_task_ms` (a whole number of milliseconds, at most 2,147,483,647).
 
 The whole file is validated before anything is written, and every error names its line. Then one
 transaction writes it, through the same invariants as ratings made on the site: each rating is a
@@ -34,7 +38,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation import services
-from annotation.models import AnnotationProject, Assignment, ProjectItem, Response, Worker
+from annotation.csvsafe import csv_uncell
+from annotation.models import (
+    AnnotationProject,
+    Assignment,
+    ProjectItem,
+    Response,
+    Worker,
+    external_id_problem,
+)
 from generation.models import Dataset, Example
 
 TRUE_WORDS = {"yes", "y", "true", "t", "1"}
@@ -44,6 +56,10 @@ MAX_ERRORS_SHOWN = 50
 ID_BATCH = 900
 BULK_BATCH = 1000
 MAX_OVERLAP = 100
+# The columns' ranges: PostgreSQL's integer (time_on_task_ms) and bigint (example ids). A larger
+# value would fail the insert or the look-up with a database error instead of naming its line.
+MAX_TIME_ON_TASK_MS = 2**31 - 1
+MAX_ID = 2**63 - 1
 
 
 class AnnotationImportError(ValueError):
@@ -163,19 +179,23 @@ def ratings_parse(text: str) -> tuple[list[RatingRow], list[str], list[str]]:
         example_id = position = None
         if cell["example_id"]:
             example_id = _integer(cell["example_id"])
-            if example_id is None or example_id < 1:
+            if example_id is None or not 1 <= example_id <= MAX_ID:
                 problems.append(f"example_id {cell['example_id']!r} is not a positive integer")
         if cell["dataset"] or cell[position_column]:
             position = _integer(cell[position_column])
             if not cell["dataset"]:
                 problems.append("position given without a dataset")
-            elif position is None or position < 0:
+            elif position is None or not 0 <= position <= MAX_ID:
                 problems.append(f"{position_column} {cell[position_column]!r} is not a whole number >= 0")
         if not cell["example_id"] and not cell["dataset"]:
             problems.append("no example: give dataset and position, or example_id")
-        if not cell[worker_column]:
+        # The worker's id as written, not stripped: see the module's docstring.
+        worker = csv_uncell(record.get(worker_column) or "")
+        if not worker.strip():
             problems.append(f"{worker_column} is empty")
-        elif len(cell[worker_column]) > Worker._meta.get_field("external_id").max_length:
+        elif (problem := external_id_problem(worker)) is not None:
+            problems.append(f"{worker_column} {worker!r} {problem}")
+        elif len(worker) > Worker._meta.get_field("external_id").max_length:
             problems.append(
                 f"{worker_column} is longer than {Worker._meta.get_field('external_id').max_length} characters"
             )
@@ -193,6 +213,10 @@ def ratings_parse(text: str) -> tuple[list[RatingRow], list[str], list[str]]:
             time_ms = _integer(cell["time_on_task_ms"])
             if time_ms is None or time_ms < 0:
                 problems.append(f"time_on_task_ms {cell['time_on_task_ms']!r} is not a whole number >= 0")
+            elif time_ms > MAX_TIME_ON_TASK_MS:
+                problems.append(
+                    f"time_on_task_ms {cell['time_on_task_ms']!r} is more than {MAX_TIME_ON_TASK_MS}"
+                )
         if problems:
             errors.extend(f"line {line}: {problem}" for problem in problems)
             continue
@@ -202,7 +226,7 @@ def ratings_parse(text: str) -> tuple[list[RatingRow], list[str], list[str]]:
                 dataset=cell["dataset"],
                 position=position,
                 example_id=example_id,
-                worker=cell[worker_column],
+                worker=worker,
                 relevance=relevance,
                 label_correct=label_correct,
                 ambiguous=ambiguous,

@@ -17,12 +17,17 @@ The invariants that concurrency could break are enforced by the database, not on
 from __future__ import annotations
 
 import secrets
+import unicodedata
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
+from django.utils import timezone
 
+from annotation import conf
 from generation.models import Dataset, Example
 
 # Gold items are shown to every worker once, so they are not capped by the project's overlap; this
@@ -47,6 +52,11 @@ class AnnotationProject(models.Model):
         default=5, help_text="Gold answers a worker needs before their accuracy is judged."
     )
     is_active = models.BooleanField(default=True)
+    max_sessions_per_worker = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Browsers a worker may be signed in on at once with their invite link; signing in "
+        "on one more ends the oldest.",
+    )
     # Set when a researcher closes the project and publishes its results: only then do the public
     # pages (the explorer's agreement overlay and point ratings) show its ratings, so a worker can
     # never read the crowd's answers to an item that is still being rated.
@@ -70,6 +80,10 @@ class AnnotationProject(models.Model):
                 condition=Q(gold_threshold__gte=0.0, gold_threshold__lte=1.0),
                 name="annotation_project_gold_threshold",
             ),
+            models.CheckConstraint(
+                condition=Q(max_sessions_per_worker__gte=1, max_sessions_per_worker__lte=100),
+                name="annotation_project_max_sessions_range",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -83,6 +97,32 @@ def new_invite_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def new_invite_expiry() -> datetime:
+    return timezone.now() + timedelta(days=conf.invite_ttl_days())
+
+
+# Unicode categories of characters that do not show: controls (CR, ESC...), formats (zero-width
+# space, BOM, bidi marks), line and paragraph separators, private use, unassigned and surrogates.
+_HIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+def external_id_problem(value: str) -> str | None:
+    """Why `value` cannot be a worker's external id, or None. Two ids that look the same must be
+    the same string: an id with surrounding whitespace or an invisible character would either
+    merge with another once stripped or pass for it unstripped, so both are refused."""
+    if value != value.strip():
+        return "has leading or trailing whitespace"
+    if any(unicodedata.category(char) in _HIDDEN_CATEGORIES for char in value):
+        return "has a control or invisible character"
+    return None
+
+
+def validate_external_id(value: str) -> None:
+    problem = external_id_problem(value)
+    if problem is not None:
+        raise ValidationError(f"The external id {value!r} {problem}.", code="invalid")
+
+
 class Worker(models.Model):
     """A crowdworker. Never deleted (their responses stay attributable); excluding is a reversible
     flag that stops new tasks and marks their responses in exports."""
@@ -94,9 +134,18 @@ class Worker(models.Model):
         on_delete=models.PROTECT,
         related_name="annotation_worker",
     )
-    external_id = models.CharField(max_length=200, blank=True, help_text="e.g. the crowd platform's id.")
+    external_id = models.CharField(
+        max_length=200,
+        blank=True,
+        validators=[validate_external_id],
+        help_text="e.g. the crowd platform's id.",
+    )
     projects = models.ManyToManyField(AnnotationProject, related_name="workers", blank=True)
+    # The secret of the worker's invite link (/annotate/join/#<token>); replaced by rotating or
+    # revoking it (annotation.services), which also ends the sessions it signed in.
     invite_token = models.CharField(max_length=64, unique=True, default=new_invite_token)
+    # The link signs no one in after this; None: revoked (no working link until rotated).
+    invite_expires_at = models.DateTimeField(null=True, blank=True, default=new_invite_expiry)
     excluded = models.BooleanField(default=False)
     excluded_reason = models.TextField(blank=True)
     excluded_at = models.DateTimeField(null=True, blank=True)
@@ -112,6 +161,22 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.external_id or f"worker {self.pk}"
+
+
+class WorkerSession(models.Model):
+    """A browser session an invite link signed in, so that signing in again, rotating or revoking
+    the link can end it in the session store (at most the project's `max_sessions_per_worker`
+    per worker are kept)."""
+
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="sessions")
+    session_key = models.CharField(max_length=40, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["worker", "created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"session of worker {self.worker_id} since {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class ProjectItem(models.Model):

@@ -19,6 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Count, F, Field, Model, Q, QuerySet
 from django.db.models.signals import m2m_changed, post_delete, post_save
+from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
 from annotation.models import AnnotationProject, ProjectItem, Response, Worker
@@ -224,6 +225,26 @@ def token_with_user_and_worker(*, key: str) -> Token | None:
     Worker._meta.get_field("user").remote_field.set_cached_value(user, worker)
     Token._meta.get_field("user").set_cached_value(token, user)
     return token
+
+
+def worker_invite_url(*, worker: Worker, base_url: str = "") -> str:
+    """The worker's invite link, its token in the fragment: a browser never sends the fragment, so
+    the token is in no request line, Referer header or server log; the page's script posts it."""
+    return f"{base_url.rstrip('/')}{reverse('annotation:join')}#{worker.invite_token}"
+
+
+INVITE_FIELDS = ["worker_id", "external_id", "invite_url", "invite_expires_at"]
+
+
+def worker_invite_row(*, worker: Worker, base_url: str = "") -> dict:
+    """A worker's invite as a record of INVITE_FIELDS (what create_workers and rotate_invites write)."""
+    expires = worker.invite_expires_at
+    return {
+        "worker_id": worker.pk,
+        "external_id": worker.external_id,
+        "invite_url": worker_invite_url(worker=worker, base_url=base_url) if expires else "",
+        "invite_expires_at": expires.isoformat() if expires else "",
+    }
 
 
 def worker_for_user(*, user: AbstractBaseUser) -> Worker | None:

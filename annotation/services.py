@@ -18,7 +18,9 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
+from importlib import import_module
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
@@ -33,6 +35,10 @@ from annotation.models import (
     ProjectItem,
     Response,
     Worker,
+    WorkerSession,
+    new_invite_expiry,
+    new_invite_token,
+    validate_external_id,
 )
 from annotation.selectors import hot_cursor, instance_from_row
 from generation.models import Dataset, Example
@@ -55,6 +61,10 @@ class AssignmentConflict(AnnotationError):
 
 class WorkerExcluded(AnnotationError):
     """An excluded worker gets no new tasks."""
+
+
+class InviteExpired(AnnotationError):
+    """The invite link is past its expiry, or revoked: it signs no one in."""
 
 
 # --- Projects -------------------------------------------------------------------------------------
@@ -84,6 +94,7 @@ def project_create(
     gold_threshold: float = 0.7,
     per_label: int | None = None,
     seed: int = 0,
+    max_sessions_per_worker: int = 1,
     created_by: AbstractBaseUser | None = None,
 ) -> AnnotationProject:
     """A project over all examples of `datasets`, or, with `per_label`, a stratified random sample of
@@ -98,6 +109,7 @@ def project_create(
         instructions=instructions,
         gold_rate=gold_rate,
         gold_threshold=gold_threshold,
+        max_sessions_per_worker=max_sessions_per_worker,
         created_by=created_by if created_by is not None and created_by.is_authenticated else None,
     )
     project.datasets.set(datasets)
@@ -133,6 +145,31 @@ def project_item_mark_gold(
     return item
 
 
+@transaction.atomic
+def project_publish(*, project: AnnotationProject, now=None) -> AnnotationProject:
+    """Close the project and publish its results: the public pages show its ratings from now on.
+    No new claims (the project is no longer active) and no late answers: live leases end at once,
+    so nothing changes the published ratings. Publishing again keeps the first date."""
+    project = AnnotationProject.objects.select_for_update().get(pk=project.pk)
+    now = now or timezone.now()
+    if project.published_at is None:
+        project.published_at = now
+    project.is_active = False
+    project.save(update_fields=["published_at", "is_active"])
+    _end_leases(Assignment.objects.filter(project=project), status=Assignment.Status.RELEASED, now=now)
+    return project
+
+
+@transaction.atomic
+def project_unpublish(*, project: AnnotationProject) -> AnnotationProject:
+    """Hide the project's ratings from the public pages again. The project stays closed: reopening
+    it for work is a decision of its own (`is_active`, in the admin)."""
+    project = AnnotationProject.objects.select_for_update().get(pk=project.pk)
+    project.published_at = None
+    project.save(update_fields=["published_at"])
+    return project
+
+
 # --- Workers --------------------------------------------------------------------------------------
 
 
@@ -140,18 +177,17 @@ def project_item_mark_gold(
 def worker_create(
     *, project: AnnotationProject, external_id: str = "", user: AbstractBaseUser | None = None
 ) -> Worker:
+    """A worker of `project` with an invite link valid for MWE_INVITE_TTL_DAYS. Raises
+    ValidationError for an external id with surrounding whitespace or invisible characters."""
+    validate_external_id(external_id)
     worker = Worker.objects.create(external_id=external_id, user=user)
     worker.projects.add(project)
     return worker
 
 
-@transaction.atomic
-def worker_join(*, invite_token: str) -> Worker | None:
-    """Onboarding through an invite link: the worker's site account, made on first use (no password:
-    the invite link is how they sign in). None when the token is unknown."""
-    worker = Worker.objects.select_for_update().filter(invite_token=invite_token).first()
-    if worker is None:
-        return None
+def _worker_account(worker: Worker) -> Worker:
+    """The worker's site account, made on first use (no password: the invite link is how they sign
+    in). Call with the worker's row locked."""
     if worker.user_id is None:
         user_model = get_user_model()
         user = user_model(username=f"worker-{worker.pk}")
@@ -162,12 +198,88 @@ def worker_join(*, invite_token: str) -> Worker | None:
     return worker
 
 
+@transaction.atomic
+def worker_join(*, invite_token: str, now=None) -> Worker | None:
+    """Onboarding through an invite link: the worker, with their site account. None when no worker
+    has this token (unknown, rotated or revoked); InviteExpired when the link is past its expiry."""
+    worker = Worker.objects.select_for_update().filter(invite_token=invite_token).first()
+    if worker is None:
+        return None
+    if worker.invite_expires_at is None or worker.invite_expires_at <= (now or timezone.now()):
+        raise InviteExpired("this invite link has expired")
+    return _worker_account(worker)
+
+
 def worker_api_token(*, worker: Worker) -> str:
     """The worker's API token (DRF token auth), created with their account if needed."""
     if worker.user_id is None:
-        worker = worker_join(invite_token=worker.invite_token)
+        with transaction.atomic():
+            worker = _worker_account(Worker.objects.select_for_update().get(pk=worker.pk))
     token, _ = Token.objects.get_or_create(user=worker.user)
     return token.key
+
+
+def _session_store():
+    return import_module(settings.SESSION_ENGINE).SessionStore
+
+
+def _end_sessions(sessions) -> None:
+    """Delete these WorkerSession rows and their sessions from the session store."""
+    store = _session_store()
+    for key in list(sessions.values_list("session_key", flat=True)):
+        store().delete(key)
+    sessions.delete()
+
+
+@transaction.atomic
+def worker_session_register(*, worker: Worker, session_key: str) -> None:
+    """Record a session that the worker's invite link has just signed in, and end their oldest
+    ones beyond what their projects allow (the smallest `max_sessions_per_worker` of them; 1 when
+    they have none). Ending, not refusing: a worker who moved to another browser gets in, and
+    whoever else held the link is signed out."""
+    worker = Worker.objects.select_for_update().get(pk=worker.pk)
+    limits = worker.projects.values_list("max_sessions_per_worker", flat=True)
+    allowed = min(limits, default=1)
+    WorkerSession.objects.update_or_create(session_key=session_key, defaults={"worker": worker})
+    keep = list(worker.sessions.order_by("-created_at", "-pk").values_list("pk", flat=True)[:allowed])
+    _end_sessions(worker.sessions.exclude(pk__in=keep))
+
+
+def _end_every_session(worker: Worker) -> None:
+    _end_sessions(worker.sessions.all())
+    # Sessions not recorded (made before invite sessions were, or by a session engine that cannot
+    # delete one, such as signed cookies) end too: a new unusable password changes the account's
+    # session hash, which Django checks on every request. Never for an account with a password.
+    if worker.user_id is not None and not worker.user.has_usable_password():
+        worker.user.set_unusable_password()
+        worker.user.save(update_fields=["password"])
+
+
+@transaction.atomic
+def worker_invite_rotate(*, worker: Worker) -> Worker:
+    """A new invite link for the worker, valid for MWE_INVITE_TTL_DAYS: the old one stops working
+    and every browser it signed in is signed out. Their API token is left as it is."""
+    worker = Worker.objects.select_for_update(of=("self",)).select_related("user").get(pk=worker.pk)
+    worker.invite_token = new_invite_token()
+    worker.invite_expires_at = new_invite_expiry()
+    worker.save(update_fields=["invite_token", "invite_expires_at"])
+    _end_every_session(worker)
+    return worker
+
+
+@transaction.atomic
+def worker_invite_revoke(*, worker: Worker) -> Worker:
+    """Cut the worker off: their invite link stops working (until rotated), every browser it signed
+    in is signed out and their API token is deleted. Their responses stay."""
+    worker = Worker.objects.select_for_update(of=("self",)).select_related("user").get(pk=worker.pk)
+    # A new secret that nobody is given, so the old link is unknown rather than merely expired.
+    worker.invite_token = new_invite_token()
+    worker.invite_expires_at = None
+    worker.save(update_fields=["invite_token", "invite_expires_at"])
+    _end_every_session(worker)
+    if worker.user_id is not None:
+        Token.objects.filter(user_id=worker.user_id).delete()
+    return worker
 
 
 @transaction.atomic

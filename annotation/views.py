@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import timedelta
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views import View
 from django.views.decorators.http import require_POST, require_safe
 from django.views.generic import DetailView, FormView, ListView
 
-from annotation import selectors, services
-from annotation.forms import ProjectCreateForm
+from annotation import conf, selectors, services
+from annotation.csvsafe import csv_row
+from annotation.forms import JoinForm, ProjectCreateForm
 from annotation.markdown import render_markdown
 from annotation.models import AnnotationProject, Assignment, Worker
 from generation.views import StaffRequiredMixin
@@ -53,20 +55,29 @@ def _worker_or_none(request: HttpRequest) -> Worker | None:
 
 
 class JoinView(View):
-    """An invite link: GET shows a start button, POST signs the worker in (a POST, so a link opened
-    by a crawler or a third-party page cannot log anyone in)."""
+    """The invite link, /annotate/join/#<token>: GET shows a start button whose form posts the token
+    (annotation/join.js copies it from the fragment, or the worker pastes it), POST signs the worker
+    in. The token is never in a URL the server sees, so no log line can hold it; and a POST, so a
+    link opened by a crawler or a third-party page cannot sign anyone in."""
 
-    def get(self, request: HttpRequest, token: str) -> HttpResponse:
-        worker = Worker.objects.filter(invite_token=token).first()
-        if worker is None:
-            raise Http404("Unknown invite link.")
-        return render(request, "annotation/join.html", {"token": token, "projects": worker.projects.all()})
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return render(request, "annotation/join.html", {"form": JoinForm()})
 
-    def post(self, request: HttpRequest, token: str) -> HttpResponse:
-        worker = services.worker_join(invite_token=token)
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = JoinForm(request.POST)
+        try:
+            worker = services.worker_join(invite_token=form.cleaned_token()) if form.is_valid() else None
+        except services.InviteExpired:
+            return render(request, "annotation/invite_invalid.html", {"expired": True}, status=410)
         if worker is None:
-            raise Http404("Unknown invite link.")
+            return render(request, "annotation/invite_invalid.html", {"expired": False}, status=404)
         login(request, worker.user, backend="django.contrib.auth.backends.ModelBackend")
+        # A fixed end, counted from now: working on does not extend it.
+        request.session.set_expiry(timezone.now() + timedelta(seconds=conf.worker_session_seconds()))
+        if request.session.session_key is None:
+            # login() flushed another account's session: save the new one now, to record its key.
+            request.session.save()
+        services.worker_session_register(worker=worker, session_key=request.session.session_key)
         return redirect("annotation:work")
 
 
@@ -192,6 +203,30 @@ class WorkerExclusionView(StaffRequiredMixin, View):
         return redirect(project)
 
 
+class ProjectPublicationView(StaffRequiredMixin, View):
+    """Publish the project's results (closing it), or hide them again."""
+
+    def post(self, request: HttpRequest, slug: str) -> HttpResponse:
+        project = get_object_or_404(AnnotationProject, slug=slug)
+        action = request.POST.get("action")
+        if action == "publish":
+            if request.POST.get("confirm") != "on":
+                messages.error(
+                    request, "Not published. Tick the box to confirm that the ratings become public."
+                )
+                return redirect(project)
+            services.project_publish(project=project)
+            messages.success(
+                request, f"Published {project.name}: the project is closed and its ratings are public."
+            )
+        elif action == "unpublish":
+            services.project_unpublish(project=project)
+            messages.info(request, f"Unpublished {project.name}: its ratings are no longer public.")
+        else:
+            return HttpResponseBadRequest("action must be publish or unpublish", content_type="text/plain")
+        return redirect(project)
+
+
 class _Echo:
     def write(self, value: str) -> str:
         return value
@@ -203,13 +238,6 @@ def _staff_project(request: HttpRequest, slug: str) -> AnnotationProject:
     return get_object_or_404(AnnotationProject, slug=slug)
 
 
-def _csv_cell(value):
-    # A spreadsheet runs a cell that starts with = + - @ as a formula; external ids come from outside.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 @require_safe
 @login_required  # anonymous: the login page, like every researcher page; workers: 404
 def responses_csv(request: HttpRequest, slug: str) -> StreamingHttpResponse:
@@ -219,7 +247,7 @@ def responses_csv(request: HttpRequest, slug: str) -> StreamingHttpResponse:
     def rows():
         yield writer.writeheader()
         for row in selectors.project_export_rows(project=project):
-            yield writer.writerow({key: _csv_cell(value) for key, value in row.items()})
+            yield writer.writerow(csv_row(row))
 
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{project.slug}-responses.csv"'

@@ -398,6 +398,16 @@ SITE_ROWS = [
     ),
     # Load balancers call it without credentials.
     Row("health", PUBLIC_PAGE),
+    # The admin's login page, with sign-in attempts limited (mwe_site/admin_login.py): anyone may
+    # see it and try (a wrong password shows the form again); staff are sent on to the admin.
+    Row(
+        "admin-login",
+        {
+            "GET": cells(anonymous=OK, worker=OK, researcher=to(lambda w: reverse("admin:index"))),
+            "POST": everyone(OK),
+        },
+        bodies={"POST": lambda w: Body({"username": "authz-admin", "password": "wrong"})},
+    ),
     # --- annotation: the worker page answers 403 to anyone who is not a worker (it says how to join).
     Row(
         "annotation:work",
@@ -406,11 +416,12 @@ SITE_ROWS = [
             "POST": everyone(NOT_ALLOWED),
         },
     ),
-    # The invite link is the credential: whoever has it may sign in as that worker (by POST only).
+    # The invite link is the credential: whoever has it may sign in as that worker (by POST only;
+    # the token is in the body, the link's fragment puts it there).
     Row(
         "annotation:join",
         {"GET": everyone(OK), "POST": everyone(to(_work))},
-        lambda w: {"token": w.invitee.invite_token},
+        bodies={"POST": lambda w: Body({"token": w.invitee.invite_token})},
         effect=lambda w: Worker.objects.get(pk=w.invitee.pk).user_id is not None,
     ),
     Row(
@@ -441,6 +452,13 @@ SITE_ROWS = [
         "annotation:project-flag",
         {"GET": staff_only(NOT_ALLOWED), "POST": staff_only(to(lambda w: w.project.get_absolute_url()))},
         _project,
+    ),
+    Row(
+        "annotation:project-publication",
+        {"GET": staff_only(NOT_ALLOWED), "POST": staff_only(to(lambda w: w.project.get_absolute_url()))},
+        _project,
+        bodies={"POST": lambda w: Body({"action": "publish", "confirm": "on"})},
+        effect=lambda w: AnnotationProject.objects.get(pk=w.project.pk).published_at is not None,
     ),
     Row(
         "annotation:worker-exclusion",
@@ -605,6 +623,9 @@ class AdminModel:
     add: Callable[[World], dict[str, Any]] | None  # a valid add form; None: the admin has no add
     change: bool = True  # False: the change page is read-only (has_change_permission is False)
     object_id: Callable[[Any], Any] = lambda obj: obj.pk
+    # The action the changelist's POST tries on obj: deletion's first step (its confirmation page),
+    # or one that answers a page where the model has no delete but actions of its own.
+    list_action: str = "delete_selected"
 
 
 def _when(hours: int) -> dict[str, str]:
@@ -668,8 +689,11 @@ ADMIN_MODELS: dict[str, AdminModel] = {
         lambda w: w.project,
         lambda w: {"name": "Authz added", "slug": "authz-added", "datasets": [w.dataset.pk]},
     ),
+    # Workers are never deleted; "rotate invite links" answers a CSV of the new links.
     "annotation.worker": AdminModel(
-        lambda w: w.worker, lambda w: {"external_id": "authz-added", "projects": [w.project.pk]}
+        lambda w: w.worker,
+        lambda w: {"external_id": "authz-added", "projects": [w.project.pk]},
+        list_action="rotate_invites",
     ),
     "annotation.projectitem": AdminModel(
         lambda w: w.assignment.item,
@@ -710,13 +734,13 @@ def _admin_rows() -> list[Row]:
                 f"admin:{app}_{model}_changelist",
                 {
                     "GET": admin_cells(researcher=FORBIDDEN, admin=OK),
-                    # The delete action's first step: its confirmation page (where the model has no
-                    # delete action, the plain list).
+                    # The list action's first step (see AdminModel.list_action; where the model has
+                    # no actions, the plain list).
                     "POST": admin_cells(researcher=FORBIDDEN, admin=OK),
                 },
                 bodies={
                     "POST": lambda w, spec=spec: Body(
-                        {"action": "delete_selected", "_selected_action": [spec.obj(w).pk], "index": "0"}
+                        {"action": spec.list_action, "_selected_action": [spec.obj(w).pk], "index": "0"}
                     )
                 },
             )

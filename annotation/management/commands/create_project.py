@@ -40,6 +40,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--gold-threshold", default="0.7", help="gold accuracy below which workers are flagged"
         )
+        parser.add_argument(
+            "--max-sessions-per-worker",
+            default="1",
+            help="browsers a worker may be signed in on at once with their invite link (default 1)",
+        )
 
     def handle(self, *args, **options):
         instructions = options["instructions"]
@@ -60,6 +65,7 @@ class Command(BaseCommand):
                 "instructions": instructions,
                 "gold_rate": options["gold_rate"],
                 "gold_threshold": options["gold_threshold"],
+                "max_sessions_per_worker": options["max_sessions_per_worker"],
             }
         )
         if not form.is_valid():

@@ -5,16 +5,45 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from django.urls import reverse
 
-from annotation import services
-from annotation.models import AnnotationProject
+from annotation import conf, selectors, services
+from annotation.csvsafe import csv_row
+from annotation.models import AnnotationProject, external_id_problem
+
+
+def read_external_ids(path: Path) -> list[str]:
+    """One id per line, exactly as written: an id with surrounding whitespace or an invisible
+    character is refused (it would merge with another id, or pass for one), naming its line.
+    Empty lines are skipped; Windows line ends are read as line ends."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    ids, errors = [], []
+    # Split on "\n" alone, so a stray carriage return inside a line is seen (and refused).
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line:
+            continue
+        problem = external_id_problem(line)
+        if problem is not None:
+            errors.append(f"{path}, line {number}: {line!r} {problem}")
+        ids.append(line)
+    if errors:
+        raise CommandError("\n".join(errors))
+    return ids
 
 
 class Command(BaseCommand):
-    help = "Create N workers for a project; writes external_id, invite path and API token as CSV."
+    help = (
+        "Create N workers for a project; writes worker id, external id, invite link, its expiry and API "
+        "token as CSV."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help="project slug")
@@ -36,7 +65,7 @@ class Command(BaseCommand):
         ids = [""] * count
         if external_ids:
             external_ids = Path(external_ids)
-            lines = [line.strip() for line in external_ids.read_text().splitlines() if line.strip()]
+            lines = read_external_ids(external_ids)
             if len(lines) != count:
                 raise CommandError(f"{external_ids} has {len(lines)} ids, --count is {count}")
             if len(set(lines)) != len(lines):
@@ -45,23 +74,18 @@ class Command(BaseCommand):
         rows = []
         with transaction.atomic():
             for external_id in ids:
-                worker = services.worker_create(project=project, external_id=external_id)
-                token = services.worker_api_token(worker=worker)
-                link = base_url.rstrip("/") + reverse(
-                    "annotation:join", kwargs={"token": worker.invite_token}
-                )
-                rows.append(
-                    {
-                        "worker_id": worker.pk,
-                        "external_id": external_id,
-                        "invite_url": link,
-                        "api_token": token,
-                    }
-                )
+                try:
+                    worker = services.worker_create(project=project, external_id=external_id)
+                except ValidationError as exc:
+                    raise CommandError(" ".join(exc.messages)) from None
+                row = selectors.worker_invite_row(worker=worker, base_url=base_url)
+                row["api_token"] = services.worker_api_token(worker=worker)
+                rows.append(row)
         with out.open("w", newline="") as handle:
-            writer = csv.DictWriter(
-                handle, fieldnames=["worker_id", "external_id", "invite_url", "api_token"]
-            )
+            writer = csv.DictWriter(handle, fieldnames=[*selectors.INVITE_FIELDS, "api_token"])
             writer.writeheader()
-            writer.writerows(rows)
-        self.stdout.write(f"Created {len(rows)} worker(s) for {project.slug}; wrote {out}")
+            writer.writerows(csv_row(row) for row in rows)
+        self.stdout.write(
+            f"Created {len(rows)} worker(s) for {project.slug}; wrote {out} (the invite links work for "
+            f"{conf.invite_ttl_days()} days; `rotate_invites` makes new ones)"
+        )

@@ -1,0 +1,34 @@
+"""Publish an annotation project's results (what the project page's "Publish results" does), or hide
+them again with --unpublish."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotation import services
+from annotation.models import AnnotationProject
+
+
+class Command(BaseCommand):
+    help = (
+        "Close a project and publish its ratings: workers get no new tasks, open tasks end, and the public "
+        "pages (the explorer) show its ratings. --unpublish hides them again (the project stays closed)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--project", required=True, help="project slug")
+        parser.add_argument("--unpublish", action="store_true", help="hide the ratings again")
+
+    def handle(self, *args, project, unpublish, **options):
+        try:
+            project = AnnotationProject.objects.get(slug=project)
+        except AnnotationProject.DoesNotExist:
+            raise CommandError(f"no annotation project {project!r}") from None
+        if unpublish:
+            services.project_unpublish(project=project)
+            self.stdout.write(f"Unpublished {project.slug}: its ratings are no longer public")
+        else:
+            project = services.project_publish(project=project)
+            self.stdout.write(
+                f"Closed and published {project.slug} at {project.published_at.isoformat()}: its ratings are public"
+            )
