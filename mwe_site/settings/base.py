@@ -57,6 +57,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A NUL in the path or query string is a 400 before static files, sessions or any view see it.
+    "mwe_site.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -109,6 +111,27 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
     }
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
+# --- Abuse limits of the public site (issue 13: search, statement timeout, downloads) -----------------
+# PostgreSQL cancels any statement of a web process (gunicorn, runserver; never a Celery worker or a
+# command) that runs longer than this, and the request gets a 503 (mwe_site/statement_timeout.py).
+# 15 s: far above any page's queries on the released data, far below gunicorn's 60 s timeout. 0: off.
+MWE_WEB_STATEMENT_TIMEOUT_MS = env_int("MWE_WEB_STATEMENT_TIMEOUT_MS", 15000)
+# --- end of the abuse limits -------------------------------------------------------------------------
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
