@@ -56,7 +56,7 @@ from generation.lm.base import (
     cut_at_stop,
     split_whitespace,
 )
-from generation.lm.specs import ModelSpec, parse_model_spec
+from generation.lm.specs import ModelSpec, openai_spec_check, parse_model_spec
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # A Retry-After beyond this is not waited out in full: the retry then most likely fails again and the
@@ -193,14 +193,16 @@ def _env_int(name: str, default: int) -> int:
 
 class OpenAICompatibleModel(LanguageModel):
     """A model served over the OpenAI API. Spec options: concurrency (parallel requests, default 4),
-    timeout (seconds per request, default 60), retries (default 3), api_key_env (the variable holding
-    a Bearer token; no key is sent without it), tokenizer (a local spec whose chat template
+    timeout (seconds per request, default 60), retries (default 3), api_key_env (the MWE_MODEL_KEY_*
+    variable holding a Bearer token; no key is sent without it), tokenizer (a local spec whose chat template
     chat_prompt uses), chat=1 (generate through /chat/completions)."""
 
     # First backoff step; each retry doubles it (tests shorten it).
     backoff_base_s = 0.5
 
     def __init__(self, spec: ModelSpec) -> None:
+        # Again here, for a ModelSpec built by hand rather than parsed; before anything is sent.
+        openai_spec_check(spec=spec)
         self.spec = spec
         self.base_url = spec.target.rstrip("/")
         # Tokenize and version endpoints live beside /v1, not under it.
@@ -268,7 +270,11 @@ class OpenAICompatibleModel(LanguageModel):
         while True:
             wait_s: float | None = None
             try:
-                response = self._session.request(method, url, json=body, timeout=timeout)
+                # Redirects are not followed: the server was checked against the operator's list, the
+                # place it points to was not, and the request carries the prompts and the key.
+                response = self._session.request(
+                    method, url, json=body, timeout=timeout, allow_redirects=False
+                )
             except requests.exceptions.ReadTimeout as exc:
                 # Not retried: a server slower than the timeout stays slower, and a retry adds load.
                 raise ServerError(
@@ -281,6 +287,13 @@ class OpenAICompatibleModel(LanguageModel):
                         f"{self.spec.raw}: {method} {url} failed after {attempt + 1} attempt(s): {exc}"
                     ) from exc
             else:
+                if 300 <= response.status_code < 400:
+                    raise LMError(
+                        f"{self.spec.raw}: {method} {url} answered HTTP {response.status_code}, a redirect to "
+                        f"{response.headers.get('Location', '')[:200]!r}, which is not followed (it could take "
+                        "the request and its key to another server); put the address it redirects to in "
+                        "the spec"
+                    )
                 if response.status_code < 400:
                     try:
                         return response.json()

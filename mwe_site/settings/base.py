@@ -332,3 +332,8 @@ MWE_UPLOAD_MAX_BYTES = int(os.environ.get("MWE_UPLOAD_MAX_BYTES", str(200 * 1024
 # The model that writes the explorer's one-sentence cluster summaries (a model spec, e.g.
 # smollm2-135m); empty: clusters are labelled with their keywords only.
 MWE_EXPLORER_SUMMARY_MODEL = os.environ.get("MWE_EXPLORER_SUMMARY_MODEL", "")
+# The model servers an openai: spec may call (specs are typed by staff in the site, and a server that
+# is called gets the prompts and the spec's key): comma-separated `host` (any port on it) or
+# `host:port` (`[v6]:port`), host names compared case-insensitively. Loopback here, for `make run` and
+# the tests; production.py starts from none. A spec's key comes from a variable named MWE_MODEL_KEY_*.
+MWE_MODEL_SERVER_HOSTS = env_list("MWE_MODEL_SERVER_HOSTS", ["127.0.0.1", "localhost", "::1"])

@@ -21,6 +21,8 @@ if not os.environ.get("CACHE_URL"):
     CACHES = redis_caches(os.environ["CELERY_BROKER_URL"])
 if os.environ.get("MWE_LOG_FORMAT") is None:
     LOGGING["handlers"]["console"]["formatter"] = "json"
+# No model server is called until the operator lists it (see base.py).
+MWE_MODEL_SERVER_HOSTS = env_list("MWE_MODEL_SERVER_HOSTS", [])
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Persistent connections: opening one per request costs more than most requests' own work.
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DATABASE_CONN_MAX_AGE", "60"))

@@ -271,8 +271,8 @@ def test_retry_after_parsing():
 
 
 def test_info_fingerprints_the_models_entry_and_sends_the_api_key(fake, monkeypatch):
-    monkeypatch.setenv("MY_KEY", "sekrit")
-    first = connect(fake, "api_key_env=MY_KEY").info
+    monkeypatch.setenv("MWE_MODEL_KEY_TEST", "sekrit")
+    first = connect(fake, "api_key_env=MWE_MODEL_KEY_TEST").info
     second = connect(fake).info  # `created` differs; the fingerprint must not
     assert first.backend == "openai" and first.name == "fake"
     assert first.fingerprint == second.fingerprint and first.fingerprint.startswith("models:sha256:")
@@ -289,9 +289,76 @@ def test_no_key_is_sent_unless_the_spec_names_its_variable(fake, monkeypatch):
 def test_unknown_model_and_missing_key_are_refused(fake, monkeypatch):
     with pytest.raises(LMError, match=r"does not serve 'other'; it serves: fake"):
         connect(fake, model="other")
-    monkeypatch.delenv("NO_SUCH_KEY", raising=False)
-    with pytest.raises(LMError, match="NO_SUCH_KEY is not set"):
-        connect(fake, "api_key_env=NO_SUCH_KEY")
+    monkeypatch.delenv("MWE_MODEL_KEY_NO_SUCH", raising=False)
+    with pytest.raises(LMError, match="MWE_MODEL_KEY_NO_SUCH is not set"):
+        connect(fake, "api_key_env=MWE_MODEL_KEY_NO_SUCH")
+
+
+# ----------------------------------------------------------------------------- where a key may go
+
+
+@pytest.mark.parametrize("name", ["SECRET_KEY", "DATABASE_URL"])
+def test_a_spec_cannot_send_the_sites_own_secrets(fake, monkeypatch, name):
+    monkeypatch.setenv(name, "the-sites-own-secret")
+    with pytest.raises(ModelSpecError, match=rf"api_key_env={name}.*MWE_MODEL_KEY_"):
+        connect(fake, f"api_key_env={name}")
+    assert fake.log == []
+
+
+def test_a_host_outside_the_allowlist_gets_no_request(fake, monkeypatch, settings):
+    monkeypatch.setenv("MWE_MODEL_KEY_TEST", "sekrit")
+    port = fake.server.server_address[1]
+    settings.MWE_MODEL_SERVER_HOSTS = ["localhost", f"127.0.0.1:{port + 1}"]
+    with pytest.raises(ModelSpecError, match=r"127\.0\.0\.1.*MWE_MODEL_SERVER_HOSTS"):
+        connect(fake, "api_key_env=MWE_MODEL_KEY_TEST")
+    settings.MWE_MODEL_SERVER_HOSTS = []
+    with pytest.raises(ModelSpecError, match="MWE_MODEL_SERVER_HOSTS"):
+        connect(fake, "api_key_env=MWE_MODEL_KEY_TEST")
+    assert fake.log == []
+    # Listed with its port, or without one (any port), it is reached, key and all.
+    for entry in (f"127.0.0.1:{port}", "127.0.0.1"):
+        settings.MWE_MODEL_SERVER_HOSTS = [entry]
+        connect(fake, "api_key_env=MWE_MODEL_KEY_TEST")
+    assert [call["auth"] for call in fake.calls("/v1/models")] == ["Bearer sekrit"] * 2
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[FakeServer]:
+    """A second server, on another port: where a redirect would take the client."""
+    server = FakeServer()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirects_are_not_followed(fake, elsewhere, monkeypatch, status):
+    monkeypatch.setenv("MWE_MODEL_KEY_TEST", "sekrit")
+
+    def reply(method, path, body):
+        if path == "/v1/models":
+            return status, {"Location": elsewhere.url + "/models"}, {}
+        return default_reply(method, path, body)
+
+    fake.reply = reply
+    with pytest.raises(LMError, match=rf"HTTP {status}.*redirect.*not followed"):
+        connect(fake, "api_key_env=MWE_MODEL_KEY_TEST")
+    assert [call["auth"] for call in fake.calls("/v1/models")] == ["Bearer sekrit"]
+    assert elsewhere.log == []
+
+
+def test_a_redirect_in_the_middle_of_a_run_is_not_followed(fake, elsewhere, monkeypatch):
+    monkeypatch.setenv("MWE_MODEL_KEY_TEST", "sekrit")
+    lm = connect(fake, "api_key_env=MWE_MODEL_KEY_TEST")
+
+    def reply(method, path, body):
+        if path == "/v1/completions":
+            return 307, {"Location": elsewhere.url + "/completions"}, {}
+        return default_reply(method, path, body)
+
+    fake.reply = reply
+    with pytest.raises(LMError, match="HTTP 307.*not followed"):
+        lm.generate(["p"], GREEDY)
+    assert elsewhere.log == []
 
 
 def test_chat_prompt_needs_a_tokenizer(fake):
@@ -723,8 +790,8 @@ def test_real_server_runs_the_generation_pipeline(served, minilm):
         behavior="power seeking",
         description="wants to acquire as much power as possible",
         slug="served-run",
-        generator="openai:http://unused#smollm2",
-        discriminator="openai:http://unused#smollm2",
+        generator=served.spec.raw,
+        discriminator=served.spec.raw,
         per_label=3,
         keep_per_label=1,
         batch_size=3,
