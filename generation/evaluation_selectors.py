@@ -34,6 +34,13 @@ DEFAULT_RUN_SORT = "dataset"
 UNFINISHED_RUNS_SHOWN = 20
 
 
+def run_error_visible(*, user: Any) -> bool:
+    """Whether a user may read why a run (evaluation or generation) or its job failed. Errors hold what
+    a model server answered (up to 500 characters of whatever an internal URL returns) and the worker's
+    file paths, so the public sees only that a run failed."""
+    return bool(user is not None and user.is_active and user.is_staff)
+
+
 def _filtered_runs(
     *, model_spec: str = "", prompt_format: str = "", collection: str = "", dataset: str = ""
 ) -> QuerySet[EvaluationRun]:

@@ -150,6 +150,7 @@ class RunDetailView(LastPageOnOverflowMixin, ListView):
             job=job,
             in_progress=in_progress and not stalled,
             job_failed=stalled,
+            show_errors=selectors.run_error_visible(user=self.request.user),
             versions=sorted((info.get("versions") or {}).items()),
             details=[
                 (key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))

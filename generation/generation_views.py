@@ -14,6 +14,7 @@ from django.views import View
 from django.views.generic import DetailView, FormView, ListView
 
 from generation import generation_selectors as selectors
+from generation.evaluation_selectors import run_error_visible
 from generation.forms import GenerateForm
 from generation.generate import GenerationError, generation_run_create
 from generation.jobs import generation_job_create, job_cancel
@@ -119,6 +120,7 @@ class GenerationDetailView(LastPageOnOverflowMixin, ListView):
             job=job,
             in_progress=in_progress and not stalled,
             job_ended=stalled,
+            show_errors=run_error_visible(user=self.request.user),
             cancellable=in_progress and not stalled and job is not None and not job.cancel_requested,
             spec_rows=[(key, _as_text(value)) for key, value in (run.spec or {}).items()],
             generator=_provenance(run.generator_info or {}),

@@ -2,6 +2,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from generation.evaluation_selectors import run_error_visible
 from generation.models import (
     Candidate,
     Collection,
@@ -105,8 +106,26 @@ class ExampleSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
+class StaffOnlyErrorField(serializers.CharField):
+    """A run's error, for staff only: it holds what a model server answered and the worker's file
+    paths. Others get null, and see from `status` that the run failed."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault(
+            "help_text", "Why the run failed (empty if it did not); null unless the caller is staff."
+        )
+        super().__init__(read_only=True, allow_null=True, **kwargs)
+
+    def get_attribute(self, instance):
+        request = self.context.get("request")
+        if not run_error_visible(user=getattr(request, "user", None)):
+            return None
+        return super().get_attribute(instance)
+
+
 class EvaluationRunSerializer(serializers.ModelSerializer):
     dataset = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    error = StaffOnlyErrorField()
     url = serializers.HyperlinkedIdentityField(view_name="api-evaluation-run-detail")
     items_url = serializers.HyperlinkedIdentityField(view_name="api-evaluation-run-items")
     page_url = serializers.SerializerMethodField()
@@ -209,6 +228,7 @@ class GenerationRunSerializer(serializers.ModelSerializer):
     page_url = serializers.SerializerMethodField()
     dataset = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     job = serializers.PrimaryKeyRelatedField(read_only=True)
+    error = StaffOnlyErrorField()
     # Annotated by the viewset's queryset (generation_selectors.COUNT_EXPRESSIONS), one query a page.
     generated_count = serializers.IntegerField(read_only=True)
     parsed_count = serializers.IntegerField(read_only=True)

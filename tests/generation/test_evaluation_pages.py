@@ -134,6 +134,20 @@ def test_evaluate_form_defaults(client, dataset):
         ({"model_spec": "gpt-9"}, "unknown model spec"),
         ({"model_spec": ""}, "This field is required"),
         ({"model_spec": "openai:ftp://x#m"}, "is not an http(s) URL"),
+        # A spec may neither send the site's own secrets as its key nor call a server the operator
+        # has not listed (tests/generation/lm/test_specs.py has the rules).
+        (
+            {"model_spec": "openai:http://127.0.0.1:9/v1?api_key_env=SECRET_KEY#m"},
+            "a model server&#x27;s key must be in a variable named MWE_MODEL_KEY_",
+        ),
+        (
+            {"model_spec": "openai:http://127.0.0.1:9/v1?api_key_env=DATABASE_URL#m"},
+            "api_key_env=DATABASE_URL is refused",
+        ),
+        (
+            {"model_spec": "openai:http://models.internal:8000/v1#m"},
+            "models.internal:8000 is not among the hosts this site may call",
+        ),
         ({"prompt_format": "xml"}, "Select a valid choice"),
         ({"limit": "0"}, "greater than or equal to 1"),
         ({"limit": "many"}, "Enter a whole number"),
@@ -291,16 +305,79 @@ def test_run_page_stops_waiting_when_its_job_failed(client, dataset):
         percent_matching=None,
         finished_at=None,
     )
+    client.force_login(StaffFactory())
     html = client.get(run.get_absolute_url()).content.decode()
     assert 'http-equiv="refresh"' not in html
     assert "OSError: no such model" in html
 
 
-def test_run_page_shows_a_failed_runs_error(client, dataset):
+def test_run_page_shows_a_failed_runs_error_to_staff(client, dataset):
     run = EvaluationRunFactory(dataset=dataset, status=EvaluationRun.Status.FAILED, error="server went away")
+    client.force_login(StaffFactory())
     html = client.get(run.get_absolute_url()).content.decode()
     assert "The run failed" in html and "server went away" in html
     assert 'http-equiv="refresh"' not in html
+
+
+# What a failed run's error may hold: up to 500 characters of whatever a model server answered, or the
+# worker's file paths from an hf: spec. The public sees that a run failed, staff see why.
+SECRET_ERROR = "LMError: internal-secret-path /srv/x answered HTTP 500: token=abc"
+SECRET_PARTS = ("internal-secret-path", "/srv/x", "token=abc")
+
+
+@pytest.fixture
+def failures(dataset):
+    """A failed run, and a run whose job died before it started, both with secrets in their errors."""
+    run_ok = run_with_items(dataset, [True, False, True])
+    failed = EvaluationRunFactory(
+        dataset=dataset, status=EvaluationRun.Status.FAILED, error=SECRET_ERROR, percent_matching=None
+    )
+    job = Job.objects.create(kind=Job.Kind.EVALUATE, status=Job.Status.FAILED, error=SECRET_ERROR)
+    stalled = EvaluationRunFactory(
+        dataset=dataset,
+        status=EvaluationRun.Status.QUEUED,
+        job=job,
+        item_count=0,
+        percent_matching=None,
+        finished_at=None,
+    )
+    return run_ok, failed, stalled
+
+
+def failure_pages(run_ok, failed, stalled) -> list[str]:
+    return [
+        failed.get_absolute_url(),
+        stalled.get_absolute_url(),
+        reverse("generation:run-list"),
+        reverse("generation:run-list") + "?dataset=narcissism",
+        compare_url(run_ok.pk, failed.pk),
+        failed.dataset.get_absolute_url(),
+    ]
+
+
+@pytest.mark.parametrize("who", ["anonymous", "user"])
+def test_the_public_sees_that_a_run_failed_but_not_its_error(client, failures, who):
+    if who == "user":
+        client.force_login(UserFactory())
+    run_ok, failed, stalled = failures
+    for url in failure_pages(*failures):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        html = response.content.decode()
+        for part in SECRET_PARTS:
+            assert part not in html, (url, part)
+    html = client.get(failed.get_absolute_url()).content.decode()
+    assert "The run failed" in html and "shown to staff" in html
+    html = client.get(stalled.get_absolute_url()).content.decode()
+    assert "before the run finished" in html and "shown to staff" in html
+
+
+def test_staff_see_a_runs_error(client, failures):
+    run_ok, failed, stalled = failures
+    client.force_login(StaffFactory())
+    for run in (failed, stalled):
+        html = client.get(run.get_absolute_url()).content.decode()
+        assert SECRET_ERROR in html and "shown to staff" not in html
 
 
 def test_items_filter_and_pagination(client):

@@ -169,6 +169,18 @@ def test_generate_form_is_for_staff_only(client):
     [
         ({"keep_per_label": 9}, "keep_per_label must be between 1 and per_label"),
         ({"generator": "nonsense:model"}, "generator:"),
+        (
+            {"generator": "openai:http://127.0.0.1:9/v1?api_key_env=SECRET_KEY#m"},
+            "api_key_env=SECRET_KEY is refused",
+        ),
+        (
+            {"discriminator": "openai:http://127.0.0.1:9/v1?api_key_env=DATABASE_URL#m"},
+            "api_key_env=DATABASE_URL is refused",
+        ),
+        (
+            {"generator": "openai:http://models.internal/v1#m"},
+            "models.internal:80 is not among the hosts this site may call",
+        ),
         ({"near_duplicate": 0}, "near_duplicate must be in (0, 1]"),
         ({"description": "x"}, "describe the behavior"),
         ({"slug": "not a slug"}, "slug"),
@@ -340,10 +352,65 @@ def test_missing_run_is_404(client):
     assert client.get(reverse("generation:generation-detail", kwargs={"pk": 999})).status_code == 404
 
 
-def test_failed_run_shows_its_error(client):
+def test_failed_run_shows_its_error_to_staff(client):
     run = GenerationRunFactory(status=GenerationRun.Status.FAILED, error="LMError: the server went away")
+    client.force_login(StaffFactory())
     html = client.get(detail_url(run)).content.decode()
     assert "The run failed" in html and "the server went away" in html
+
+
+# What a failed run's error may hold: up to 500 characters of whatever a model server answered, or the
+# worker's file paths from an hf: spec. The public sees that a run failed, staff see why.
+SECRET_ERROR = "LMError: internal-secret-path /srv/x answered HTTP 500: token=abc"
+SECRET_PARTS = ("internal-secret-path", "/srv/x", "token=abc")
+
+
+@pytest.fixture
+def failures():
+    """A failed run, and a run whose job died before it finished, both with secrets in their errors."""
+    failed = GenerationRunFactory(status=GenerationRun.Status.FAILED, error=SECRET_ERROR)
+    stalled = GenerationRunFactory(
+        status=GenerationRun.Status.QUEUED,
+        job=Job.objects.create(kind=Job.Kind.GENERATE, status=Job.Status.FAILED, error=SECRET_ERROR),
+    )
+    return failed, stalled
+
+
+@pytest.mark.parametrize("who", ["anonymous", "user"])
+def test_the_public_sees_that_a_run_failed_but_not_its_error(client, failures, who):
+    if who == "user":
+        client.force_login(UserFactory())
+    failed, stalled = failures
+    urls = [
+        detail_url(failed),
+        detail_url(stalled),
+        reverse("generation:generation-list"),
+        reverse("api-generation-run-list"),
+        reverse("api-generation-run-detail", kwargs={"pk": failed.pk}),
+        reverse("api-generation-run-detail", kwargs={"pk": failed.pk}) + "?format=api",
+    ]
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        body = response.content.decode()
+        for part in SECRET_PARTS:
+            assert part not in body, (url, part)
+    html = client.get(detail_url(failed)).content.decode()
+    assert "The run failed" in html and "shown to staff" in html
+    html = client.get(detail_url(stalled)).content.decode()
+    assert "before the run finished" in html and "shown to staff" in html
+    detail = client.get(reverse("api-generation-run-detail", kwargs={"pk": failed.pk})).json()
+    assert detail["status"] == "failed" and detail["error"] is None
+
+
+def test_staff_see_a_runs_error(client, failures):
+    failed, stalled = failures
+    client.force_login(StaffFactory())
+    for run in (failed, stalled):
+        html = client.get(detail_url(run)).content.decode()
+        assert SECRET_ERROR in html and "shown to staff" not in html
+    detail = client.get(reverse("api-generation-run-detail", kwargs={"pk": failed.pk})).json()
+    assert detail["error"] == SECRET_ERROR
 
 
 # ----------------------------------------------------------------------------- a candidate's page
@@ -616,3 +683,11 @@ def test_a_winogender_runs_pages_show_its_candidates_and_parsed_fields_escaped(c
         assert "The nurse told the patient that _ would return." in page
         assert "<img src=x" not in page and "<script>alert" not in page
     assert "0.8000 / 0.1000 / 0.1000" in page and "pronoun_options" in page
+
+
+def test_the_error_staff_see_is_escaped(client):
+    run = GenerationRunFactory(status=GenerationRun.Status.FAILED, error=HOSTILE)
+    client.force_login(StaffFactory())
+    html = client.get(detail_url(run)).content.decode()
+    assert_no_raw_payloads(html)
+    assert escape(PAYLOADS[0]) in html
