@@ -25,6 +25,7 @@ from generation.jobs import evaluation_job_create
 from generation.lm import ModelSpecError
 from generation.models import Dataset, EvaluationRun, PromptFormat
 from generation.views import LastPageOnOverflowMixin, StaffRequiredMixin
+from mwe_site.throttling import throttled
 
 ITEMS_PER_PAGE = 50
 RUNS_PER_PAGE = 200
@@ -165,6 +166,7 @@ class RunDetailView(LastPageOnOverflowMixin, ListView):
 
 
 @require_safe
+@throttled("download")  # a public whole-run export, like a dataset's download
 def run_items_download(request, pk: int) -> StreamingHttpResponse:
     """The run's items as JSONL, one `evaluate_model --out` row per line."""
     run = get_object_or_404(EvaluationRun.objects.select_related("dataset"), pk=pk)

@@ -10,6 +10,10 @@ from django.db.models import Prefetch, Q, QuerySet
 from generation import formats
 from generation.models import Collection, Dataset, Example
 
+# Bump when dataset_export_lines writes different bytes for the same examples: the files cached by
+# generation.services.dataset_export_files are named by dataset_export_version.
+EXPORT_FORMAT_VERSION = 1
+
 EXAMPLE_SORTS = {
     "position": ("position",),
     "confidence": ("label_confidence", "position"),
@@ -74,3 +78,11 @@ def dataset_export_lines(*, dataset: Dataset, chunk_size: int = 2000) -> Iterato
     for example in examples.iterator(chunk_size=chunk_size):
         record = example_record(dataset=dataset, example=example)
         yield (formats.record_to_json_line(record, ensure_ascii=dataset.json_ensure_ascii) + "\n")
+
+
+def dataset_export_version(*, dataset: Dataset) -> str:
+    """A name for the content of the dataset's JSONL export, which changes whenever that content
+    can: `updated_at` moves on every save of the dataset, and every change of its examples saves it
+    (through dataset_refresh_stats). EXPORT_FORMAT_VERSION moves when the export code changes."""
+    stamp = int(dataset.updated_at.timestamp() * 1_000_000)
+    return f"{dataset.pk}-{stamp}-v{EXPORT_FORMAT_VERSION}"

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 
 from django.contrib.auth.mixins import UserPassesTestMixin
-from django.http import Http404, StreamingHttpResponse
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect
-from django.views.decorators.http import require_safe
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import condition, require_safe
 from django.views.generic import DetailView, FormView, ListView, TemplateView
 
-from generation import selectors
+from generation import selectors, services
 from generation.forms import ImportForm
 from generation.jobs import import_job_create
 from generation.models import Collection, Dataset, Example, Job
+from mwe_site.search import search_problem
+from mwe_site.throttling import throttle_wait, throttled, too_many_requests
 
 EXAMPLES_PER_PAGE = 50
 SORT_CHOICES = [
@@ -63,17 +66,32 @@ class DatasetDetailView(LastPageOnOverflowMixin, ListView):
     context_object_name = "examples"
     paginate_by = EXAMPLES_PER_PAGE
 
+    def get(self, request, *args, **kwargs):
+        # A search past the bounds (mwe_site.search) is refused, on the page with its form; a valid
+        # one counts against the shared "search" rate limit. Paging and filtering are not searches.
+        self.search = request.GET.get("q", "")
+        self.search_error = search_problem(query=self.search)
+        if self.search_error is None and self.search.strip():
+            wait = throttle_wait(request=request, scope="search")
+            if wait is not None:
+                return too_many_requests(wait=wait, json=False)
+        response = super().get(request, *args, **kwargs)
+        if self.search_error is not None:
+            response.status_code = 400
+        return response
+
     def get_queryset(self):
         self.dataset = get_object_or_404(
             Dataset.objects.select_related("collection"), slug=self.kwargs["slug"]
         )
-        self.search = self.request.GET.get("q", "")[:200]
         label = self.request.GET.get("label", "")
         # An unknown label or sort is ignored rather than an error: the form only offers valid ones.
         known = {value.strip(): value for value in self.dataset.label_counts}
         self.label = known.get(label.strip(), "")
         sort = self.request.GET.get("sort", "position")
         self.sort = sort if sort in selectors.EXAMPLE_SORTS else "position"
+        if self.search_error is not None:
+            return Example.objects.none()
         return selectors.example_list(
             dataset=self.dataset, search=self.search, label=self.label, sort=self.sort
         )
@@ -85,6 +103,7 @@ class DatasetDetailView(LastPageOnOverflowMixin, ListView):
         context.update(
             dataset=self.dataset,
             search=self.search,
+            search_error=self.search_error,
             label=self.label,
             sort=self.sort,
             sort_choices=SORT_CHOICES,
@@ -95,13 +114,67 @@ class DatasetDetailView(LastPageOnOverflowMixin, ListView):
         return context
 
 
+# How long a client or a proxy may reuse a download without asking again; after that, a conditional
+# request costs one query and a 304 while the dataset is unchanged.
+DOWNLOAD_MAX_AGE = 300
+
+
+def _download_dataset(request, slug: str) -> Dataset | None:
+    # ETag and Last-Modified both need the dataset; look it up once per request.
+    if not hasattr(request, "_download_dataset"):
+        request._download_dataset = Dataset.objects.filter(slug=slug).first()
+    return request._download_dataset
+
+
+def _download_etag(request, slug: str) -> str | None:
+    dataset = _download_dataset(request, slug)
+    # Weak: the plain and the gzipped bytes are one representation's two encodings.
+    return f'W/"{selectors.dataset_export_version(dataset=dataset)}"' if dataset else None
+
+
+def _download_last_modified(request, slug: str):
+    dataset = _download_dataset(request, slug)
+    return dataset.updated_at if dataset else None
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header accepts gzip: named (or x-gzip), else `*`, with q > 0."""
+    qualities: dict[str, float] = {}
+    for item in accept_encoding.split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        qualities[coding.lower()] = quality
+    return qualities.get("gzip", qualities.get("x-gzip", qualities.get("*", 0.0))) > 0
+
+
 @require_safe
-def dataset_download(request, slug: str) -> StreamingHttpResponse:
-    dataset = get_object_or_404(Dataset, slug=slug)
-    response = StreamingHttpResponse(
-        selectors.dataset_export_lines(dataset=dataset), content_type="application/jsonl; charset=utf-8"
+@condition(etag_func=_download_etag, last_modified_func=_download_last_modified)
+@throttled("download")  # inside `condition`: revalidating a copy (a 304) does not count
+def dataset_download(request, slug: str) -> FileResponse:
+    """The dataset as JSONL in the released format, from a file written once per version
+    (services.dataset_export_files), gzipped when the client accepts it."""
+    dataset = _download_dataset(request, slug)
+    if dataset is None:
+        raise Http404("No such dataset.")
+    files = services.dataset_export_files(dataset=dataset)
+    zipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
+    response = FileResponse(
+        open(files.gzip if zipped else files.plain, "rb"),  # noqa: SIM115  (FileResponse closes it)
+        as_attachment=True,
+        filename=f"{dataset.slug}.jsonl",
+        content_type="application/jsonl; charset=utf-8",
     )
-    response["Content-Disposition"] = f'attachment; filename="{dataset.slug}.jsonl"'
+    if zipped:
+        response["Content-Encoding"] = "gzip"
+    patch_vary_headers(response, ["Accept-Encoding"])
+    response["Cache-Control"] = f"public, max-age={DOWNLOAD_MAX_AGE}"
     return response
 
 

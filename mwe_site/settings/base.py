@@ -192,14 +192,24 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "mwe_site.pagination.Pagination",
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
-        "rest_framework.filters.SearchFilter",
+        # DRF's SearchFilter with bounds on the terms and length of ?search= (a 400 past them).
+        "mwe_site.search.BoundedSearchFilter",
         "rest_framework.filters.OrderingFilter",
+    ],
+    # DRF's defaults, but JSON nested deeper than a limit is a 400 before it is parsed (json.loads
+    # recursed until a RecursionError, a 500). Form bodies cannot nest.
+    "DEFAULT_PARSER_CLASSES": [
+        "mwe_site.parsers.DepthLimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
     ],
-    # Only the views that set throttle_scope are throttled (the annotation API).
+    # Requests with ?search= count against the shared "search" limit (mwe_site.search.SearchThrottle);
+    # the annotation API sets its own throttle_scope.
+    "DEFAULT_THROTTLE_CLASSES": ["mwe_site.search.SearchThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "annotation": os.environ.get("MWE_ANNOTATION_THROTTLE", "600/minute"),
     },

@@ -101,3 +101,97 @@ def test_schema_and_docs(client):
     assert docs.status_code == 200
     # The docs page works offline: its assets are served from this site, not a CDN.
     assert b"cdn.jsdelivr" not in docs.content and b"unpkg.com" not in docs.content
+
+
+# --- Bounds and rate limit on the search (mwe_site/search.py) ------------------------------------------
+
+
+def test_a_thousand_term_search_is_refused_before_any_query(client, catalog, django_assert_num_queries):
+    # Before: 200 after 195 s, a parallel scan on three PostgreSQL backends (1,000 ANDed ILIKE pairs
+    # over every example). Now refused while reading the parameters: no query at all.
+    huge = " ".join(["e"] * 1000)
+    with django_assert_num_queries(0):
+        response = client.get("/api/examples/", {"search": huge})
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "The search is 1999 characters long; at most 200 are allowed."}
+    # Within the length, the number of terms is bounded too.
+    with django_assert_num_queries(0):
+        response = client.get("/api/examples/", {"search": " ".join(["e"] * 100)})
+    assert response.json() == {"detail": "The search has 100 terms; at most 8 are allowed."}
+
+
+def test_search_bounds_terms_and_length(client, catalog):
+    eight = " ".join(f"w{i}" for i in range(8))
+    assert client.get("/api/examples/", {"search": eight}).status_code == 200
+    nine = client.get("/api/examples/", {"search": eight + " w8"})
+    assert nine.status_code == 400 and "at most 8" in nine.json()["detail"]
+    # DRF splits on commas too, and keeps a quoted phrase as one term.
+    assert client.get("/api/examples/", {"search": ",".join(["x"] * 9)}).status_code == 400
+    assert client.get("/api/examples/", {"search": '"' + " ".join(["x"] * 20) + '"'}).status_code == 200
+    assert client.get("/api/examples/", {"search": "x" * 200}).status_code == 200
+    long = client.get("/api/examples/", {"search": "x" * 201})
+    assert long.status_code == 400
+    assert long.json() == {"detail": "The search is 201 characters long; at most 200 are allowed."}
+
+
+@pytest.mark.parametrize(
+    "url", ["/api/collections/", "/api/datasets/", "/api/evaluation-runs/", "/api/generation-runs/"]
+)
+def test_every_searchable_endpoint_is_bounded(client, catalog, url):
+    assert client.get(url, {"search": "narcissism"}).status_code == 200
+    assert client.get(url, {"search": " ".join(["e"] * 9)}).status_code == 400
+
+
+def test_searches_are_rate_limited_for_anonymous_clients(client, catalog, settings):
+    settings.MWE_THROTTLE_RATES = {**settings.MWE_THROTTLE_RATES, "search": "2/minute"}
+    for _ in range(2):
+        assert client.get("/api/examples/", {"search": "Choices"}).status_code == 200
+    refused = client.get("/api/examples/", {"search": "Choices"})
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) >= 1 and "throttled" in refused.json()["detail"]
+    # The same scope covers every searchable endpoint; listing without a search is not limited.
+    assert client.get("/api/datasets/", {"search": "x"}).status_code == 429
+    assert client.get("/api/examples/").status_code == 200
+    assert client.get("/api/examples/", {"dataset": "narcissism"}).status_code == 200
+    # Staff are the operators: never limited.
+    client.force_login(UserFactory(is_staff=True))
+    assert client.get("/api/examples/", {"search": "Choices"}).status_code == 200
+
+
+# --- The browsable API shows LM text as text (templates/rest_framework/api.html) --------------------
+
+
+def test_browsable_api_does_not_turn_lm_text_into_links(client):
+    dataset = DatasetFactory(slug="hostile")
+    ExampleFactory(
+        dataset=dataset,
+        position=0,
+        statement='See http://evil.example/x and <a href="http://evil.example/y">click</a> or evil.example',
+    )
+    html = client.get("/api/examples/?dataset=hostile", HTTP_ACCEPT="text/html").content.decode()
+    assert "http://evil.example/x" in html  # shown ...
+    assert '<a href="http://evil.example' not in html  # ... but never a link
+    assert 'href="http://evil.example' not in html
+    assert "&lt;a href=" in html  # the markup written by the LM is text
+    # The page is still the browsable API: the response, its pagination and the filters.
+    assert 'class="response-info"' in html and "Filters" in html
+    detail = client.get(f"/api/examples/{dataset.examples.get().pk}/", HTTP_ACCEPT="text/html")
+    assert 'href="http://evil.example' not in detail.content.decode()
+
+
+def test_the_browsable_api_template_is_drfs_but_for_the_links():
+    """templates/rest_framework/api.html copies DRF's `content` block with the two `urlize` filters
+    removed. When DRF changes that block, this fails: copy it again (and drop `urlize` again)."""
+    import re
+    from pathlib import Path
+
+    import rest_framework
+    from django.conf import settings
+
+    def content_block(text: str) -> str:
+        return re.search(r"{% block content %}(.*){% endblock content %}", text, re.S).group(1)
+
+    drf = (Path(rest_framework.__file__).parent / "templates/rest_framework/base.html").read_text()
+    ours = (settings.BASE_DIR / "templates/rest_framework/api.html").read_text()
+    assert content_block(ours) == content_block(drf).replace("|urlize", "")

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from generation.services import dataset_refresh_stats
-from tests.factories import CollectionFactory, DatasetFactory, ExampleFactory
+from tests.factories import CollectionFactory, DatasetFactory, ExampleFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -138,3 +138,27 @@ def test_unknown_dataset_and_example_are_404(client, persona):
     assert client.get("/datasets/nope/").status_code == 404
     assert client.get("/datasets/nope/download.jsonl").status_code == 404
     assert client.get(f"/datasets/{persona.slug}/examples/9999/").status_code == 404
+
+
+def test_dataset_search_over_200_characters_is_a_400_that_says_so(client, persona):
+    # Before: cut to 200 characters without a word, and searched.
+    response = client.get(persona.get_absolute_url(), {"q": "x" * 201})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "The search is 201 characters long; at most 200 are allowed." in html
+    assert 'role="alert"' in html
+    # The page is still the dataset's, with its search form to fix the query.
+    assert 'name="q"' in html and "narcissism" in html
+    assert client.get(persona.get_absolute_url(), {"q": "x" * 200}).status_code == 200
+
+
+def test_dataset_search_is_rate_limited_for_anonymous_clients(client, persona, settings):
+    settings.MWE_THROTTLE_RATES = {**settings.MWE_THROTTLE_RATES, "search": "2/minute"}
+    for _ in range(2):
+        assert client.get(persona.get_absolute_url(), {"q": "leadership"}).status_code == 200
+    refused = client.get(persona.get_absolute_url(), {"q": "leadership"})
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    # Paging and filtering without a search are not searches.
+    assert client.get(persona.get_absolute_url(), {"label": "Yes", "page": 2}).status_code == 200
+    client.force_login(StaffFactory())
+    assert client.get(persona.get_absolute_url(), {"q": "leadership"}).status_code == 200
