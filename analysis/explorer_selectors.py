@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -52,6 +53,7 @@ NEIGHBOURS = 10
 SEARCH_RESULTS_MAX = 500
 QUERY_CHARS_MAX = 300
 DETAIL_TEXT_CHARS = 300
+QUERY_THREADS = 1
 # Maps a process keeps open: memory maps cost no heap, only address space and a file descriptor per
 # array, so this bounds descriptors, not memory.
 MAPS_OPEN = 8
@@ -337,7 +339,18 @@ def query_embedder() -> Embedder:
             from generation.lm.embeddings import load_embedder
 
             _embedder = load_embedder()
+            _query_threads_limit()
         return _embedder
+
+
+def _query_threads_limit() -> None:
+    """One torch thread per web process. A query is one short sentence (about 15 ms of work), too
+    little to split across cores; torch's default of one thread per core made each search spin
+    every core of the machine, which other processes' requests (the annotation API) then waited for.
+    Not imported here when the loaded model did not import it (a stand-in in tests)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(QUERY_THREADS)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ embedding model is loaded once per process, on the first valid search; and a pro
 of the maps it serves (their arrays are memory-mapped from files every process shares)."""
 
 import gc
+import sys
 import tracemalloc
 
 import pytest
@@ -46,7 +47,11 @@ def factory(monkeypatch):
     factory = CountingFactory()
     monkeypatch.setattr("generation.lm.embeddings.load_embedder", factory)
     monkeypatch.setattr(explorer_selectors, "_embedder", None)  # a fresh process: nothing loaded yet
-    return factory
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    yield factory
+    if torch is not None:  # loading the query model limits this process's threads; other tests need them
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -93,6 +98,15 @@ def test_the_model_is_loaded_once_on_the_first_valid_search(client, factory, bui
     for query in ("power", "money", "cats"):
         assert client.get(url, {"q": query, "k": 2}).status_code == 200
     assert factory.loads == 1 and factory.embedder.texts == ["power", "money", "cats"]
+
+
+def test_the_query_model_runs_on_one_thread(client, factory, build):
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(2)
+    url = reverse("explorer:search", kwargs={"pk": build.pk})
+    assert client.get(url, {"q": "power"}).status_code == 200
+    # One short sentence is too little work to share out: more threads only spin more cores.
+    assert torch.get_num_threads() == 1
 
 
 def test_semantic_search_is_limited_per_client(client, factory, build, settings):
