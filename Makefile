@@ -47,7 +47,7 @@ run-prod: setup postgres
 	@mkdir -p var && test -s var/production-secret-key || \
 		$(PY) -c "import secrets; print(secrets.token_urlsafe(50))" > var/production-secret-key
 	DJANGO_SETTINGS_MODULE=mwe_site.settings.production DATABASE_URL=$(PG_URL) \
-		CELERY_BROKER_URL=$(PROD_BROKER_URL) SECRET_KEY="$$(cat var/production-secret-key)" MWE_HTTPS=0 \
+		CELERY_BROKER_URL=$(PROD_BROKER_URL) SECRET_KEY="$$(cat var/production-secret-key)" MWE_HTTPS=0 MWE_PROXY_COUNT=0 \
 		GUNICORN_BIND=$(ADDRESS) $(PY) -m mwe_site.run --procfile deploy/Procfile
 
 test: setup lint test-sqlite test-postgres

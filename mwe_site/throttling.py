@@ -9,12 +9,14 @@ concurrent requests can't all read "under the limit" and pass together.
 
 Rates are "N/second|minute|hour|day" strings in settings.MWE_THROTTLE_RATES, by scope; an unknown
 scope is a programming error. Staff are never limited: they are the operators, and their own
-expensive work runs as jobs. Clients are told by their user id when signed in, else by address
-(REST_FRAMEWORK's NUM_PROXIES says how many proxies' X-Forwarded-For entries to trust, as in DRF)."""
+expensive work runs as jobs. Clients are told by their user id when signed in, else by address:
+REMOTE_ADDR, or behind MWE_PROXY_COUNT proxies the address the outermost of them saw in
+X-Forwarded-For (DRF's NUM_PROXIES rule), so a client cannot pick its own identity with that header."""
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -24,6 +26,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.throttling import BaseThrottle
+
+logger = logging.getLogger(__name__)
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -43,7 +47,7 @@ def rate_parse(*, rate: str) -> Rate:
     except (ValueError, KeyError, IndexError):
         raise ValueError(f"{rate!r} is not a rate: use N/second, N/minute, N/hour or N/day") from None
     if requests < 1:
-        raise ValueError(f"{rate!r}: the number of requests must be at least 1")
+        raise ValueError(f"{rate!r} is not a rate: the number of requests must be at least 1")
     return Rate(requests=requests, seconds=seconds)
 
 
@@ -70,13 +74,19 @@ def throttle_wait(*, request: HttpRequest, scope: str, ident: str | None = None)
     now = time.time()
     window = int(now // rate.seconds)
     key = f"throttle:{scope}:{ident or client_ident(request=request)}:{window}"
-    # +1 s so the key outlives its window even with clock skew between processes.
-    cache.add(key, 0, timeout=rate.seconds + 1)
     try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr: this request starts a new window
-        cache.add(key, 1, timeout=rate.seconds + 1)
-        count = 1
+        # +1 s so the key outlives its window even with clock skew between processes.
+        cache.add(key, 0, timeout=rate.seconds + 1)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr: this request starts a new window
+            cache.add(key, 1, timeout=rate.seconds + 1)
+            count = 1
+    except Exception:  # noqa: BLE001 (any error of the cache's client library)
+        # The limits protect the site; an unreachable cache must not take the pages down with it.
+        # The statement timeout still bounds what one request can cost the database.
+        logger.warning("rate limit %s not applied: the cache did not answer", scope, exc_info=True)
+        return None
     if count <= rate.requests:
         return None
     return (window + 1) * rate.seconds - now

@@ -203,6 +203,10 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
+    # How many proxies in front of the web processes append to X-Forwarded-For: rate limits tell
+    # anonymous clients apart by the address the outermost proxy saw. 0 (no proxy): REMOTE_ADDR,
+    # and the header, which any client can write, is ignored.
+    "NUM_PROXIES": env_int("MWE_PROXY_COUNT", 0),
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",

@@ -5,7 +5,16 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 from mwe_site.settings.base import *  # noqa: F403
-from mwe_site.settings.base import DATABASES, LOGGING, SECRET_KEY, env_bool, env_list, redis_caches
+from mwe_site.settings.base import (
+    DATABASES,
+    LOGGING,
+    REST_FRAMEWORK,
+    SECRET_KEY,
+    env_bool,
+    env_int,
+    env_list,
+    redis_caches,
+)
 
 DEBUG = env_bool("DEBUG", False)
 if not SECRET_KEY or len(SECRET_KEY) < 32:
@@ -14,6 +23,9 @@ if not os.environ.get("DATABASE_URL"):
     raise ImproperlyConfigured("production needs DATABASE_URL (postgres://...)")
 if not os.environ.get("CELERY_BROKER_URL"):
     raise ImproperlyConfigured("production needs CELERY_BROKER_URL (redis://...)")
+# Behind the HTTPS proxy this guide asks for: the client's address is the one it appended to
+# X-Forwarded-For. Set MWE_PROXY_COUNT=0 when clients reach gunicorn directly (make run-prod).
+REST_FRAMEWORK["NUM_PROXIES"] = env_int("MWE_PROXY_COUNT", 1)
 # Throttles count in a cache every process shares: Redis, the broker's unless CACHE_URL names another.
 if not os.environ.get("CACHE_URL"):
     if not os.environ["CELERY_BROKER_URL"].startswith(("redis://", "rediss://")):
