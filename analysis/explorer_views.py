@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Callable
 
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -57,17 +58,20 @@ def _bad_request(message: str) -> HttpResponse:
     return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
 
 
-def _binary(request, *, compressed: bytes, etag: str, max_age: int, public: bool = True) -> HttpResponse:
+def _binary(
+    request, *, compressed: Callable[[], bytes], etag: str, max_age: int, public: bool = True
+) -> HttpResponse:
     """Bytes stored gzip-compressed, sent as they are with Content-Encoding (browsers unpack them
-    natively), or unpacked for the rare client that does not accept gzip. Not public: for this
-    user only, revalidated every time, never kept by a shared cache."""
+    natively), or unpacked for the rare client that does not accept gzip; `compressed` is called
+    only when the client's copy is stale. Not public: for this user only, revalidated every time,
+    never kept by a shared cache."""
     if request.headers.get("If-None-Match") == etag:
         response = HttpResponse(status=304)
     elif "gzip" in request.headers.get("Accept-Encoding", ""):
-        response = HttpResponse(compressed, content_type="application/octet-stream")
+        response = HttpResponse(compressed(), content_type="application/octet-stream")
         response["Content-Encoding"] = "gzip"
     else:
-        response = HttpResponse(gzip.decompress(compressed), content_type="application/octet-stream")
+        response = HttpResponse(gzip.decompress(compressed()), content_type="application/octet-stream")
     response["ETag"] = etag
     patch_vary_headers(response, ["Accept-Encoding"])
     if public:
@@ -132,7 +136,7 @@ def payload_view(request, pk: int) -> HttpResponse:
     build = _build_or_404(pk)
     return _binary(
         request,
-        compressed=selectors.explorer_payload(build=build),
+        compressed=lambda: selectors.explorer_payload(build=build),
         etag=f'"map-{build.pk}-{build.input_fingerprint[:16]}"',
         max_age=PAYLOAD_MAX_AGE,
     )
@@ -156,7 +160,7 @@ def agreement_view(request, pk: int) -> HttpResponse:
     # Ratings arrive all the time: revalidate every minute, never serve a day-old copy.
     return _binary(
         request,
-        compressed=selectors.float_array_gzip(values),
+        compressed=lambda: selectors.float_array_gzip(values),
         etag=_content_etag(values),
         max_age=60,
         public=not include_private,
@@ -182,7 +186,10 @@ def p_match_view(request, pk: int) -> HttpResponse:
         build=build, model_spec=model_spec, prompt_format=prompt_format
     )
     return _binary(
-        request, compressed=selectors.float_array_gzip(values), etag=_content_etag(values), max_age=60
+        request,
+        compressed=lambda: selectors.float_array_gzip(values),
+        etag=_content_etag(values),
+        max_age=60,
     )
 
 

@@ -156,6 +156,15 @@ def test_the_map_and_its_overlays_share_one_limit(client, build, settings):
         assert refused.status_code == 429 and refused["Retry-After"]
 
 
+def test_a_revalidated_payload_is_not_read_again(client, build):
+    url = reverse("explorer:payload", kwargs={"pk": build.pk})
+    etag = client.get(url, HTTP_ACCEPT_ENCODING="gzip")["ETag"]
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url, HTTP_IF_NONE_MATCH=etag).status_code == 304
+    # The payload (megabytes for the big maps) is not fetched from the database to answer 304.
+    assert not any('"payload"' in q["sql"] for q in queries)
+
+
 def test_a_bad_overlay_request_is_refused_before_it_is_counted(client, build, settings):
     limit(settings, explorer_map="1/minute")
     url = reverse("explorer:p-match", kwargs={"pk": build.pk})
