@@ -371,8 +371,6 @@ def bench_browser(build, runs: int) -> None:
                 context.close()
         rss["after the page loads"] = process_rss()
         drawn, sampled = points_drawn(last, build.point_count)
-        point_seconds = fetch_points(base, build, count=300)
-        rss["after 300 point details"] = process_rss()
         hover, lookup, handler = measure_hover(last, build.point_count)
         baseline, baseline_handling = measure_plotly_hover(browser, base, build)
         browser.close()
@@ -394,10 +392,6 @@ def bench_browser(build, runs: int) -> None:
     print(
         f"drawn: {drawn} of {sampled} sampled points have non-background pixels in the screenshot; "
         "no Content Security Policy violation, no script error"
-    )
-    print(
-        f"point details: {len(point_seconds)} requests, median {statistics.median(point_seconds) * 1000:.0f} ms, "
-        f"p95 {percentile(point_seconds, 95) * 1000:.0f} ms"
     )
     print(
         "RSS of the serving process (web server thread and this script): "
@@ -451,22 +445,6 @@ def points_drawn(page, count: int, *, sample: int = 1000) -> tuple[int, int]:
         checked += 1
         drawn += drawn_at(image, point["x"], point["y"])
     return drawn, checked
-
-
-def fetch_points(base: str, build, *, count: int) -> list[float]:
-    """Point details (neighbours, ratings, evaluations) of random points, as the panel asks for them."""
-    import urllib.request
-
-    rng = random.Random(8)
-    seconds = []
-    for _ in range(count):
-        started = time.perf_counter()
-        with urllib.request.urlopen(  # noqa: S310 (our own live server)
-            f"{base}/explore/builds/{build.pk}/points/{rng.randrange(build.point_count)}/"
-        ) as r:
-            r.read()
-        seconds.append(time.perf_counter() - started)
-    return seconds
 
 
 def percentile(values, q):

@@ -662,7 +662,7 @@
     add(body, "p", "Loading…", "muted");
     fetch(config.point + index + "/", { headers: { Accept: "application/json" } })
       .then(function (response) {
-        if (!response.ok) throw new Error(response.status === 404 ? "this example is gone" : "HTTP " + response.status);
+        if (!response.ok) throw failure(response, "this example is gone");
         return response.json();
       })
       .then(function (detail) {
@@ -742,7 +742,7 @@
     message.textContent = "Loading colours…";
     return fetch(url)
       .then(function (response) {
-        if (!response.ok) throw new Error("HTTP " + response.status);
+        if (!response.ok) throw failure(response);
         return response.arrayBuffer();
       })
       .then(function (buffer) {
@@ -830,7 +830,7 @@
     return fetch(config.search + "?" + new URLSearchParams({ q: query, k: k }).toString())
       .then(function (response) {
         return response.json().then(function (body) {
-          if (!response.ok) throw new Error(body.error || "HTTP " + response.status);
+          if (!response.ok) throw response.status === 429 ? failure(response) : new Error(body.error || body.detail || "HTTP " + response.status);
           return body;
         });
       })
@@ -980,6 +980,17 @@
       });
   }
 
+  /* What a refused request tells the visitor: the site limits how often one client may ask for
+     maps, points and searches (429, with Retry-After). */
+  function failure(response, gone) {
+    if (response.status === 429) {
+      var wait = parseInt(response.headers.get("Retry-After"), 10);
+      return new Error("too many requests from this address; try again " + (wait > 0 ? "in " + wait + " s" : "shortly"));
+    }
+    if (response.status === 404 && gone) return new Error(gone);
+    return new Error("HTTP " + response.status);
+  }
+
   // A small API for the tests and the benchmark: read-only views of what is drawn.
   window.mweExplorer = {
     stats: stats,
@@ -999,7 +1010,7 @@
   var decoded = fetch(config.payload)
     .then(function (response) {
       if (!response.ok) {
-        throw new Error(response.status === 404 ? "this map was replaced by a newer one; reload the page" : "HTTP " + response.status);
+        throw failure(response, "this map was replaced by a newer one; reload the page");
       }
       return response.arrayBuffer();
     })

@@ -8,6 +8,8 @@ Headless Chromium from the system (`/usr/bin/chromium`), driven by Playwright's 
 pytest-django's `live_server`, as in tests/annotation/test_e2e_browser.py. Deselect with
 `-m "not browser"`."""
 
+import re
+
 import pytest
 
 from analysis import explorer_selectors
@@ -164,7 +166,7 @@ def test_the_map_draws_every_example_and_shows_untrusted_text_as_text(live_serve
     assert page.js_errors == []
 
 
-def test_filters_and_searches_change_what_is_shown(live_server, page, explorer_map):
+def test_filters_and_searches_change_what_is_shown(live_server, page, explorer_map, settings):
     dataset = explorer_map
     examples = list(dataset.examples.order_by("position"))
     open_map(page, f"{live_server.url}/explore/?dataset={dataset.slug}")
@@ -215,4 +217,14 @@ def test_filters_and_searches_change_what_is_shown(live_server, page, explorer_m
     page.select_option("#color-by", "confidence")
     page.wait_for_selector("#legend .legend-caption:text-is('Label confidence')")
     assert "color=confidence" in page.url
+
+    # Past the rate limit, the visitor is told to wait, not shown "HTTP 429".
+    settings.MWE_THROTTLE_RATES = {**settings.MWE_THROTTLE_RATES, "semantic_search": "1/hour"}
+    page.fill("#semantic-search", "cats and dogs")
+    page.click("#semantic-go")
+    page.wait_for_url(re.compile(r"sem=cats\+and\+dogs"))  # the one search this hour
+    page.fill("#semantic-search", "dogs and cats")
+    page.click("#semantic-go")
+    page.wait_for_selector("#explorer-message:has-text('too many requests')")
+    assert "try again in" in page.inner_text("#explorer-message")
     assert page.js_errors == []
