@@ -2,7 +2,9 @@
 
 Pure functions with no database access: `read_evals_file` parses and validates a whole file and
 detects its format from the fields, `record_to_json_line` writes a record back. The services module
-turns a parsed file into rows.
+turns a parsed file into rows: it validates a file in a first pass that keeps no records
+(`keep_records=False`) and writes it in a second (`iter_records`), so memory does not grow with the
+size of a file.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import json
 import math
 import re
 import unicodedata
+from array import array
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 # Folder names of the release, mapped to what they mean.
 COLLECTIONS: dict[str, tuple[str, str]] = {
@@ -49,6 +54,13 @@ COMMIT_IN_SOURCE = re.compile(r"commit\s+`?([0-9a-f]{40})\b")
 # The length of Example.answer_matching_behavior (a varchar on PostgreSQL): longer answers must fail
 # validation, not the database write.
 MAX_ANSWER_CHARS = 500
+# What a record may carry beyond the known columns (kept in Example.extra and shown on the public
+# example page): nesting levels of one field's value (a list of strings is 1), and the size of all
+# of them as compact JSON. The released files reach 1 level and 560 bytes (winogenerated, whose
+# fields are all extra); a record nested thousands of levels deep made a 33 MB page and can exhaust
+# the parser's recursion.
+DEFAULT_MAX_EXTRA_DEPTH = 8
+DEFAULT_MAX_EXTRA_BYTES = 16 * 1024
 
 
 class EvalsFormatError(ValueError):
@@ -128,8 +140,20 @@ class ParsedRecord:
         )
 
 
+@dataclass(frozen=True)
+class ReadLimits:
+    """What a file must stay within; the services module takes them from the settings."""
+
+    max_line_bytes: int
+    max_extra_depth: int = DEFAULT_MAX_EXTRA_DEPTH
+    max_extra_bytes: int = DEFAULT_MAX_EXTRA_BYTES
+
+
 @dataclass
 class ParsedFile:
+    """A validated file. `records` is empty when it was read with keep_records=False: then
+    `iter_records` reads them again, one at a time."""
+
     path: Path
     display_path: str
     sha256: str
@@ -137,6 +161,8 @@ class ParsedFile:
     records: list[ParsedRecord]
     field_order: list[str]
     ensure_ascii: bool
+    record_count: int = 0
+    limits: ReadLimits | None = None
     skipped_blank_lines: int = 0
     warnings: list[str] = field(default_factory=list)
     label_counts: dict[str, int] = field(default_factory=dict)
@@ -438,127 +464,296 @@ def read_evals_file(
     max_line_bytes: int,
     display_path: str | None = None,
     format_name: str | None = None,
+    max_extra_depth: int = DEFAULT_MAX_EXTRA_DEPTH,
+    max_extra_bytes: int = DEFAULT_MAX_EXTRA_BYTES,
+    keep_records: bool = True,
 ) -> ParsedFile:
-    """Parses and validates a whole file; raises EvalsFormatError at the first problem."""
+    """Parses and validates a whole file; raises EvalsFormatError at the first problem. Without
+    keep_records, no record is kept (memory stays flat however long the file): `iter_records`
+    reads them again."""
     display = display_path or str(path)
     if not path.is_file():
         raise EvalsFormatError(display, "no such file")
     if format_name is not None and format_name not in FORMATS:
         raise EvalsFormatError(display, f"unknown format {format_name!r}; known: {', '.join(FORMATS)}")
 
-    spec: FormatSpec | None = FORMATS.get(format_name) if format_name else None
+    limits = ReadLimits(
+        max_line_bytes=max_line_bytes, max_extra_depth=max_extra_depth, max_extra_bytes=max_extra_bytes
+    )
+    reader = _Reader(path, display, limits, FORMATS.get(format_name) if format_name else None)
+    inspector = _Inspector()
     records: list[ParsedRecord] = []
-    blank = 0
-    non_ascii = False
-    digest = hashlib.sha256()
-    for line_no, text in _iter_lines(path, display, max_line_bytes, digest):
-        if not text.strip():
-            blank += 1
-            continue
-        if not text.isascii():
-            non_ascii = True
-        try:
-            obj = json.loads(
-                text,
-                object_pairs_hook=_no_duplicate_keys,
-                parse_constant=_reject_constant,
-            )
-        except (json.JSONDecodeError, ValueError) as exc:
-            raise EvalsFormatError(display, f"not valid JSON: {exc}", line=line_no) from None
-        if not isinstance(obj, dict):
-            raise EvalsFormatError(
-                display,
-                f"expected a JSON object, got {type(obj).__name__}",
-                line=line_no,
-            )
-        # JSON can only carry a NUL as the escape \u0000, so most lines skip the walk.
-        for key, value in obj.items() if "\\u0000" in text else ():
-            if _has_nul(key) or _has_nul(value):
-                raise EvalsFormatError(
-                    display,
-                    "contains a NUL character (\\u0000), which the database cannot store",
-                    line=line_no,
-                    field=key,
-                )
-        if spec is None:
-            spec = _detect_format(obj, path_parts=path.parts)
-            if spec is None:
-                raise EvalsFormatError(
-                    display,
-                    f"unknown format: fields {sorted(obj)} match none of the released formats "
-                    "(persona, advanced-ai-risk, sycophancy, winogenerated)",
-                    line=line_no,
-                )
-        records.append(_parse_record(obj, spec, display=display, line=line_no, position=len(records)))
-    if not records:
+    field_order: list[str] = []
+    for record in reader:
+        if record.position == 0:
+            field_order = record.key_order
+        inspector.add(record)
+        if keep_records:
+            records.append(record)
+    if not reader.count:
         raise EvalsFormatError(display, "the file is empty (no records)")
-    assert spec is not None
+    assert reader.spec is not None
 
     parsed = ParsedFile(
         path=path,
         display_path=display,
-        sha256=digest.hexdigest(),
-        format=spec,
+        sha256=reader.digest.hexdigest(),
+        format=reader.spec,
         records=records,
-        field_order=records[0].key_order,
-        ensure_ascii=not non_ascii,
-        skipped_blank_lines=blank,
+        field_order=field_order,
+        ensure_ascii=not reader.non_ascii,
+        record_count=reader.count,
+        limits=limits,
+        skipped_blank_lines=reader.blank,
     )
-    _inspect(parsed)
+    inspector.finish(parsed)
     return parsed
 
 
-def _inspect(parsed: ParsedFile) -> None:
-    """Finds the known traps of the released files and writes them into parsed.warnings."""
-    records = parsed.records
-    first_seen: dict[str, int] = {}
-    for record in records:
-        earlier = first_seen.setdefault(record.text_hash, record.position)
-        if earlier != record.position:
-            parsed.duplicate_positions.append((record.position, earlier))
-    if parsed.duplicate_positions:
-        pairs = ", ".join(f"#{pos} = #{orig}" for pos, orig in parsed.duplicate_positions[:5])
-        more = "" if len(parsed.duplicate_positions) <= 5 else ", ..."
-        parsed.warnings.append(
-            f"{len(parsed.duplicate_positions)} duplicate text(s), identical up to case, whitespace and "
-            f"quote style ({pairs}{more})"
-        )
+def iter_records(parsed: ParsedFile) -> Iterator[ParsedRecord]:
+    """A validated file's records, one at a time: those it kept, or else read from the file again.
+    Raises EvalsFormatError, after the last record, when the file's bytes are no longer the ones
+    validated, so that a caller writing them in one transaction rolls it back."""
+    if parsed.records or parsed.limits is None:
+        yield from parsed.records
+        return
+    reader = _Reader(parsed.path, parsed.display_path, parsed.limits, parsed.format)
+    changed = f"the file changed after it was validated (sha256 {parsed.sha256[:12]}...); import it again"
+    try:
+        yield from reader
+    except EvalsFormatError as exc:
+        raise EvalsFormatError(parsed.display_path, f"{changed}: {exc.detail}", line=exc.line) from None
+    except OSError as exc:
+        raise EvalsFormatError(parsed.display_path, f"{changed}: {exc}") from None
+    if reader.digest.hexdigest() != parsed.sha256:
+        raise EvalsFormatError(parsed.display_path, changed)
 
-    labels = Counter(r.answer_matching_behavior for r in records if r.answer_matching_behavior)
-    parsed.label_counts = dict(sorted(labels.items()))
-    if len(labels) >= 2 and parsed.format.purpose == "evaluation":
-        low, high = min(labels.values()), max(labels.values())
-        if low / high < 0.8:
-            shares = ", ".join(f"{label.strip()} {count}" for label, count in labels.most_common())
-            parsed.warnings.append(
-                f"label imbalance: {shares}; always answering the majority label scores "
-                f"{high / len(records):.0%}"
-            )
-    elif len(labels) == 1 and parsed.format.purpose == "evaluation" and len(records) > 1:
-        parsed.warnings.append(f"every example has the same matching answer {next(iter(labels))!r}")
 
-    by_label: dict[str, list[float]] = {}
-    for record in records:
-        if record.label_confidence is not None:
-            by_label.setdefault(record.answer_matching_behavior, []).append(record.label_confidence)
-    if by_label and all(len(values) >= 10 for values in by_label.values()):
-        descending = all(all(b <= a for a, b in pairwise(v)) for v in by_label.values())
-        ascending = all(all(b >= a for a, b in pairwise(v)) for v in by_label.values())
-        if descending or ascending:
-            parsed.sorted_by_confidence = True
-            order = "descending" if descending else "ascending"
-            parsed.warnings.append(
-                f"sorted by label_confidence ({order} within each label): the first N examples are not "
-                "a random sample; sample at random or stratify"
-            )
-    answer_suffix = sum(1 for r in records if r.question.rstrip().endswith("Answer:"))
-    if answer_suffix:
-        parsed.warnings.append(
-            f"{answer_suffix} of {len(records)} questions already end in 'Answer:'; a prompt format "
-            "must not append another"
+class _Reader:
+    """One pass over a file: iterating yields its records, validated; afterwards it holds what the
+    pass saw (sha256, format, blank lines, whether any text was non-ASCII), and never a record."""
+
+    def __init__(self, path: Path, display: str, limits: ReadLimits, spec: FormatSpec | None):
+        self.path = path
+        self.display = display
+        self.limits = limits
+        self.spec = spec
+        self.digest = hashlib.sha256()
+        self.blank = 0
+        self.non_ascii = False
+        self.count = 0
+
+    def __iter__(self) -> Iterator[ParsedRecord]:
+        display, limits = self.display, self.limits
+        for line_no, text in _iter_lines(self.path, display, limits.max_line_bytes, self.digest):
+            if not text.strip():
+                self.blank += 1
+                continue
+            if not text.isascii():
+                self.non_ascii = True
+            obj = _load_line(text, display=display, line=line_no, limits=limits)
+            # JSON can only carry a NUL as the escape \u0000, so most lines skip the walk.
+            for key, value in obj.items() if "\\u0000" in text else ():
+                if _has_nul(key) or _has_nul(value):
+                    raise EvalsFormatError(
+                        display,
+                        "contains a NUL character (\\u0000), which the database cannot store",
+                        line=line_no,
+                        field=key,
+                    )
+            if self.spec is None:
+                self.spec = _detect_format(obj, path_parts=self.path.parts)
+                if self.spec is None:
+                    raise EvalsFormatError(
+                        display,
+                        f"unknown format: fields {sorted(obj)} match none of the released formats "
+                        "(persona, advanced-ai-risk, sycophancy, winogenerated)",
+                        line=line_no,
+                    )
+            record = _parse_record(obj, self.spec, display=display, line=line_no, position=self.count)
+            _check_extra_size(record.extra, display=display, line=line_no, limit=limits.max_extra_bytes)
+            self.count += 1
+            yield record
+
+
+# A JSON string (with its escapes) and whether a colon follows it (an object's key), or a bracket.
+_JSON_STRUCTURE = re.compile(r'(?P<string>"[^"\\]*(?:\\.[^"\\]*)*")(?P<colon>\s*:)?|[\[\]{}]')
+
+
+def _nesting_over(text: str, max_depth: int) -> tuple[bool, str | None]:
+    """Whether a JSON text nests objects and arrays more than max_depth levels deep, found without
+    parsing it (the parser recurses once per level: a line of 100,000 '[' would raise RecursionError),
+    and under which key of the outer object."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return False, None  # nearly every line: too few brackets to nest that deep
+    depth = 0
+    key: str | None = None
+    for match in _JSON_STRUCTURE.finditer(text):
+        string = match.group("string")
+        if string is not None:
+            if depth == 1 and match.group("colon"):
+                key = string
+            continue
+        if match.group() in "[{":
+            depth += 1
+            if depth > max_depth:
+                if key is None:
+                    return True, None
+                try:
+                    return True, json.loads(key)
+                except ValueError:
+                    return True, key
+        else:
+            depth -= 1
+    return False, None
+
+
+def _load_line(text: str, *, display: str, line: int, limits: ReadLimits) -> dict[str, Any]:
+    # The record is one level, each field's value may add max_extra_depth more.
+    too_deep, key = _nesting_over(text, limits.max_extra_depth + 1)
+    if too_deep:
+        raise EvalsFormatError(
+            display,
+            f"nested more than {limits.max_extra_depth} levels deep "
+            "(set MWE_IMPORT_MAX_EXTRA_DEPTH to raise the limit)",
+            line=line,
+            field=key,
         )
-    if parsed.skipped_blank_lines:
-        parsed.warnings.append(f"{parsed.skipped_blank_lines} blank line(s) skipped")
+    try:
+        obj = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise EvalsFormatError(display, f"not valid JSON: {exc}", line=line) from None
+    except RecursionError:
+        # Only reachable when MWE_IMPORT_MAX_EXTRA_DEPTH is set beyond what the parser can recurse.
+        raise EvalsFormatError(display, "nested too deeply for the JSON parser", line=line) from None
+    if not isinstance(obj, dict):
+        raise EvalsFormatError(display, f"expected a JSON object, got {type(obj).__name__}", line=line)
+    return obj
+
+
+def _compact_json_bytes(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def _check_extra_size(extra: dict[str, Any], *, display: str, line: int, limit: int) -> None:
+    """The fields beyond the known columns are stored as they are and shown on the public example
+    page: their compact JSON must stay within the limit."""
+    if not extra:
+        return
+    size = _compact_json_bytes(extra)
+    if size <= limit:
+        return
+    largest = max(extra, key=lambda key: _compact_json_bytes(extra[key]))
+    raise EvalsFormatError(
+        display,
+        f"the {len(extra)} field{'s' if len(extra) > 1 else ''} beyond the known ones take {size:,} "
+        f"bytes as JSON, more than the limit of {limit:,} (set MWE_IMPORT_MAX_EXTRA_BYTES to raise it); "
+        "this one is the largest",
+        line=line,
+        field=largest,
+    )
+
+
+class _Inspector:
+    """Finds the known traps of the released files, one record at a time, keeping 8 bytes per
+    record (for duplicates) and a few numbers per label."""
+
+    def __init__(self) -> None:
+        # The first 64 bits of each record's text hash, by position: two different texts share them
+        # with a probability of about n^2 / 2^65, which would only add a false duplicate warning.
+        self.hashes = array("Q")
+        self.labels: Counter[str] = Counter()
+        # Per label with confidences: [count, last value, non-increasing so far, non-decreasing so far].
+        self.confidence: dict[str, list] = {}
+        self.answer_suffix = 0
+        self.count = 0
+
+    def add(self, record: ParsedRecord) -> None:
+        self.count += 1
+        self.hashes.append(int(record.text_hash[:16], 16))
+        label = record.answer_matching_behavior
+        if label:
+            self.labels[label] += 1
+        value = record.label_confidence
+        if value is not None:
+            state = self.confidence.get(label)
+            if state is None:
+                self.confidence[label] = [1, value, True, True]
+            else:
+                state[0] += 1
+                state[2] = state[2] and value <= state[1]
+                state[3] = state[3] and value >= state[1]
+                state[1] = value
+        if record.question.rstrip().endswith("Answer:"):
+            self.answer_suffix += 1
+
+    def finish(self, parsed: ParsedFile) -> None:
+        """Writes what was found into parsed (warnings, duplicates, label counts, sort order)."""
+        parsed.duplicate_positions = _duplicates(self.hashes)
+        if parsed.duplicate_positions:
+            pairs = ", ".join(f"#{pos} = #{orig}" for pos, orig in parsed.duplicate_positions[:5])
+            more = "" if len(parsed.duplicate_positions) <= 5 else ", ..."
+            parsed.warnings.append(
+                f"{len(parsed.duplicate_positions)} duplicate text(s), identical up to case, whitespace "
+                f"and quote style ({pairs}{more})"
+            )
+
+        labels = self.labels
+        parsed.label_counts = dict(sorted(labels.items()))
+        if len(labels) >= 2 and parsed.format.purpose == "evaluation":
+            low, high = min(labels.values()), max(labels.values())
+            if low / high < 0.8:
+                shares = ", ".join(f"{label.strip()} {count}" for label, count in labels.most_common())
+                parsed.warnings.append(
+                    f"label imbalance: {shares}; always answering the majority label scores "
+                    f"{high / self.count:.0%}"
+                )
+        elif len(labels) == 1 and parsed.format.purpose == "evaluation" and self.count > 1:
+            parsed.warnings.append(f"every example has the same matching answer {next(iter(labels))!r}")
+
+        states = self.confidence.values()
+        if states and all(count >= 10 for count, *_ in states):
+            descending = all(state[2] for state in states)
+            ascending = all(state[3] for state in states)
+            if descending or ascending:
+                parsed.sorted_by_confidence = True
+                order = "descending" if descending else "ascending"
+                parsed.warnings.append(
+                    f"sorted by label_confidence ({order} within each label): the first N examples are "
+                    "not a random sample; sample at random or stratify"
+                )
+        if self.answer_suffix:
+            parsed.warnings.append(
+                f"{self.answer_suffix} of {self.count} questions already end in 'Answer:'; a prompt "
+                "format must not append another"
+            )
+        if parsed.skipped_blank_lines:
+            parsed.warnings.append(f"{parsed.skipped_blank_lines} blank line(s) skipped")
+
+
+def _duplicates(hashes: array) -> list[tuple[int, int]]:
+    """(position, position of the first record with the same hash) for every repeated hash, in
+    position order. Sorting copies of the hashes takes a few bytes per record, where a dict of them
+    took ~100."""
+    if len(hashes) < 2:
+        return []
+    values = np.frombuffer(hashes, dtype=np.uint64)
+    ordered = np.sort(values)
+    if not (ordered[1:] == ordered[:-1]).any():
+        return []  # the usual case, settled with one sorted copy
+    del ordered
+    order = np.argsort(values, kind="stable")  # equal hashes stay in position order
+    ordered = values[order]
+    repeat = np.zeros(len(values), dtype=bool)
+    repeat[1:] = ordered[1:] == ordered[:-1]
+    del ordered
+    # For each sorted index, the sorted index where its run of equal hashes starts.
+    run_start = np.where(repeat, 0, np.arange(len(values)))
+    np.maximum.accumulate(run_start, out=run_start)
+    later = order[repeat]
+    first = order[run_start[repeat]]
+    by_position = np.argsort(later, kind="stable")
+    return list(zip(later[by_position].tolist(), first[by_position].tolist(), strict=True))
 
 
 def record_from_columns(

@@ -18,7 +18,15 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -38,7 +46,7 @@ from generation.generate import (
 )
 from generation.lm import LanguageModel, LMError, load_model
 from generation.models import EvaluationRun, GenerationRun, Job
-from generation.services import evals_import
+from generation.services import ImportResult, evals_import
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,25 @@ logger = logging.getLogger(__name__)
 # run anywhere.
 MODEL_QUEUE = "models"
 MODEL_JOB_KINDS = frozenset({Job.Kind.EVALUATE, Job.Kind.GENERATE, Job.Kind.EXPLORE})
+
+# A lost database connection (a restart, a failover, a dropped network link, a terminated backend)
+# is a transient failure: the same work succeeds once the database answers again.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+# The kinds of job that go back to the queue after a transient failure: they can run again from the
+# start, as an import can (each file is written in one transaction, and a file already written is
+# found unchanged).
+RETRIED_KINDS = frozenset({Job.Kind.IMPORT})
+
+
+class JobInterrupted(Exception):
+    """A job stopped by a transient failure; it is back in the queued state and may run again
+    (generation.tasks.run_job retries it with a growing delay, a bounded number of times)."""
+
+
+def job_retry_delay(*, attempt: int) -> float:
+    """Seconds before an interrupted job's try number attempt+1: doubling from
+    MWE_IMPORT_JOB_RETRY_SECONDS."""
+    return settings.MWE_IMPORT_JOB_RETRY_SECONDS * 2**attempt
 
 
 def job_queue(kind: str) -> str:
@@ -158,6 +185,11 @@ def import_job_create(
     )
 
 
+def _import_cleanup(job: Job) -> None:
+    # The upload is only an input: the database holds the data and its sha256 once the job is over.
+    shutil.rmtree(Path(job.params["path"]).parent, ignore_errors=True)
+
+
 def _run_import(job: Job) -> None:
     params = job.params
     path = Path(params["path"])
@@ -171,10 +203,15 @@ def _run_import(job: Job) -> None:
         )
     except EvalsFormatError as exc:
         job_fail(job=job, error=str(exc).replace(str(path), params["filename"]))
-        return
-    finally:
-        # The upload is only an input: the database holds the data and its sha256 from here on.
-        shutil.rmtree(path.parent, ignore_errors=True)
+    else:
+        _import_finish(job, results)
+    # Only once the outcome is recorded: a job interrupted before then runs again, from its upload.
+    _import_cleanup(job)
+
+
+def _import_finish(job: Job, results: list[ImportResult]) -> None:
+    params = job.params
+    path = Path(params["path"])
     summary = [
         {
             "status": r.status,
@@ -309,6 +346,8 @@ JOB_HANDLERS: dict[str, Callable[[Job], None]] = {
     Job.Kind.EVALUATE: _run_evaluation,
     Job.Kind.GENERATE: _run_generation,
 }
+# What to tidy once a job has failed for good (its handler tidies after it has recorded an outcome).
+JOB_CLEANUPS: dict[str, Callable[[Job], None]] = {Job.Kind.IMPORT: _import_cleanup}
 
 
 def job_handler_register(*, kind: str, handler: Callable[[Job], None]) -> None:
@@ -335,10 +374,52 @@ def job_run(*, job_id: int) -> None:
         try:
             JOB_HANDLERS[job.kind](job)
         except Exception as exc:
+            if job.kind in RETRIED_KINDS and isinstance(exc, TRANSIENT_ERRORS):
+                # The driver's message without the statement it interrupted (its next lines).
+                first_line = next(iter(str(exc).strip().splitlines()), "")
+                reason = f"{type(exc).__name__}: {first_line}"
+                logger.warning("job %s was interrupted and goes back to the queue: %s", job_id, reason)
+                _job_requeue(job=job, reason=reason)
+                raise JobInterrupted(reason) from exc
             logger.exception("job %s failed", job_id)
             job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
+            _job_cleanup(job)
             raise
     _queue_follow_up(job)
+
+
+def _job_cleanup(job: Job) -> None:
+    cleanup = JOB_CLEANUPS.get(job.kind)
+    if cleanup is not None:
+        cleanup(job)
+
+
+def _job_requeue(*, job: Job, reason: str) -> None:
+    """Marks an interrupted job queued again, on a new connection: the one that failed is dropped.
+    If the database is still away, the job stays marked running; that changes nothing for its retry
+    (job_start takes a running job whose lock nobody holds), nor for a sweep, which sends it again."""
+    with contextlib.suppress(DatabaseError):
+        connection.close()
+    try:
+        Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
+            status=Job.Status.QUEUED, message=f"Interrupted ({reason[:200]}); it will run again"
+        )
+    except TRANSIENT_ERRORS as exc:
+        logger.warning("job %s could not be marked queued again: %s", job.pk, exc)
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+
+
+def job_give_up(*, job_id: int, error: str, tries: int) -> None:
+    """Fails for good a job interrupted `tries` times (its retries are used up) and tidies after it
+    (an import's upload is deleted). Nothing happens if another process is running the job (a copy
+    of its message) or it has finished meanwhile."""
+    with _job_lock(job_id) as acquired:
+        job = Job.objects.filter(pk=job_id).first() if acquired else None
+        if job is None or job.is_finished:
+            return
+        job_fail(job=job, error=f"Interrupted {tries} times, the last by {error}; not retried again")
+        _job_cleanup(job)
 
 
 def _queue_follow_up(job: Job) -> None:

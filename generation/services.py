@@ -9,13 +9,14 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, reset_queries, transaction
 from django.db.models import Avg, Count
 from django.utils.text import slugify
 
@@ -174,8 +175,8 @@ def example_delete(*, example: Example) -> None:
         dataset_refresh_stats(dataset=dataset)
 
 
-def _examples_from(parsed: ParsedFile, dataset: Dataset) -> Iterable[Example]:
-    for record in parsed.records:
+def _examples_from(parsed: ParsedFile, dataset: Dataset) -> Iterator[Example]:
+    for record in formats.iter_records(parsed):
         yield Example(
             dataset=dataset,
             position=record.position,
@@ -225,7 +226,7 @@ def _write_parsed(
         status="imported",
         dataset_slug=placement.slug,
         format=parsed.format.name,
-        example_count=len(parsed.records),
+        example_count=parsed.record_count,
         warnings=list(parsed.warnings),
     )
     same_bytes = Dataset.objects.filter(source_sha256=parsed.sha256).first()
@@ -266,7 +267,13 @@ def _write_parsed(
             result.status = "replaced"
         else:
             dataset = Dataset.objects.create(slug=placement.slug, created_by=created_by, **fields)
-        Example.objects.bulk_create(_examples_from(parsed, dataset), batch_size=BULK_BATCH)
+        # In batches as the file is read again: bulk_create would first turn the whole file into a
+        # list of objects (memory grew with the file: 180 MB for a 31 MB file).
+        examples = _examples_from(parsed, dataset)
+        while batch := list(islice(examples, BULK_BATCH)):
+            Example.objects.bulk_create(batch, batch_size=BULK_BATCH)
+            if settings.DEBUG:
+                reset_queries()  # the query log DEBUG keeps would hold every batch's SQL
         dataset_refresh_stats(dataset=dataset)
     result.seconds = time.perf_counter() - started
     return result
@@ -318,11 +325,15 @@ def evals_import(
                 results[-1].seconds = time.perf_counter() - started
                 continue
         try:
+            # Validated without keeping the records, which are read again when written.
             parsed = formats.read_evals_file(
                 path,
                 max_line_bytes=settings.MWE_IMPORT_MAX_LINE_BYTES,
+                max_extra_depth=settings.MWE_IMPORT_MAX_EXTRA_DEPTH,
+                max_extra_bytes=settings.MWE_IMPORT_MAX_EXTRA_BYTES,
                 display_path=display,
                 format_name=format_name,
+                keep_records=False,
             )
             placement = _place(path, parsed.format, slug=slug, collection_slug=collection_slug)
         except EvalsFormatError as exc:
@@ -337,7 +348,7 @@ def evals_import(
                 status="valid",
                 dataset_slug=placement.slug,
                 format=parsed.format.name,
-                example_count=len(parsed.records),
+                example_count=parsed.record_count,
                 warnings=list(parsed.warnings),
                 seconds=time.perf_counter() - started,
             )
@@ -349,23 +360,27 @@ def evals_import(
     for parsed, placement, commit in parsed_files:
         index = by_path[parsed.display_path]
         parse_seconds = results[index].seconds
+        write = dict(
+            parsed=parsed, placement=placement, upstream_commit=commit, replace=replace, created_by=created_by
+        )
         try:
-            written = _write_parsed(
-                parsed=parsed,
-                placement=placement,
-                upstream_commit=commit,
-                replace=replace,
-                created_by=created_by,
-            )
+            try:
+                written = _write_parsed(**write)
+            except IntegrityError:
+                # Another process wrote a dataset at the same moment, after this one looked for it.
+                twin = Dataset.objects.filter(source_sha256=parsed.sha256).first()
+                if twin is not None:
+                    # The same file: the database kept exactly one copy; report what is there now.
+                    written = _unchanged(parsed.display_path, twin, how="imported concurrently")
+                elif Dataset.objects.filter(slug=placement.slug).exists():
+                    # Another file under the same slug: this transaction was rolled back whole, so
+                    # writing again does what an import after that one does (an error naming the
+                    # slug, or with replace, a replacement).
+                    written = _write_parsed(**write)
+                else:
+                    raise
         except EvalsFormatError as exc:
             written = ImportResult(display_path=parsed.display_path, status="failed", message=str(exc))
-        except IntegrityError:
-            # Another process imported the same file at the same moment: the database kept exactly
-            # one copy; report what is there now.
-            twin = Dataset.objects.filter(source_sha256=parsed.sha256).first()
-            if twin is None:
-                raise
-            written = _unchanged(parsed.display_path, twin, how="imported concurrently")
         written.seconds += parse_seconds
         results[index] = written
     return results

@@ -85,8 +85,30 @@ def variants(base: dict, n: int, *, key: str | None = None) -> list[dict]:
 
 
 def read(path: Path, **kwargs) -> formats.ParsedFile:
+    """Reads a file keeping its records, and checks that a read without them (the import's first
+    pass) finds the same, and that reading them again (its second pass) gives the same records."""
     kwargs.setdefault("max_line_bytes", MAX)
-    return read_evals_file(path, **kwargs)
+    parsed = read_evals_file(path, **kwargs)
+    light = read_evals_file(path, keep_records=False, **kwargs)
+    assert light.records == []
+    summary = [
+        "sha256",
+        "format",
+        "field_order",
+        "ensure_ascii",
+        "record_count",
+        "skipped_blank_lines",
+        "warnings",
+        "label_counts",
+        "duplicate_positions",
+        "sorted_by_confidence",
+    ]
+    assert {name: getattr(light, name) for name in summary} == {
+        name: getattr(parsed, name) for name in summary
+    }
+    assert parsed.record_count == len(parsed.records)
+    assert list(formats.iter_records(light)) == parsed.records
+    return parsed
 
 
 # ----------------------------------------------------------------------------- detection
@@ -394,6 +416,127 @@ def test_a_file_without_records_is_rejected(tmp_path, content):
 def test_a_missing_file_is_rejected(tmp_path):
     with pytest.raises(EvalsFormatError, match="no such file"):
         read(tmp_path / "nope.jsonl")
+
+
+# ----------------------------------------------------------------------------- nesting and size of extra
+
+
+def nested(levels: int) -> str:
+    """JSON text of a value nested `levels` deep: 2 is [["x"]]."""
+    return "[" * levels + '"x"' + "]" * levels
+
+
+def with_field(record: dict, key: str, json_text: str) -> str:
+    return _dump(record)[:-1] + f', "{key}": {json_text}}}'
+
+
+def test_a_field_nested_deeper_than_the_limit_is_rejected_naming_line_and_field(tmp_path):
+    at_limit = with_field(CHOICE, "meta", '{"a": ' + nested(2) + "}")  # 3 levels
+    path = write_lines(tmp_path / "ok.jsonl", [at_limit])
+    assert read(path, max_extra_depth=3).records[0].extra == {"meta": {"a": [["x"]]}}
+
+    over = with_field({**CHOICE, "question": "Other?"}, "meta", '{"a": ' + nested(3) + "}")
+    path = write_lines(tmp_path / "deep.jsonl", [at_limit, over])
+    with pytest.raises(EvalsFormatError) as info:
+        read(path, max_extra_depth=3)
+    assert (info.value.line, info.value.field) == (2, "meta")
+    assert "nested more than 3 levels deep" in info.value.detail
+    assert "MWE_IMPORT_MAX_EXTRA_DEPTH" in info.value.detail
+
+
+def test_the_default_depth_limit_is_well_above_the_released_records(tmp_path):
+    # The released files nest one level (winogenerated's pronoun_options); 8 are allowed.
+    assert formats.DEFAULT_MAX_EXTRA_DEPTH == 8
+    path = write_lines(tmp_path / "ok.jsonl", [with_field(CHOICE, "meta", nested(8))])
+    assert read(path).records[0].extra == {"meta": json.loads(nested(8))}
+    path = write_lines(tmp_path / "deep.jsonl", [with_field(CHOICE, "meta", nested(9))])
+    with pytest.raises(EvalsFormatError, match="nested more than 8 levels deep"):
+        read(path)
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("[" * 100_000 + "]" * 100_000, None),
+        (with_field(CHOICE, "meta", "[" * 100_000 + "]" * 100_000), "meta"),
+        (with_field(CHOICE, "meta", '{"a": ' * 50_000 + "1" + "}" * 50_000), "meta"),
+        # Unbalanced: the parser would recurse just as deep before finding the error.
+        (with_field(CHOICE, "meta", "[" * 100_000), "meta"),
+    ],
+    ids=["array", "field", "objects", "unclosed"],
+)
+def test_a_line_nested_thousands_deep_is_a_line_error_not_a_recursion_error(tmp_path, line, field):
+    path = write_lines(tmp_path / "deep.jsonl", [_dump(CHOICE), line])
+    with pytest.raises(EvalsFormatError) as info:
+        read(path, max_line_bytes=1 << 20)
+    assert (info.value.line, info.value.field) == (2, field)
+    assert "nested more than 8 levels deep" in info.value.detail
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(tmp_path):
+    tricky = 'He said "[[[[" and {{{{ [[[[[[[[[[ ]] \\'  # quotes and a backslash, escaped in JSON
+    record = with_field({**CHOICE, "question": "[" * 40 + " Which?"}, "note", json.dumps([tricky]))
+    parsed = read(write_lines(tmp_path / "strings.jsonl", [record]))
+    assert parsed.records[0].question.startswith("[" * 40)
+    assert parsed.records[0].extra == {"note": [tricky]}
+
+
+def _extra_bytes(extra: dict) -> int:
+    return len(json.dumps(extra, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def test_extra_over_the_size_limit_is_rejected_naming_its_largest_field(tmp_path):
+    fits = {**CHOICE, "source": "s", "notes": "n" * 900}
+    limit = _extra_bytes({"source": "s", "notes": "n" * 900})
+    assert read(write_records(tmp_path / "ok.jsonl", [fits]), max_extra_bytes=limit).records[0].extra
+
+    over = {**CHOICE, "question": "Other?", "source": "s", "notes": "é" * 451}  # 2 bytes each
+    path = write_records(tmp_path / "big.jsonl", [fits, over])
+    with pytest.raises(EvalsFormatError) as info:
+        read(path, max_extra_bytes=limit)
+    assert (info.value.line, info.value.field) == (2, "notes")
+    assert (
+        f"the 2 fields beyond the known ones take {limit + 2:,} bytes as JSON, more than the limit of {limit:,}"
+        in (info.value.detail)
+    )
+    assert "MWE_IMPORT_MAX_EXTRA_BYTES" in info.value.detail
+
+
+def test_the_size_limit_counts_only_the_fields_beyond_the_known_ones(tmp_path):
+    long_question = {**CHOICE, "question": "Which? " + "x" * 5000, "source": "s"}
+    parsed = read(write_records(tmp_path / "long.jsonl", [long_question]), max_extra_bytes=100)
+    assert parsed.records[0].extra == {"source": "s"}
+    # Winogender records keep every field as extra, so all of them count.
+    with pytest.raises(EvalsFormatError, match="more than the limit of 100"):
+        read(write_records(tmp_path / "w.jsonl", [WINOGENDER]), max_extra_bytes=100)
+
+
+def test_the_default_size_limit_is_well_above_the_released_records():
+    # The largest extra in the release is 560 bytes (a winogenerated record).
+    assert formats.DEFAULT_MAX_EXTRA_BYTES == 16 * 1024
+
+
+# ----------------------------------------------------------------------------- reading in two passes
+
+
+def test_reading_the_records_again_fails_if_the_file_changed(tmp_path):
+    path = write_records(tmp_path / "c.jsonl", variants(CHOICE, 3))
+    parsed = read_evals_file(path, max_line_bytes=MAX, keep_records=False)
+    assert parsed.records == [] and parsed.record_count == 3
+
+    path.write_bytes(path.read_bytes().replace(b"#1", b"#9"))
+    records = formats.iter_records(parsed)
+    with pytest.raises(EvalsFormatError, match="changed after it was validated"):
+        list(records)
+
+    path.write_bytes(path.read_bytes() + b'{"question": 5}\n')
+    with pytest.raises(EvalsFormatError, match="changed after it was validated") as info:
+        list(formats.iter_records(parsed))
+    assert info.value.line == 4
+
+    path.unlink()
+    with pytest.raises(EvalsFormatError, match="changed after it was validated"):
+        list(formats.iter_records(parsed))
 
 
 # ----------------------------------------------------------------------------- what a parsed file holds

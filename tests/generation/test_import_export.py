@@ -2,6 +2,10 @@
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
+import sys
 from io import StringIO
 from pathlib import Path
 
@@ -512,6 +516,182 @@ def test_a_line_over_the_size_limit(populated, tmp_path):
     # The same file is fine under the default limit.
     run_import(path)
     assert Dataset.objects.filter(slug="long").exists()
+
+
+def deep_record(record: dict, *, fields: int, levels: int) -> str:
+    """A record with `fields` more fields, each an array nested `levels` deep (written by hand: json
+    itself cannot write what it cannot read)."""
+    nested = "".join(f', "meta{i}": ' + "[" * levels + "]" * levels for i in range(fields))
+    return json.dumps(record)[:-1] + nested + "}"
+
+
+@pytest.mark.django_db
+def test_a_record_nested_too_deep_is_refused_and_nothing_is_written(populated, tmp_path):
+    """The record that made a 33 MB public example page: 36 KB, twenty fields nested 900 deep."""
+    first, second, third = choices(3)
+    line = deep_record(third, fields=20, levels=900)
+    assert 36_000 < len(line) < 37_000
+    path = write_lines(tmp_path / "nested.jsonl", [json.dumps(first), json.dumps(second), line])
+
+    run = run_import(path, fail=True)
+
+    assert f"{path}, line 3, field 'meta0': nested more than 8 levels deep" in run.err
+    assert_unchanged(populated)
+
+
+@pytest.mark.django_db
+def test_a_line_too_deep_for_the_json_parser_is_a_line_error(populated, tmp_path):
+    path = write_lines(tmp_path / "deeper.jsonl", [json.dumps(CHOICE), "[" * 200_000 + "]" * 200_000])
+
+    run = run_import(path, fail=True)  # not a RecursionError
+
+    assert f"{path}, line 2: nested more than 8 levels deep" in run.err
+    assert_unchanged(populated)
+
+
+@pytest.mark.django_db
+def test_the_depth_limit_is_a_setting(populated, tmp_path):
+    path = write_lines(tmp_path / "two-deep.jsonl", [deep_record(CHOICE, fields=1, levels=2)])
+    with override_settings(MWE_IMPORT_MAX_EXTRA_DEPTH=1):
+        run = run_import(path, fail=True)
+    assert f"{path}, line 1, field 'meta0': nested more than 1 levels deep" in run.err
+    assert_unchanged(populated)
+    run_import(path)
+    assert Example.objects.get(dataset__slug="two-deep").extra == {"meta0": [[]]}
+
+
+@pytest.mark.django_db
+def test_a_record_with_too_much_beyond_the_known_fields_is_refused(populated, tmp_path):
+    records = choices(3)
+    records[1].update(source="forum", notes="n" * 20_000)
+    path = write_records(tmp_path / "notes.jsonl", records)
+
+    run = run_import(path, fail=True)
+
+    assert f"{path}, line 2, field 'notes': the 2 fields beyond the known ones take 20,029 bytes" in run.err
+    assert "more than the limit of 16,384" in run.err
+    assert_unchanged(populated)
+    with override_settings(MWE_IMPORT_MAX_EXTRA_BYTES=32 * 1024):
+        run_import(path)
+    assert Example.objects.get(dataset__slug="notes", position=1).extra["notes"] == "n" * 20_000
+
+
+@pytest.mark.django_db
+def test_a_record_at_both_limits_makes_an_example_page_of_bounded_size(tmp_path, client):
+    """Within the limits, nesting cannot blow the page up: the indented JSON on the page is at most
+    a small multiple of the record (before the limits, 36 KB made 33 MB)."""
+    # As many 8-deep fields as fit in the size limit, each 25 bytes as compact JSON: "m0000":[[...]],
+    field = "[" * 8 + "]" * 8
+    count = (formats.DEFAULT_MAX_EXTRA_BYTES - 1) // 25
+    line = json.dumps(CHOICE)[:-1] + "".join(f', "m{i:04d}": {field}' for i in range(count)) + "}"
+    path = write_lines(tmp_path / "limits.jsonl", [line])
+    run_import(path)
+    example = Example.objects.get(dataset__slug="limits")
+    assert len(json.dumps(example.extra, separators=(",", ":"))) > 0.9 * formats.DEFAULT_MAX_EXTRA_BYTES
+
+    page = client.get(f"/datasets/limits/examples/{example.position}/")
+
+    assert page.status_code == 200
+    print(f"a {len(line):,}-byte record at both limits: a {len(page.content):,}-byte page")
+    assert len(page.content) < 20 * len(line), (len(page.content), len(line))
+
+
+PEAK_RSS = """
+import gc, json, re, sys
+import django
+django.setup()
+from django.core.management import call_command
+from io import StringIO
+
+def status(field):
+    return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+
+# Everything the import loads is loaded before the baseline: a first, tiny import.
+call_command("import_evals", sys.argv[1], stdout=StringIO())
+gc.collect()
+with open("/proc/self/clear_refs", "w") as handle:
+    handle.write("5")  # resets the peak (VmHWM) to the present RSS
+before = status("VmRSS")
+out = StringIO()
+call_command("import_evals", sys.argv[2], stdout=out)
+print(json.dumps({"before": before, "peak": status("VmHWM"), "out": out.getvalue()}))
+"""
+
+
+def persona_file(path: Path, evals_data: Path, megabytes: float) -> Path:
+    """A persona file of about this size, from the released persona records repeated with distinct
+    statements."""
+    records = [
+        json.loads(line)
+        for source in sorted((evals_data / "persona").glob("*.jsonl"))
+        for line in source.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    size, copy = 0, 0
+    with path.open("w", encoding="utf-8") as handle:
+        while size < megabytes * 1e6:
+            for record in records:
+                statement = f"{record['statement']} (copy {copy})"
+                line = json.dumps(
+                    {
+                        **record,
+                        "question": f'Is the following statement something you would say?\n"{statement}"',
+                        "statement": statement,
+                    }
+                )
+                handle.write(line + "\n")
+                size += len(line) + 1
+                if size >= megabytes * 1e6:
+                    break
+            copy += 1
+    return path
+
+
+def test_memory_does_not_grow_with_the_size_of_the_file(tmp_path, evals_data):
+    """Peak RSS of importing a 31 MB file and a 3 MB one, each in a fresh process on a fresh SQLite
+    database: the increase over the process's size before the import must not follow the file (it
+    did: 20 MB for 3 MB, 178 MB for 31 MB, because every record was held until written)."""
+    small = persona_file(tmp_path / "small.jsonl", evals_data, 3.1)
+    big = persona_file(tmp_path / "big.jsonl", evals_data, 31)
+    tiny = write_records(tmp_path / "tiny.jsonl", choices(2))
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "mwe_site.settings.test",
+        "MWE_EVALS_DATA": str(evals_data),
+    }
+    template = tmp_path / "template.sqlite3"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"],
+        cwd=settings.BASE_DIR,
+        env={**env, "DATABASE_URL": f"sqlite:///{template}"},
+        check=True,
+        timeout=300,
+    )
+
+    def increase(path: Path) -> int:
+        database = tmp_path / f"{path.stem}.sqlite3"
+        shutil.copy(template, database)
+        done = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS, str(tiny), str(path)],
+            cwd=settings.BASE_DIR,
+            env={**env, "DATABASE_URL": f"sqlite:///{database}"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        measured = json.loads(done.stdout.splitlines()[-1])
+        assert measured["out"].startswith("imported"), measured["out"]
+        return measured["peak"] - measured["before"]
+
+    small_increase, big_increase = increase(small), increase(big)
+    ratio = big_increase / max(small_increase, 1)
+    print(
+        f"peak RSS increase: {small_increase / 2**20:.1f} MiB for {small.stat().st_size / 1e6:.1f} MB, "
+        f"{big_increase / 2**20:.1f} MiB for {big.stat().st_size / 1e6:.1f} MB ({ratio:.2f}x)"
+    )
+    # The file is 10x bigger; all that grows with it is a few bytes per record (duplicate detection).
+    assert ratio < 3, ratio
 
 
 @pytest.mark.django_db
