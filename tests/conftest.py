@@ -66,6 +66,18 @@ def forget_per_process_caches():
         clear()
 
 
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """A web process's semantic search sets torch to one thread for the whole process (on purpose);
+    in the test process that would leave every later model test on one core."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     """The embedded default model, loaded once per test session (about 15 s)."""
