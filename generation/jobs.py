@@ -67,14 +67,13 @@ RETRIED_KINDS = frozenset({Job.Kind.IMPORT})
 
 
 class JobInterrupted(Exception):
-    """A job stopped by a transient failure; it is back in the queued state and may run again
-    (generation.tasks.run_job retries it with a growing delay, a bounded number of times)."""
+    """A job stopped by a transient failure before it could finish; it is queued (again) and may run
+    again (generation.tasks.run_job retries it with a growing delay, a bounded number of times)."""
 
 
 def job_retry_delay(*, attempt: int) -> float:
-    """Seconds before an interrupted job's try number attempt+1: doubling from
-    MWE_IMPORT_JOB_RETRY_SECONDS."""
-    return settings.MWE_IMPORT_JOB_RETRY_SECONDS * 2**attempt
+    """Seconds before an interrupted job's try number attempt+1: doubling from MWE_JOB_RETRY_SECONDS."""
+    return settings.MWE_JOB_RETRY_SECONDS * 2**attempt
 
 
 def job_queue(kind: str) -> str:
@@ -361,31 +360,52 @@ def job_handler_register(*, kind: str, handler: Callable[[Job], None]) -> None:
 def job_run(*, job_id: int) -> None:
     """Runs a job to completion on this process; what a Celery task body calls. A job's message can
     arrive more than once (redelivered after a worker died, sent again by job_requeue_stale): a copy
-    that finds the job running in another live process, or finished, does nothing."""
-    with _job_lock(job_id) as acquired:
-        if not acquired:
-            logger.info("job %s is running in another process; this copy of its message is dropped", job_id)
-            return
-        job = job_start(job_id=job_id)
-        if job is None:
-            logger.info("job %s is finished or gone; nothing to do", job_id)
-            return
-        logger.info("job %s (%s) started", job_id, job.kind)
-        try:
-            JOB_HANDLERS[job.kind](job)
-        except Exception as exc:
-            if job.kind in RETRIED_KINDS and isinstance(exc, TRANSIENT_ERRORS):
-                # The driver's message without the statement it interrupted (its next lines).
-                first_line = next(iter(str(exc).strip().splitlines()), "")
-                reason = f"{type(exc).__name__}: {first_line}"
-                logger.warning("job %s was interrupted and goes back to the queue: %s", job_id, reason)
-                _job_requeue(job=job, reason=reason)
-                raise JobInterrupted(reason) from exc
-            logger.exception("job %s failed", job_id)
-            job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
-            _job_cleanup(job)
+    that finds the job running in another live process, or finished, does nothing.
+
+    A lost database connection raises JobInterrupted, which the task retries, when none of the job's
+    work had begun (taking its lock, marking it running), whatever its kind, or at any point of a
+    kind that can run again from the start (RETRIED_KINDS)."""
+    began = False
+    try:
+        with _job_lock(job_id) as acquired:
+            if not acquired:
+                logger.info(
+                    "job %s is running in another process; this copy of its message is dropped", job_id
+                )
+                return
+            job = job_start(job_id=job_id)
+            if job is None:
+                logger.info("job %s is finished or gone; nothing to do", job_id)
+                return
+            logger.info("job %s (%s) started", job_id, job.kind)
+            began = True
+            try:
+                JOB_HANDLERS[job.kind](job)
+            except Exception as exc:
+                if job.kind in RETRIED_KINDS and isinstance(exc, TRANSIENT_ERRORS):
+                    reason = _interruption(exc)
+                    logger.warning("job %s was interrupted and goes back to the queue: %s", job_id, reason)
+                    _job_requeue(job=job, reason=reason)
+                    raise JobInterrupted(reason) from exc
+                logger.exception("job %s failed", job_id)
+                job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
+                _job_cleanup(job)
+                raise
+    except TRANSIENT_ERRORS as exc:
+        if began:
             raise
+        reason = _interruption(exc)
+        logger.warning("job %s could not start and goes back to the queue: %s", job_id, reason)
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+        raise JobInterrupted(reason) from exc
     _queue_follow_up(job)
+
+
+def _interruption(exc: Exception) -> str:
+    # The driver's message without the statement it interrupted (its next lines).
+    first_line = next(iter(str(exc).strip().splitlines()), "")
+    return f"{type(exc).__name__}: {first_line}"
 
 
 def _job_cleanup(job: Job) -> None:

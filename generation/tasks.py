@@ -9,12 +9,12 @@ def run_job(self, job_id: int) -> None:
     try:
         job_run(job_id=job_id)
     except JobInterrupted as exc:
-        # A transient failure (the database connection was lost): the job is queued again and this
-        # message is sent again after a growing delay, until the retries are used up.
+        # A transient failure (the database connection was lost): the job is queued and this message
+        # is sent again after a growing delay, until the retries are used up.
         retries = self.request.retries
-        if retries >= settings.MWE_IMPORT_JOB_RETRIES:
+        if retries >= settings.MWE_JOB_RETRIES:
             job_give_up(job_id=job_id, error=str(exc), tries=retries + 1)
             return
         raise self.retry(
-            exc=exc, countdown=job_retry_delay(attempt=retries), max_retries=settings.MWE_IMPORT_JOB_RETRIES
+            exc=exc, countdown=job_retry_delay(attempt=retries), max_retries=settings.MWE_JOB_RETRIES
         ) from exc

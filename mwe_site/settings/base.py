@@ -325,11 +325,11 @@ MWE_IMPORT_MAX_LINE_BYTES = int(os.environ.get("MWE_IMPORT_MAX_LINE_BYTES", str(
 # files reach 1 level and 560 bytes; a 36 KB record nested 900 levels deep made a 33 MB page.
 MWE_IMPORT_MAX_EXTRA_DEPTH = int(os.environ.get("MWE_IMPORT_MAX_EXTRA_DEPTH", "8"))
 MWE_IMPORT_MAX_EXTRA_BYTES = int(os.environ.get("MWE_IMPORT_MAX_EXTRA_BYTES", str(16 * 1024)))
-# An upload import whose database connection is lost goes back to the queue this many times, after
-# MWE_IMPORT_JOB_RETRY_SECONDS, then twice that, and so on (10 s to 160 s: 5 minutes in all), before
-# it fails for good; its uploaded file is kept until then.
-MWE_IMPORT_JOB_RETRIES = int(os.environ.get("MWE_IMPORT_JOB_RETRIES", "5"))
-MWE_IMPORT_JOB_RETRY_SECONDS = float(os.environ.get("MWE_IMPORT_JOB_RETRY_SECONDS", "10"))
+# A job that loses its database connection (an import at any point, any job before its work began)
+# goes back to the queue this many times, after MWE_JOB_RETRY_SECONDS, then twice that, and so on
+# (10 s to 160 s: 5 minutes in all), before it fails for good; an upload is kept until then.
+MWE_JOB_RETRIES = int(os.environ.get("MWE_JOB_RETRIES", "5"))
+MWE_JOB_RETRY_SECONDS = float(os.environ.get("MWE_JOB_RETRY_SECONDS", "10"))
 
 # MWE_LOG_FORMAT=json writes one JSON object per line (time, level, logger, message and any `extra`
 # fields) for a log collector; production defaults to it, a terminal to plain lines.

@@ -254,29 +254,35 @@ def worker(tmp_path, monkeypatch):
         print((tmp_path / "worker.log").read_text()[-3000:])
 
 
-def queue_upload_import(tmp_path: Path, evals_data: Path, broker_url: str, *, name: str, lines: int) -> Job:
-    """An import job of an uploaded file, as import_job_create leaves it, its message sent."""
+def upload_import_job(tmp_path: Path, evals_data: Path, *, name: str, lines: int) -> Job:
+    """An import job of an uploaded file, as import_job_create leaves it (its message not sent)."""
     path = tmp_path / "uploads" / name / f"{name}.jsonl"
     path.parent.mkdir(parents=True)
     path.write_text("".join((evals_data / PERSONA_FILE).read_text().splitlines(keepends=True)[:lines]))
-    job = Job.objects.create(
+    return Job.objects.create(
         kind=Job.Kind.IMPORT,
         params={"path": str(path), "filename": path.name, "slug": name, "collection": None},
     )
+
+
+def send(job: Job, broker_url: str) -> None:
     with app.connection_for_write(broker_url) as conn:
         run_job.apply_async((job.pk,), connection=conn, queue=job_queue(job.kind))
-    return job
 
 
-def blocked_example_insert(*, besides: set[int]) -> int | None:
-    """The pid of a session, other than these, waiting for a lock to insert examples."""
+def blocked_session(query: str, *, besides: set[int]) -> int | None:
+    """The pid of a session, other than these, waiting for a lock to run a statement like `query`."""
     with psycopg.connect(database_url(), autocommit=True) as probe:
         rows = probe.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
             " AND wait_event_type = 'Lock' AND query LIKE %s",
-            [f'INSERT INTO "{Example._meta.db_table}"%'],
+            [query],
         ).fetchall()
     return next((pid for (pid,) in rows if pid not in besides), None)
+
+
+def blocked_example_insert(*, besides: set[int]) -> int | None:
+    return blocked_session(f'INSERT INTO "{Example._meta.db_table}"%', besides=besides)
 
 
 def terminate(pid: int) -> None:
@@ -294,10 +300,11 @@ def test_an_upload_import_whose_database_connection_drops_runs_again(tmp_path, e
     is then terminated. The job goes back to the queue with its upload kept, runs again (a new
     session, blocked on the same lock), and once the lock goes it imports the file once and deletes
     the upload. It used to fail for good and delete the upload."""
-    broker_url, log = worker(MWE_IMPORT_JOB_RETRY_SECONDS="1")
+    broker_url, log = worker(MWE_JOB_RETRY_SECONDS="1")
     with psycopg.connect(database_url()) as locker:
         locker.execute(f'LOCK TABLE "{Example._meta.db_table}" IN SHARE MODE')
-        job = queue_upload_import(tmp_path, evals_data, broker_url, name="dropped", lines=120)
+        job = upload_import_job(tmp_path, evals_data, name="dropped", lines=120)
+        send(job, broker_url)
         first = wait_for(
             lambda: blocked_example_insert(besides=set()), seconds=WORKER_START, what="the import", logs=[log]
         )
@@ -329,10 +336,11 @@ def test_an_upload_import_interrupted_more_often_than_its_retries_fails_and_dele
 ):
     """With one retry allowed, a job whose connection drops in both tries fails for good, saying so,
     with nothing written; its upload is deleted then, not before."""
-    broker_url, log = worker(MWE_IMPORT_JOB_RETRY_SECONDS="1", MWE_IMPORT_JOB_RETRIES="1")
+    broker_url, log = worker(MWE_JOB_RETRY_SECONDS="1", MWE_JOB_RETRIES="1")
     with psycopg.connect(database_url()) as locker:
         locker.execute(f'LOCK TABLE "{Example._meta.db_table}" IN SHARE MODE')
-        job = queue_upload_import(tmp_path, evals_data, broker_url, name="doomed", lines=50)
+        job = upload_import_job(tmp_path, evals_data, name="doomed", lines=50)
+        send(job, broker_url)
         first = wait_for(
             lambda: blocked_example_insert(besides=set()), seconds=WORKER_START, what="the import", logs=[log]
         )
@@ -356,3 +364,36 @@ def test_an_upload_import_interrupted_more_often_than_its_retries_fails_and_dele
     assert not Dataset.objects.filter(slug="doomed").exists() and not Example.objects.exists()
     assert not Path(job.params["path"]).parent.exists()
     assert log.read_text().count(f"job {job.pk} (import) started") == 2
+
+
+def test_a_job_whose_database_connection_drops_before_it_starts_runs_again(tmp_path, evals_data, worker):
+    """The job's row is locked, so the worker stops while marking it running (any kind of job: none of
+    its work has begun); its session is terminated. The message is retried, and once the row is free
+    the job runs, once. It used to be dropped, the job left queued until a sweep."""
+    broker_url, log = worker(MWE_JOB_RETRY_SECONDS="1")
+    with psycopg.connect(database_url()) as locker:
+        job = upload_import_job(tmp_path, evals_data, name="unstarted", lines=30)
+        locker.execute(f'SELECT id FROM "{Job._meta.db_table}" WHERE id = %s FOR UPDATE', [job.pk])
+        send(job, broker_url)
+        starting = f'SELECT %FROM "{Job._meta.db_table}"%FOR UPDATE%'
+        first = wait_for(
+            lambda: blocked_session(starting, besides=set()), seconds=WORKER_START, what="the job", logs=[log]
+        )
+        terminate(first)
+        wait_for(
+            lambda: blocked_session(starting, besides={first}),
+            seconds=RETRY_START,
+            what="the job starting again",
+            logs=[log],
+        )
+        locker.rollback()
+    wait_for(lambda: Job.objects.get(pk=job.pk).is_finished, seconds=RETRY_START, what="the job", logs=[log])
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert Example.objects.filter(dataset__slug="unstarted").count() == 30
+    assert not Path(job.params["path"]).parent.exists()
+    text = log.read_text()
+    assert f"job {job.pk} could not start and goes back to the queue" in text
+    assert "Retry in 1" in text
+    assert text.count(f"job {job.pk} (import) started") == 1
