@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core import checks
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.throttling import BaseThrottle
@@ -137,3 +138,18 @@ class SharedScopeThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self.wait_seconds
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def shared_cache_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """A cache of each process's own multiplies every limit by the number of processes."""
+    backend = settings.CACHES["default"]["BACKEND"]
+    if backend.endswith(("LocMemCache", "DummyCache")):
+        return [
+            checks.Warning(
+                "Rate limits are counted by each process on its own: the default cache is not shared.",
+                hint="Set CACHE_URL=redis://... (production uses the broker's Redis when the broker is Redis).",
+                id="mwe_site.W001",
+            )
+        ]
+    return []

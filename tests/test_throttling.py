@@ -174,3 +174,12 @@ def test_with_redis_every_process_shares_one_count(tmp_path):
         assert run(3) == ["ok", "ok", "refused"]
     finally:
         redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def test_deploy_check_warns_when_processes_do_not_share_the_cache(settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert [message.id for message in throttling.shared_cache_check()] == ["mwe_site.W001"]
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+    assert throttling.shared_cache_check() == []
