@@ -23,13 +23,6 @@ from tests.factories import DatasetFactory, EvaluationItemFactory, EvaluationRun
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    explorer_selectors.explorer_caches_clear()
-    yield
-    explorer_selectors.explorer_caches_clear()
-
-
 class CountingFactory:
     """Stands in for generation.lm.embeddings.load_embedder: counts the loads."""
 

@@ -22,13 +22,6 @@ from tests.factories import StaffFactory, WorkerFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    explorer_selectors.explorer_caches_clear()
-    yield
-    explorer_selectors.explorer_caches_clear()
-
-
 @pytest.fixture
 def mapped():
     """A dataset of four examples and its map."""

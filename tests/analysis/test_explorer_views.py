@@ -31,14 +31,6 @@ pytestmark = pytest.mark.django_db
 XSS = '<b>bold</b> <a href="javascript:alert(1)">x</a> <img src=x onerror="alert(1)">'
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    # Vectors and ids are cached per build id; ids restart with each test database.
-    explorer_selectors.explorer_caches_clear()
-    yield
-    explorer_selectors.explorer_caches_clear()
-
-
 @pytest.fixture
 def embedder(monkeypatch):
     embedder = CountingEmbedder()
