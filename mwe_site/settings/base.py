@@ -239,6 +239,7 @@ MWE_THROTTLE_RATES = {
     }.items()
 }
 
+
 # The cache behind the throttles and anything else that must be shared by every process. Production
 # sets CACHE_URL (redis://...; it defaults to the broker when that is Redis); without it, each
 # process has its own local-memory cache, which is right for `make run`'s single web process.
