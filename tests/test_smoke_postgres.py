@@ -2,7 +2,8 @@
 gunicorn, all with the production settings, driven over HTTP as researchers and crowdworkers use it.
 
 import a released file -> generate a small persona dataset with the embedded model -> evaluate it ->
-annotation project, 3 workers rate every example over the API -> agreement report -> explorer build
+annotation project, 3 workers rate every example over the API -> agreement report -> the project
+published -> explorer build
 -> every public page and API endpoint answers 200 with the content the earlier steps produced.
 
 One test, because each step needs the previous one's output; every wait has a deadline and prints
@@ -515,6 +516,17 @@ def test_whole_flow_on_the_production_stack(stack, tmp_path, evals_data):
         # The command computes the same figures as the page (same resamples, same seed).
         report = json.loads(stack.manage("agreement_report", "--project", PROJECT, "--json"))
         stack.check(report == {"projects": [figures]}, f"agreement_report --json differs:\n{report}")
+
+    with stack.stage("researcher publishes the project from its page (its ratings become public)"):
+        response = post_form(
+            stack,
+            researcher,
+            f"/annotate/projects/{PROJECT}/publication/",
+            {"action": "publish", "confirm": "on"},
+            form_page=f"/annotate/projects/{PROJECT}/",
+        )
+        project_page = html_page(stack, researcher, redirect_path(response))
+        stack.check("its ratings are public" in project_page, "the project page does not say it is published")
 
     with stack.stage("explorer: build every map from /explore/, job to done"):
         explorer_page = html_page(stack, researcher, "/explore/")
