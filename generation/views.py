@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 from django.contrib.auth.mixins import UserPassesTestMixin
@@ -154,7 +155,22 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return qualities.get("gzip", qualities.get("x-gzip", qualities.get("*", 0.0))) > 0
 
 
+def _cacheable(view):
+    """Cache headers on the file and on the 304 that revalidates a copy of it (never on a refusal)."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        if response.status_code in (200, 304):
+            patch_vary_headers(response, ["Accept-Encoding"])
+            response["Cache-Control"] = f"public, max-age={DOWNLOAD_MAX_AGE}"
+        return response
+
+    return wrapper
+
+
 @require_safe
+@_cacheable
 @condition(etag_func=_download_etag, last_modified_func=_download_last_modified)
 @throttled("download")  # inside `condition`: revalidating a copy (a 304) does not count
 def dataset_download(request, slug: str) -> FileResponse:
@@ -173,8 +189,6 @@ def dataset_download(request, slug: str) -> FileResponse:
     )
     if zipped:
         response["Content-Encoding"] = "gzip"
-    patch_vary_headers(response, ["Accept-Encoding"])
-    response["Cache-Control"] = f"public, max-age={DOWNLOAD_MAX_AGE}"
     return response
 
 

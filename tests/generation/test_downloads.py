@@ -55,7 +55,11 @@ def test_headers_for_caches(client, dataset):
 def test_a_conditional_request_is_a_304_until_the_examples_change(client, dataset):
     first = client.get(url_of(dataset))
     etag, modified = first["ETag"], first["Last-Modified"]
-    assert client.get(url_of(dataset), HTTP_IF_NONE_MATCH=etag).status_code == 304
+    revalidated = client.get(url_of(dataset), HTTP_IF_NONE_MATCH=etag)
+    assert revalidated.status_code == 304
+    # A 304 renews the cached copy's freshness and says what it varies on, like the 200 (RFC 9111).
+    assert revalidated["Cache-Control"] == first["Cache-Control"]
+    assert "Accept-Encoding" in revalidated["Vary"]
     assert client.get(url_of(dataset), HTTP_IF_MODIFIED_SINCE=modified).status_code == 304
 
     example = dataset.examples.get(position=7)
