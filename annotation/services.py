@@ -389,6 +389,7 @@ _TABLES = {
     "example": Example._meta.db_table,
     "dataset": Dataset._meta.db_table,
     "worker": Worker._meta.db_table,
+    "project": AnnotationProject._meta.db_table,
     "claimed": Assignment.Status.CLAIMED.value,
     "submitted": Assignment.Status.SUBMITTED.value,
     "expired": Assignment.Status.EXPIRED.value,
@@ -451,6 +452,9 @@ def _claim_sql(*, gold: bool) -> str:
         {candidates}
         taken AS (
             UPDATE {item} i SET reserved_count = i.reserved_count + 1 FROM pick WHERE i.id = pick.id
+              -- A closed (or published) project hands out nothing, whatever a process's cached
+              -- look-up of the project still says.
+              AND EXISTS (SELECT 1 FROM {project} p WHERE p.id = %(project)s AND p.is_active)
             RETURNING i.id
         ),
         new_lease AS (
@@ -606,6 +610,8 @@ def _claim_orm(*, worker: Worker, project: AnnotationProject, now, want_gold: bo
     if current is not None:
         return current
     _expire_stale(project=project, now=now)
+    if not AnnotationProject.objects.filter(pk=project.pk, is_active=True).exists():
+        return None  # closed or published since the caller looked it up
     item = _pick_item(project=project, worker=worker, gold=False)
     if item is not None and want_gold:
         item = _pick_item(project=project, worker=worker, gold=True) or item

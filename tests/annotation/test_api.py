@@ -206,10 +206,11 @@ def test_queries_per_claim_and_submit(project, on_postgres):
         # statement alone (token and project cached).
         assert counts == (3 + 2, 1 + 2, 1 + 2)
     else:
-        # SQLite takes the ORM path in a savepoint: exclusion check, open lease, expiry sweep, pick,
-        # counter update, insert (6 + 2); submit: lock, counters, response in its own savepoint,
-        # lease update (4 + 2 + 2); the second claim finds token and project cached.
-        assert counts == (2 + 8, 8, 8)
+        # SQLite takes the ORM path in a savepoint: exclusion check, open lease, expiry sweep, the
+        # project still open, pick, counter update, insert (7 + 2); submit: lock, counters, response
+        # in its own savepoint, lease update (4 + 2 + 2); the second claim finds token and project
+        # cached.
+        assert counts == (2 + 9, 8, 9)
 
 
 @pytest.mark.postgres

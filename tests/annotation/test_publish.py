@@ -36,6 +36,27 @@ def test_publishing_closes_the_project_and_returns_live_leases(project):
         )
 
 
+def assert_a_stale_look_up_claims_nothing(project) -> None:
+    """A web process reuses its look-up of a worker's project for a few seconds
+    (MWE_API_TOKEN_CACHE_SECONDS): the claim itself must refuse a closed project."""
+    worker = WorkerFactory(projects=[project])
+    stale = AnnotationProject.objects.get(pk=project.pk)  # as cached before publishing
+    services.project_publish(project=project)
+    assert stale.is_active
+    assert services.task_claim(worker=worker, project=stale) is None
+    assert not Assignment.objects.filter(project=project).exists()
+
+
+def test_a_process_that_still_thinks_the_project_open_claims_nothing(project):
+    assert_a_stale_look_up_claims_nothing(project)
+
+
+@pytest.mark.postgres
+def test_a_process_that_still_thinks_the_project_open_claims_nothing_on_postgres(project):
+    # The one-statement claim of PostgreSQL, not the ORM steps above.
+    assert_a_stale_look_up_claims_nothing(project)
+
+
 def test_publishing_twice_keeps_the_first_date_and_unpublishing_hides_again(project):
     first = services.project_publish(project=project).published_at
     assert services.project_publish(project=project).published_at == first
