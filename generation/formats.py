@@ -580,10 +580,11 @@ class _Reader:
 _JSON_STRUCTURE = re.compile(r'(?P<string>"[^"\\]*(?:\\.[^"\\]*)*")(?P<colon>\s*:)?|[\[\]{}]')
 
 
-def _nesting_over(text: str, max_depth: int) -> tuple[bool, str | None]:
+def json_nesting_over(text: str, max_depth: int) -> tuple[bool, str | None]:
     """Whether a JSON text nests objects and arrays more than max_depth levels deep, found without
     parsing it (the parser recurses once per level: a line of 100,000 '[' would raise RecursionError),
-    and under which key of the outer object."""
+    and under which key of the outer object. Linear in the text; brackets inside strings are text.
+    Malformed text is left to json.loads. Also the API's JSON parser's check (mwe_site/parsers.py)."""
     if text.count("[") + text.count("{") <= max_depth:
         return False, None  # nearly every line: too few brackets to nest that deep
     depth = 0
@@ -610,7 +611,7 @@ def _nesting_over(text: str, max_depth: int) -> tuple[bool, str | None]:
 
 def _load_line(text: str, *, display: str, line: int, limits: ReadLimits) -> dict[str, Any]:
     # The record is one level, each field's value may add max_extra_depth more.
-    too_deep, key = _nesting_over(text, limits.max_extra_depth + 1)
+    too_deep, key = json_nesting_over(text, limits.max_extra_depth + 1)
     if too_deep:
         raise EvalsFormatError(
             display,

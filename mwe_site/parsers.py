@@ -8,30 +8,14 @@ from __future__ import annotations
 
 import codecs
 import io
-import re
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
+from generation.formats import json_nesting_over
+
 JSON_MAX_DEPTH = 32
-# A JSON string, escapes included: brackets inside one are text, not nesting.
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
-_BRACKET = re.compile(r"[\[\]{}]")
-
-
-def json_depth_exceeds(text: str, *, limit: int) -> bool:
-    """Whether JSON text nests arrays and objects deeper than `limit`. Linear in the text, without
-    recursion; stops at the first bracket past the limit. Malformed text is left to json.loads."""
-    depth = 0
-    for bracket in _BRACKET.finditer(_STRING.sub("", text)):
-        if bracket.group() in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
 
 
 class DepthLimitedJSONParser(JSONParser):
@@ -42,6 +26,6 @@ class DepthLimitedJSONParser(JSONParser):
             text = codecs.decode(raw, encoding)
         except (UnicodeDecodeError, LookupError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
-        if json_depth_exceeds(text, limit=JSON_MAX_DEPTH):
+        if json_nesting_over(text, JSON_MAX_DEPTH)[0]:
             raise ParseError(f"JSON nested deeper than {JSON_MAX_DEPTH} levels.")
         return super().parse(io.BytesIO(raw), media_type, parser_context)
