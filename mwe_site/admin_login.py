@@ -6,13 +6,12 @@ password, until the window ends. Showing the page is not an attempt; only a POST
 from __future__ import annotations
 
 import hashlib
-import math
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 
-from mwe_site.throttling import throttle_wait
+from mwe_site.throttling import throttle_wait, too_many_requests
 
 
 def _username_ident(username: str) -> str:
@@ -39,12 +38,7 @@ def login(request: HttpRequest, extra_context: dict | None = None) -> HttpRespon
     if request.method == "POST":
         wait = attempts_wait(request=request)
         if wait is not None:
-            seconds = max(1, math.ceil(wait))
-            response = HttpResponse(
-                f"Too many sign-in attempts for this address or account; try again in {seconds} s.",
-                status=429,
-                content_type="text/plain; charset=utf-8",
+            return too_many_requests(
+                wait=wait, json=False, what="Too many sign-in attempts for this address or account"
             )
-            response["Retry-After"] = str(seconds)
-            return response
     return admin.site.login(request, extra_context)

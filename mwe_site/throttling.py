@@ -93,13 +93,15 @@ def throttle_wait(*, request: HttpRequest, scope: str, ident: str | None = None)
     return (window + 1) * rate.seconds - now
 
 
-def too_many_requests(*, wait: float, json: bool) -> HttpResponse:
-    message = f"Too many requests; try again in {math.ceil(wait)} s."
+def too_many_requests(*, wait: float, json: bool, what: str = "Too many requests") -> HttpResponse:
+    """The 429 for a client over its rate, with Retry-After; `what` says what there were too many of."""
+    seconds = max(1, math.ceil(wait))
+    message = f"{what}; try again in {seconds} s."
     if json:
         response: HttpResponse = JsonResponse({"detail": message}, status=429)
     else:
         response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
-    response["Retry-After"] = str(max(1, math.ceil(wait)))
+    response["Retry-After"] = str(seconds)
     response["Cache-Control"] = "no-store"
     return response
 
