@@ -27,7 +27,6 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from annotation import conf
 from generation.models import Dataset, Example
 
 # Gold items are shown to every worker once, so they are not capped by the project's overlap; this
@@ -98,7 +97,7 @@ def new_invite_token() -> str:
 
 
 def new_invite_expiry() -> datetime:
-    return timezone.now() + timedelta(days=conf.invite_ttl_days())
+    return timezone.now() + timedelta(days=settings.MWE_INVITE_TTL_DAYS)
 
 
 # Unicode categories of characters that do not show: controls (CR, ESC...), formats (zero-width

@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -19,7 +20,7 @@ from django.views import View
 from django.views.decorators.http import require_POST, require_safe
 from django.views.generic import DetailView, FormView, ListView
 
-from annotation import conf, selectors, services
+from annotation import selectors, services
 from annotation.csvsafe import csv_row
 from annotation.forms import JoinForm, ProjectCreateForm
 from annotation.markdown import render_markdown
@@ -73,7 +74,7 @@ class JoinView(View):
             return render(request, "annotation/invite_invalid.html", {"expired": False}, status=404)
         login(request, worker.user, backend="django.contrib.auth.backends.ModelBackend")
         # A fixed end, counted from now: working on does not extend it.
-        request.session.set_expiry(timezone.now() + timedelta(seconds=conf.worker_session_seconds()))
+        request.session.set_expiry(timezone.now() + timedelta(seconds=settings.MWE_WORKER_SESSION_SECONDS))
         if request.session.session_key is None:
             # login() flushed another account's session: save the new one now, to record its key.
             request.session.save()

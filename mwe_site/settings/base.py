@@ -131,6 +131,10 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
 # command) that runs longer than this, and the request gets a 503 (mwe_site/statement_timeout.py).
 # 15 s: far above any page's queries on the released data, far below gunicorn's 60 s timeout. 0: off.
 MWE_WEB_STATEMENT_TIMEOUT_MS = env_int("MWE_WEB_STATEMENT_TIMEOUT_MS", 15000)
+# Crowdworkers' invite links: how long a new or rotated link signs workers in, and how long a sign-in
+# through one lasts, counted from the sign-in (activity does not extend it).
+MWE_INVITE_TTL_DAYS = env_int("MWE_INVITE_TTL_DAYS", 14, minimum=1)
+MWE_WORKER_SESSION_SECONDS = env_int("MWE_WORKER_SESSION_SECONDS", 12 * 3600, minimum=1)
 # --- end of the abuse limits -------------------------------------------------------------------------
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

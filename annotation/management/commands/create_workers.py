@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from annotation import conf, selectors, services
+from annotation import selectors, services
 from annotation.csvsafe import csv_row
 from annotation.models import AnnotationProject, external_id_problem
 
@@ -87,5 +88,5 @@ class Command(BaseCommand):
             writer.writerows(csv_row(row) for row in rows)
         self.stdout.write(
             f"Created {len(rows)} worker(s) for {project.slug}; wrote {out} (the invite links work for "
-            f"{conf.invite_ttl_days()} days; `rotate_invites` makes new ones)"
+            f"{settings.MWE_INVITE_TTL_DAYS} days; `rotate_invites` makes new ones)"
         )
