@@ -396,8 +396,7 @@ def job_run(*, job_id: int) -> None:
             raise
         reason = _interruption(exc)
         logger.warning("job %s could not start and goes back to the queue: %s", job_id, reason)
-        with contextlib.suppress(DatabaseError):
-            connection.close()
+        _connection_drop()
         raise JobInterrupted(reason) from exc
     _queue_follow_up(job)
 
@@ -406,6 +405,13 @@ def _interruption(exc: Exception) -> str:
     # The driver's message without the statement it interrupted (its next lines).
     first_line = next(iter(str(exc).strip().splitlines()), "")
     return f"{type(exc).__name__}: {first_line}"
+
+
+def _connection_drop() -> None:
+    # The connection a transient error broke; the next query opens a new one. Closing a broken
+    # connection can fail too, which changes nothing.
+    with contextlib.suppress(DatabaseError):
+        connection.close()
 
 
 def _job_cleanup(job: Job) -> None:
@@ -418,16 +424,14 @@ def _job_requeue(*, job: Job, reason: str) -> None:
     """Marks an interrupted job queued again, on a new connection: the one that failed is dropped.
     If the database is still away, the job stays marked running; that changes nothing for its retry
     (job_start takes a running job whose lock nobody holds), nor for a sweep, which sends it again."""
-    with contextlib.suppress(DatabaseError):
-        connection.close()
+    _connection_drop()
     try:
         Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
             status=Job.Status.QUEUED, message=f"Interrupted ({reason[:200]}); it will run again"
         )
     except TRANSIENT_ERRORS as exc:
         logger.warning("job %s could not be marked queued again: %s", job.pk, exc)
-        with contextlib.suppress(DatabaseError):
-            connection.close()
+        _connection_drop()
 
 
 def job_give_up(*, job_id: int, error: str, tries: int) -> None:
