@@ -28,7 +28,7 @@ from analysis.explorer import ExplorerError, explorer_job_active, explorer_job_c
 from analysis.models import ExplorerBuild
 from generation.models import Dataset, EvaluationRun
 from generation.views import StaffRequiredMixin
-from mwe_site.throttling import throttle_wait, too_many_requests
+from mwe_site.throttling import throttle_refusal
 
 SEARCH_RESULTS_DEFAULT = 100
 AGREEMENT_PRIVATE = "ratings=all"
@@ -46,12 +46,6 @@ def _build_or_404(pk: int) -> ExplorerBuild:
 
 def _is_staff(request) -> bool:
     return request.user.is_active and request.user.is_staff
-
-
-def _refused(request, scope: str, *, json: bool) -> HttpResponse | None:
-    """A 429 when this request puts the client over the scope's rate; None when it may go on."""
-    wait = throttle_wait(request=request, scope=scope)
-    return None if wait is None else too_many_requests(wait=wait, json=json)
 
 
 def _bad_request(message: str) -> HttpResponse:
@@ -131,7 +125,7 @@ class ExplorerView(TemplateView):
 
 @require_safe
 def payload_view(request, pk: int) -> HttpResponse:
-    if refused := _refused(request, "explorer_map", json=False):
+    if refused := throttle_refusal(request=request, scope="explorer_map", json=False):
         return refused
     build = _build_or_404(pk)
     return _binary(
@@ -153,7 +147,7 @@ def agreement_view(request, pk: int) -> HttpResponse:
     include_private = ratings == "all"
     if include_private and not _is_staff(request):
         return HttpResponse("every rating is for staff only", status=403, content_type="text/plain")
-    if refused := _refused(request, "explorer_map", json=False):
+    if refused := throttle_refusal(request=request, scope="explorer_map", json=False):
         return refused
     build = _build_or_404(pk)
     values = selectors.explorer_agreement_values(build=build, include_private=include_private)
@@ -176,7 +170,7 @@ def p_match_view(request, pk: int) -> HttpResponse:
         return _bad_request("choose a model (model=) and a prompt format (format=)")
     if len(model_spec) > MODEL_SPEC_CHARS or prompt_format not in EvaluationRun.Format.values:
         return _bad_request("no evaluation has that model or prompt format")
-    if refused := _refused(request, "explorer_map", json=False):
+    if refused := throttle_refusal(request=request, scope="explorer_map", json=False):
         return refused
     build = _build_or_404(pk)
     known = {(o.model_spec, o.prompt_format) for o in selectors.explorer_model_options(build=build)}
@@ -199,7 +193,7 @@ def _content_etag(values) -> str:
 
 @require_safe
 def point_view(request, pk: int, index: int) -> JsonResponse:
-    if refused := _refused(request, "explorer_point", json=True):
+    if refused := throttle_refusal(request=request, scope="explorer_point", json=True):
         return refused
     build = _build_or_404(pk)
     if index >= build.point_count:
@@ -220,7 +214,7 @@ def search_view(request, pk: int) -> JsonResponse:
         )
     except ExplorerError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
-    if refused := _refused(request, "semantic_search", json=True):
+    if refused := throttle_refusal(request=request, scope="semantic_search", json=True):
         return refused
     build = _build_or_404(pk)
     try:

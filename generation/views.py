@@ -17,7 +17,7 @@ from generation.forms import ImportForm
 from generation.jobs import import_job_create
 from generation.models import Collection, Dataset, Example, Job
 from mwe_site.search import search_problem
-from mwe_site.throttling import throttle_wait, throttled, too_many_requests
+from mwe_site.throttling import throttle_refusal, throttled
 
 EXAMPLES_PER_PAGE = 50
 SORT_CHOICES = [
@@ -73,9 +73,9 @@ class DatasetDetailView(LastPageOnOverflowMixin, ListView):
         self.search = request.GET.get("q", "")
         self.search_error = search_problem(query=self.search)
         if self.search_error is None and self.search.strip():
-            wait = throttle_wait(request=request, scope="search")
-            if wait is not None:
-                return too_many_requests(wait=wait, json=False)
+            refusal = throttle_refusal(request=request, scope="search", json=False)
+            if refusal is not None:
+                return refusal
         response = super().get(request, *args, **kwargs)
         if self.search_error is not None:
             response.status_code = 400

@@ -106,6 +106,13 @@ def too_many_requests(*, wait: float, json: bool, what: str = "Too many requests
     return response
 
 
+def throttle_refusal(*, request: HttpRequest, scope: str, json: bool) -> HttpResponse | None:
+    """Counts the request against the client's limit for `scope`: the 429 to send when it is over,
+    else None (the view goes on). For views that validate their input before counting."""
+    wait = throttle_wait(request=request, scope=scope)
+    return None if wait is None else too_many_requests(wait=wait, json=json)
+
+
 def throttled(scope: str, *, json: bool = False) -> Callable:
     """Decorator for a Django view: a client over the scope's rate gets a 429 with Retry-After.
     Apply it after validating the input where bad input is cheap to refuse, or on the whole view."""
@@ -114,10 +121,8 @@ def throttled(scope: str, *, json: bool = False) -> Callable:
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-            wait = throttle_wait(request=request, scope=scope)
-            if wait is not None:
-                return too_many_requests(wait=wait, json=json)
-            return view(request, *args, **kwargs)
+            refusal = throttle_refusal(request=request, scope=scope, json=json)
+            return refusal or view(request, *args, **kwargs)
 
         return wrapper
 
