@@ -21,7 +21,7 @@ from rest_framework.exceptions import APIException
 from rest_framework.filters import SearchFilter
 from rest_framework.settings import api_settings
 
-from mwe_site.throttling import SharedScopeThrottle, throttle_wait
+from mwe_site.throttling import SharedScopeThrottle
 
 SEARCH_MAX_TERMS = 8
 SEARCH_MAX_CHARS = 200
@@ -63,8 +63,5 @@ class SearchThrottle(SharedScopeThrottle):
     listing and filtering stay unlimited. Set for every DRF view in DEFAULT_THROTTLE_CLASSES; views
     with throttle_classes of their own (the annotation API) do not search."""
 
-    def allow_request(self, request, view) -> bool:
-        if not request.query_params.get(api_settings.SEARCH_PARAM, "").strip():
-            return True
-        self.wait_seconds = throttle_wait(request=request, scope="search")
-        return self.wait_seconds is None
+    def scope_for(self, request, view) -> str | None:
+        return "search" if request.query_params.get(api_settings.SEARCH_PARAM, "").strip() else None

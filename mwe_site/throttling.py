@@ -130,14 +130,17 @@ def throttled(scope: str, *, json: bool = False) -> Callable:
 
 
 class SharedScopeThrottle(BaseThrottle):
-    """The same limits for DRF views: set `throttle_classes = [SharedScopeThrottle]` and
-    `shared_throttle_scope = "<scope>"` on the view (or per action in get_throttles)."""
+    """The same limits for DRF views: a subclass says which scope a request counts against
+    (`scope_for`; None: not limited), this class counts it."""
 
     def __init__(self) -> None:
         self.wait_seconds: float | None = None
 
+    def scope_for(self, request, view) -> str | None:
+        raise NotImplementedError
+
     def allow_request(self, request, view) -> bool:
-        scope = getattr(view, "shared_throttle_scope", None)
+        scope = self.scope_for(request, view)
         if scope is None:
             return True
         self.wait_seconds = throttle_wait(request=request, scope=scope)
