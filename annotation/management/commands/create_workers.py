@@ -12,7 +12,8 @@ from django.db import transaction
 
 from annotation import selectors, services
 from annotation.csvsafe import csv_row
-from annotation.models import AnnotationProject, external_id_problem
+from annotation.management.projects import project_from_slug
+from annotation.models import external_id_problem
 
 
 def read_external_ids(path: Path) -> list[str]:
@@ -56,10 +57,7 @@ class Command(BaseCommand):
         parser.add_argument("--base-url", default="", help="prefix for the invite links, e.g. https://host")
 
     def handle(self, *args, project, count, out, external_ids, base_url, **options):
-        try:
-            project = AnnotationProject.objects.get(slug=project)
-        except AnnotationProject.DoesNotExist:
-            raise CommandError(f"no annotation project {project!r}") from None
+        project = project_from_slug(project)
         if count < 1:
             raise CommandError("--count must be at least 1")
         out = Path(out)

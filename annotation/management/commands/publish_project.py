@@ -3,10 +3,10 @@ them again with --unpublish."""
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from annotation import services
-from annotation.models import AnnotationProject
+from annotation.management.projects import project_from_slug
 
 
 class Command(BaseCommand):
@@ -20,10 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--unpublish", action="store_true", help="hide the ratings again")
 
     def handle(self, *args, project, unpublish, **options):
-        try:
-            project = AnnotationProject.objects.get(slug=project)
-        except AnnotationProject.DoesNotExist:
-            raise CommandError(f"no annotation project {project!r}") from None
+        project = project_from_slug(project)
         if unpublish:
             services.project_unpublish(project=project)
             self.stdout.write(f"Unpublished {project.slug}: its ratings are no longer public")

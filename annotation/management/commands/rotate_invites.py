@@ -11,7 +11,7 @@ from django.db import transaction
 
 from annotation import selectors, services
 from annotation.csvsafe import csv_row
-from annotation.models import AnnotationProject
+from annotation.management.projects import project_from_slug
 
 
 class Command(BaseCommand):
@@ -37,10 +37,7 @@ class Command(BaseCommand):
         parser.add_argument("--base-url", default="", help="prefix for the invite links, e.g. https://host")
 
     def handle(self, *args, project, workers, revoke, out, base_url, **options):
-        try:
-            project = AnnotationProject.objects.get(slug=project)
-        except AnnotationProject.DoesNotExist:
-            raise CommandError(f"no annotation project {project!r}") from None
+        project = project_from_slug(project)
         if not revoke and out is None:
             raise CommandError("--out is required: the new links are written there")
         chosen = project.workers.order_by("pk")
