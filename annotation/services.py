@@ -259,9 +259,15 @@ def _end_every_session(worker: Worker) -> None:
 def worker_invite_rotate(*, worker: Worker) -> Worker:
     """A new invite link for the worker, valid for MWE_INVITE_TTL_DAYS: the old one stops working
     and every browser it signed in is signed out. Their API token is left as it is."""
+    return _invite_replace(worker=worker, expires_at=new_invite_expiry())
+
+
+def _invite_replace(*, worker: Worker, expires_at) -> Worker:
+    """A new invite token (the old link dies) valid until `expires_at` (None: no link works), and
+    every browser the worker signed in is signed out. Inside the caller's transaction."""
     worker = Worker.objects.select_for_update(of=("self",)).select_related("user").get(pk=worker.pk)
     worker.invite_token = new_invite_token()
-    worker.invite_expires_at = new_invite_expiry()
+    worker.invite_expires_at = expires_at
     worker.save(update_fields=["invite_token", "invite_expires_at"])
     _end_every_session(worker)
     return worker
@@ -271,12 +277,8 @@ def worker_invite_rotate(*, worker: Worker) -> Worker:
 def worker_invite_revoke(*, worker: Worker) -> Worker:
     """Cut the worker off: their invite link stops working (until rotated), every browser it signed
     in is signed out and their API token is deleted. Their responses stay."""
-    worker = Worker.objects.select_for_update(of=("self",)).select_related("user").get(pk=worker.pk)
     # A new secret that nobody is given, so the old link is unknown rather than merely expired.
-    worker.invite_token = new_invite_token()
-    worker.invite_expires_at = None
-    worker.save(update_fields=["invite_token", "invite_expires_at"])
-    _end_every_session(worker)
+    worker = _invite_replace(worker=worker, expires_at=None)
     if worker.user_id is not None:
         Token.objects.filter(user_id=worker.user_id).delete()
     return worker
