@@ -87,7 +87,7 @@ class ExplorerBuild(models.Model):
     text_hashes = models.BinaryField(default=bytes, blank=True)
     coordinates = models.BinaryField(default=bytes, blank=True, help_text="float32 (x, y) per point")
     cluster_labels = models.BinaryField(default=bytes, blank=True, help_text="int32 per point; -1 noise")
-    # The page's download: gzip-compressed binary (see analysis.explorer.payload_encode).
+    # The page's download: gzip-compressed binary (see analysis.explorer.services.payload_encode).
     payload = models.BinaryField(default=bytes, blank=True)
     payload_bytes = models.PositiveIntegerField(default=0)
     timings = models.JSONField(default=dict, blank=True)

@@ -5,8 +5,8 @@ from django.db import transaction
 from django.http import HttpResponse
 
 from annotation import selectors, services
-from annotation.csvsafe import csv_row
 from annotation.models import AnnotationProject, Assignment, ProjectItem, Response, Worker
+from mwe_site.safe_csv import csv_row
 
 
 @admin.register(AnnotationProject)

@@ -38,7 +38,6 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation import services
-from annotation.csvsafe import csv_uncell
 from annotation.models import (
     AnnotationProject,
     Assignment,
@@ -48,6 +47,7 @@ from annotation.models import (
     external_id_problem,
 )
 from generation.models import Dataset, Example
+from mwe_site.safe_csv import csv_uncell
 
 TRUE_WORDS = {"yes", "y", "true", "t", "1"}
 FALSE_WORDS = {"no", "n", "false", "f", "0"}
@@ -342,7 +342,7 @@ def ratings_import(
 def ratings_import_text(
     *, text: str, project_slug: str, overlap: int | None = None, name: str | None = None
 ) -> ImportSummary:
-    from generation.services import dataset_slug_usable
+    from generation.catalog.services import dataset_slug_usable
 
     if (
         not dataset_slug_usable(project_slug)

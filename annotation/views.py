@@ -21,11 +21,11 @@ from django.views.decorators.http import require_POST, require_safe
 from django.views.generic import DetailView, FormView, ListView
 
 from annotation import selectors, services
-from annotation.csvsafe import csv_row
 from annotation.forms import JoinForm, ProjectCreateForm
 from annotation.markdown import render_markdown
 from annotation.models import AnnotationProject, Assignment, Worker
-from generation.views import StaffRequiredMixin
+from mwe_site.permissions import StaffRequiredMixin
+from mwe_site.safe_csv import csv_row
 
 RELEVANCE_CHOICES = [(1, "1 Horrible"), (2, "2 Bad"), (3, "3 Okay"), (4, "4 Good"), (5, "5 Amazing")]
 

@@ -45,7 +45,7 @@ def build_project():
     3 without label confidence), 100 examples each, every example rated by 3 of 60 workers."""
     from annotation import services
     from annotation.imports import ratings_import_text
-    from generation.formats import text_hash
+    from generation.catalog.formats import text_hash
     from generation.models import Collection, Dataset, Example
 
     rng = np.random.default_rng(SEED)
@@ -323,7 +323,7 @@ def main() -> None:
     try:
         from annotation.models import AnnotationProject, ProjectItem, Response, Worker
         from generation.models import Collection, Dataset, Example
-        from tests.factories import StaffFactory
+        from tests.builders import StaffFactory
 
         project, summary, import_seconds = build_project()
         client = Client()

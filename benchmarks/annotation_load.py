@@ -373,9 +373,9 @@ def stop_gunicorn(server: subprocess.Popen) -> None:
 
 def build(*, items: int, overlap: int, workers: int):
     from annotation import services
-    from generation.formats import text_hash
+    from generation.catalog.formats import text_hash
     from generation.models import Example
-    from tests.factories import DatasetFactory
+    from tests.builders import DatasetFactory
 
     dataset = DatasetFactory(slug="load", behavior="load test")
     Example.objects.bulk_create(

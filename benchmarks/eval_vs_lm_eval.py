@@ -41,7 +41,7 @@ def main() -> None:
     django.setup()
     from django.conf import settings
 
-    from generation import evaluation
+    from generation.evaluation import services as evaluation
     from generation.lm import load_model
     from generation.lm.local import SMOLLM2_GGUF, SMOLLM2_PACKAGE, package_dir
 

@@ -106,7 +106,7 @@ def synthetic_vectors(count: int, *, seed: int = 0):
 
 
 def bench_embeddings(texts_count: int, rounds: int) -> None:
-    from analysis.explorer import embeddings_get_or_create
+    from analysis.explorer.services import embeddings_get_or_create
     from analysis.models import TextEmbedding
     from generation.lm.embeddings import load_embedder
 
@@ -165,7 +165,7 @@ def bench_embeddings(texts_count: int, rounds: int) -> None:
 
 
 def bench_umap(sizes: list[int]):
-    from analysis.explorer import MapParams, clusters_find, min_cluster_size_for, project
+    from analysis.explorer.services import MapParams, clusters_find, min_cluster_size_for, project
 
     print("\n== UMAP (n_neighbors=15, min_dist=0.1, cosine, random_state=42 => single-threaded)")
     # numba compiles UMAP's and pynndescent's functions on first use in a process (nearest-neighbour
@@ -200,7 +200,7 @@ def build_big_map(count: int, umap_result):
     clusters, keywords, medoids); only the embedding is skipped."""
     import numpy as np
 
-    from analysis.explorer import (
+    from analysis.explorer.services import (
         Point,
         cluster_keywords,
         cluster_members_ranked,

@@ -1,6 +1,6 @@
 """Generation speed with the embedded model (SmolLM2-135M, CPU), two ratios measured in one process:
 
-1. Candidates per minute of the pipeline (generation.generate: batched sampling, scoring in chunks,
+1. Candidates per minute of the pipeline (generation.pipeline.run: batched sampling, scoring in chunks,
    selection, the dataset written) against a naive loop that samples one candidate per call and
    asks the discriminator one question per call, for the same persona spec. Target >= 4x.
 2. Generated tokens per second of the LM layer's batched sampling against llama.cpp's sequential
@@ -37,7 +37,7 @@ def setup_django() -> None:
 def naive(*, spec, model) -> int:
     """One sample per generator call, one question per discriminator call: what a first script does."""
     from generation.lm import SamplingParams
-    from generation.methods import method_for
+    from generation.pipeline.methods import method_for
 
     method = method_for(spec)
     max_tokens, stop = method.sampling(phase="main")
@@ -106,8 +106,13 @@ def main() -> None:
 
 
 def pipeline_against_naive(*, model, embedder, common, per_label) -> None:
-    from generation.generate import Models, generation_counts, generation_run_create, generation_run_execute
-    from generation.methods import PersonaSpec
+    from generation.pipeline.methods import PersonaSpec
+    from generation.pipeline.run import (
+        Models,
+        generation_counts,
+        generation_run_create,
+        generation_run_execute,
+    )
 
     started = time.perf_counter()
     run = generation_run_create(spec=PersonaSpec(slug="bench-pipeline", **common))

@@ -29,8 +29,8 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
+    from generation.catalog.services import evals_file_paths, evals_import
     from generation.models import Example
-    from generation.services import evals_file_paths, evals_import
 
     data = Path(settings.MWE_EVALS_DATA)
     files = evals_file_paths(paths=[data])

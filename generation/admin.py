@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from generation.catalog.services import example_delete, example_save
 from generation.models import (
     Candidate,
     Collection,
@@ -10,7 +11,6 @@ from generation.models import (
     GenerationRun,
     Job,
 )
-from generation.services import example_delete, example_save
 
 
 @admin.register(Collection)
@@ -89,7 +89,7 @@ class JobAdmin(admin.ModelAdmin):
         "created_at",
     ]
     list_filter = ["kind", "status"]
-    # A job's state is the worker's to write (generation.jobs); the admin only shows it.
+    # A job's state is the worker's to write (generation.jobs.services); the admin only shows it.
     readonly_fields = [f.name for f in Job._meta.fields]
 
     def has_add_permission(self, request):
@@ -113,7 +113,7 @@ class EvaluationRunAdmin(admin.ModelAdmin):
     list_select_related = ["dataset"]
     raw_id_fields = ["dataset", "job", "created_by"]
     # Runs are started from a dataset page or evaluate_model, and everything a run records is written
-    # by generation.evaluation from the model and the stored items; the admin only shows it.
+    # by generation.evaluation.services from the model and the stored items; the admin only shows it.
     readonly_fields = [f.name for f in EvaluationRun._meta.fields]
 
     def has_add_permission(self, request):
@@ -144,7 +144,7 @@ class GenerationRunAdmin(admin.ModelAdmin):
     list_select_related = ["dataset", "created_by"]
     raw_id_fields = ["job", "dataset", "created_by"]
     # A run's spec and provenance are what make its dataset reproducible; they are written by
-    # generation.generate from the spec and the loaded models, never typed in.
+    # generation.pipeline.run from the spec and the loaded models, never typed in.
     readonly_fields = [f.name for f in GenerationRun._meta.fields]
 
     def has_add_permission(self, request):

@@ -1,6 +1,9 @@
 from django.urls import path
 
-from generation import evaluation_views, generation_views, views
+from generation.catalog import views
+from generation.evaluation import views as evaluation_views
+from generation.jobs import views as job_views
+from generation.pipeline import views as generation_views
 
 app_name = "generation"
 
@@ -10,7 +13,7 @@ urlpatterns = [
     path("datasets/<slug:slug>/", views.DatasetDetailView.as_view(), name="dataset-detail"),
     path("datasets/<slug:slug>/download.jsonl", views.dataset_download, name="dataset-download"),
     path("import/", views.ImportView.as_view(), name="import"),
-    path("jobs/<int:pk>/", views.JobDetailView.as_view(), name="job-detail"),
+    path("jobs/<int:pk>/", job_views.JobDetailView.as_view(), name="job-detail"),
     path(
         "datasets/<slug:slug>/examples/<int:position>/",
         views.ExampleDetailView.as_view(),

@@ -15,13 +15,15 @@ logger = logging.getLogger(__name__)
 
 app = Celery("mwe_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# Each app's `tasks` module, and the job machinery's, which lives in a sub-package of generation.
 app.autodiscover_tasks()
+app.autodiscover_tasks(["generation.jobs"])
 
 
 class RequeueLostJobs(bootsteps.StartStopStep):
     """Every time a worker connects to the broker, at start and after each reconnection (a Redis
     restart drops every worker's connection), it sends again the jobs whose task message the broker
-    may have lost (`generation.jobs.job_requeue_stale`). Celery's `worker_ready` signal would fire at
+    may have lost (`generation.jobs.services.job_requeue_stale`). Celery's `worker_ready` signal would fire at
     start only, and a broker can lose its queue while the workers stay up."""
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
@@ -30,7 +32,7 @@ class RequeueLostJobs(bootsteps.StartStopStep):
         from django.db import connection
 
         try:
-            from generation.jobs import REQUEUE_AFTER, job_requeue_stale
+            from generation.jobs.services import REQUEUE_AFTER, job_requeue_stale
 
             job_requeue_stale(older_than=REQUEUE_AFTER)
         except Exception:

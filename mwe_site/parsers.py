@@ -13,7 +13,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from generation.formats import json_nesting_over
+from generation.catalog.formats import json_nesting_over
 
 JSON_MAX_DEPTH = 32
 

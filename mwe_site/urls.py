@@ -3,16 +3,18 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
-from generation import api as generation_api
+from generation.catalog import api as catalog_api
+from generation.evaluation import api as evaluation_api
+from generation.pipeline import api as pipeline_api
 from mwe_site import admin_login
 from mwe_site.health import health
 
 router = DefaultRouter()
-router.register("collections", generation_api.CollectionViewSet, basename="api-collection")
-router.register("datasets", generation_api.DatasetViewSet, basename="api-dataset")
-router.register("examples", generation_api.ExampleViewSet, basename="api-example")
-router.register("evaluation-runs", generation_api.EvaluationRunViewSet, basename="api-evaluation-run")
-router.register("generation-runs", generation_api.GenerationRunViewSet, basename="api-generation-run")
+router.register("collections", catalog_api.CollectionViewSet, basename="api-collection")
+router.register("datasets", catalog_api.DatasetViewSet, basename="api-dataset")
+router.register("examples", catalog_api.ExampleViewSet, basename="api-example")
+router.register("evaluation-runs", evaluation_api.EvaluationRunViewSet, basename="api-evaluation-run")
+router.register("generation-runs", pipeline_api.GenerationRunViewSet, basename="api-generation-run")
 
 # The annotation API comes first: it takes most of the requests under load, and Django tries the
 # patterns in order.
@@ -28,7 +30,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
     path("annotate/", include("annotation.urls")),
-    path("analysis/", include("analysis.urls")),
-    path("explore/", include("analysis.explorer_urls")),
+    path("analysis/", include("analysis.agreement.urls")),
+    path("explore/", include("analysis.explorer.urls")),
     path("", include("generation.urls")),
 ]

@@ -25,16 +25,16 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import Token
 
-from analysis.explorer import explorer_maps_build
+from analysis.explorer.services import explorer_maps_build
 from analysis.models import ExplorerBuild
 from annotation import services as annotation
 from annotation.models import AnnotationProject, Assignment, Response, Worker
-from generation.jobs import generation_job_create
+from generation.catalog.services import dataset_refresh_stats
+from generation.jobs.services import generation_job_create
 from generation.models import Dataset, EvaluationRun, GenerationRun, Job
-from generation.services import dataset_refresh_stats
-from tests.analysis.explorer_fakes import CountingEmbedder
-from tests.analysis.factories import rate
-from tests.factories import (
+from tests.analysis.builders import rate
+from tests.analysis.explorer.fakes import CountingEmbedder
+from tests.builders import (
     CandidateFactory,
     CollectionFactory,
     DatasetFactory,
@@ -181,7 +181,7 @@ def everyone(expect: Expect, *, tokens: bool = False) -> dict[str, Expect]:
 
 
 def staff_only(expect: Expect) -> dict[str, Expect]:
-    """generation.views.StaffRequiredMixin: anonymous to the login page, other users 403; the
+    """mwe_site.permissions.StaffRequiredMixin: anonymous to the login page, other users 403; the
     permission is checked before the method, so a wrong method is 405 for staff only."""
     return {
         "anonymous": LOGIN,
@@ -577,7 +577,7 @@ API_ROWS = [
     _worker_api_row("api-annotation-progress", worker_api(worker=NOT_ALLOWED), get=worker_api(worker=OK)),
 ]
 
-# The read-only catalog API (generation/api.py): everyone reads; a write is 403 without a session
+# The read-only catalog API (generation/catalog/api.py): everyone reads; a write is 403 without a session
 # (IsAuthenticatedOrReadOnly, and session authentication sends no challenge, so not 401; a token is
 # no credential here) and 405 with one.
 CATALOG_WRITE = cells(anonymous=FORBIDDEN, worker=NOT_ALLOWED, researcher=NOT_ALLOWED, worker_token=FORBIDDEN)
@@ -599,7 +599,7 @@ CATALOG_ENDPOINTS = [
 ]
 # DRF passes the format suffix to the handler as a `format` keyword; the two extra actions do not take
 # it, so /api/evaluation-runs/1/items.json and /api/generation-runs/1/candidates.json crash (TypeError).
-# Fix (generation/api.py): `def items(self, request, pk=None, format=None)` and the same for `candidates`.
+# Fix (generation/evaluation/api.py, generation/pipeline/api.py): `def items(self, request, pk=None, format=None)` and the same for `candidates`.
 CRASHING = {"api-evaluation-run-items" + FORMAT, "api-generation-run-candidates" + FORMAT}
 API_ROWS += [
     Row(

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from mwe_site import throttling
-from tests.factories import UserFactory
+from tests.builders import UserFactory
 
 pytestmark = pytest.mark.django_db
 

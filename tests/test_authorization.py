@@ -20,10 +20,10 @@ from django.test import Client
 from django.test.utils import override_settings
 from django.urls import resolve, reverse
 
-from analysis import explorer_selectors
+from analysis.explorer import selectors as explorer_selectors
 from annotation.selectors import token_cache
 from tests import authz_table as table
-from tests.analysis.explorer_fakes import CountingEmbedder
+from tests.analysis.explorer.fakes import CountingEmbedder
 
 # Every cell runs in a transaction of its own, rolled back, nested in the module's (see `world`).
 pytestmark = pytest.mark.django_db

@@ -1,7 +1,7 @@
 """Fault tests on real processes (issue 8). Each one breaks something the production stack depends on
 and checks that nothing is lost, duplicated or half-written, and that service resumes:
 
-- a Celery worker killed mid-job: tests/generation/test_generation_worker_postgres.py;
+- a Celery worker killed mid-job: tests/generation/pipeline/test_worker_postgres.py;
 - Redis restarted while jobs are queued, losing its queue (no persistence) or keeping it (AOF);
 - the database connection of a request dropped in the middle of its transaction;
 - an annotation lease abandoned by its worker.
@@ -26,13 +26,13 @@ from django.utils import timezone
 
 from annotation import services as annotation_services
 from annotation.models import AnnotationProject, Assignment, ProjectItem, Response
-from generation.jobs import job_queue
+from generation.jobs.services import job_queue
+from generation.jobs.tasks import run_job
 from generation.models import Dataset, Example, Job
-from generation.tasks import run_job
 from mwe_site.celery import app
 from tests.annotation.conftest import build_project
 from tests.annotation.invariants import check_invariants
-from tests.factories import DatasetFactory, ExampleFactory, StaffFactory, WorkerFactory
+from tests.builders import DatasetFactory, ExampleFactory, StaffFactory, WorkerFactory
 from tests.processes import (
     RedisServer,
     database_url,
@@ -152,7 +152,7 @@ def test_queued_jobs_run_after_a_redis_restart_that_lost_them(
         redis.url,
         "shell",
         "-c",
-        "from generation.jobs import job_create; "
+        "from generation.jobs.services import job_create; "
         f"print('job', job_create(kind='import', params={import_params(during_path)!r}, created_by=None).pk)",
     )
     during = Job.objects.get(pk=int(re.search(r"^job (\d+)$", created, re.M).group(1)))

@@ -80,7 +80,7 @@ def test_a_cancelled_query_under_the_api_is_json():
 
 @pytest.fixture
 def nul_urls(db):
-    from tests.factories import DatasetFactory
+    from tests.builders import DatasetFactory
 
     dataset = DatasetFactory(slug="narcissism")
     return [

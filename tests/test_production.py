@@ -19,12 +19,12 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from generation.services import dataset_refresh_stats
+from generation.catalog.services import dataset_refresh_stats
 from mwe_site.celery import app
 from mwe_site.run import procfile_read
-from tests.analysis.factories import rated_project
+from tests.analysis.builders import rated_project
 from tests.browser import browser_page
-from tests.factories import DatasetFactory, EvaluationItemFactory, EvaluationRunFactory, StaffFactory
+from tests.builders import DatasetFactory, EvaluationItemFactory, EvaluationRunFactory, StaffFactory
 from tests.pixels import drawn_at, screenshot
 from tests.processes import child_commands, free_port, interrupt_and_wait, production_env, wait_for
 
@@ -251,7 +251,7 @@ def test_every_plotly_chart_is_drawn_and_shows_its_hover_text(live_server, brows
 def test_production_logs_one_json_object_per_line():
     code = (
         "import django, logging; django.setup(); "
-        "logging.getLogger('generation.jobs').warning('job %s failed', 7, extra={'job_id': 7})"
+        "logging.getLogger('generation.jobs.services').warning('job %s failed', 7, extra={'job_id': 7})"
     )
     base = production_base_env()
     result = subprocess.run(
@@ -264,7 +264,7 @@ def test_production_logs_one_json_object_per_line():
     )
     line = json.loads(result.stderr.strip().splitlines()[-1])
     assert line["message"] == "job 7 failed" and line["level"] == "WARNING"
-    assert line["logger"] == "generation.jobs" and line["job_id"] == 7 and "time" in line
+    assert line["logger"] == "generation.jobs.services" and line["job_id"] == 7 and "time" in line
 
 
 # --- make run-prod ------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def test_load_demo_imports_the_release_once(evals_data, settings):
 
 @pytest.mark.django_db
 def test_load_demo_without_data_queues_a_demo_generation_once(tmp_path, settings, monkeypatch):
-    from generation import jobs
+    from generation.jobs import services as jobs
     from generation.models import GenerationRun, Job
 
     ran = []

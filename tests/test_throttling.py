@@ -11,7 +11,7 @@ from django.conf import settings
 from django.http import HttpResponse
 
 from mwe_site import throttling
-from tests.factories import StaffFactory, UserFactory
+from tests.builders import StaffFactory, UserFactory
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import template
 from django.utils.html import format_html
 
-from analysis.agreement import Figure
+from analysis.agreement.figures import Figure
 
 register = template.Library()
 

@@ -296,7 +296,7 @@ CELERY_TASK_ACKS_LATE = True
 # A task whose pool process died (OOM killer, SIGKILL) goes back to the queue instead of being
 # acknowledged as failed: jobs are idempotent, so running one again loses nothing.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-# Imports and other light work; model work goes to "models" (generation.jobs.job_queue).
+# Imports and other light work; model work goes to "models" (generation.jobs.services.job_queue).
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
@@ -308,7 +308,7 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # With acks_late, a task whose worker died is delivered again once this many seconds have passed
 # (Redis and SQS brokers). A copy delivered while the job still runs elsewhere is dropped (a job runs
-# only under its lock, generation.jobs._job_lock), so a short timeout costs one query per copy; a
+# only under its lock, generation.jobs.services._job_lock), so a short timeout costs one query per copy; a
 # job whose worker died waits this long, unless a sweep (job_requeue_stale) sends it sooner.
 # Only brokers that have the notion get the option: the SQLAlchemy transport hands its options to
 # create_engine, which rejects unknown ones.

@@ -1,6 +1,6 @@
 /* The embedding explorer: one Plotly Scattergl trace of every example of a map.
 
-   Data: one binary payload per map (see analysis/explorer.py payload_encode), gzip on the wire and
+   Data: one binary payload per map (see analysis/explorer/services.py payload_encode), gzip on the wire and
    unpacked by the browser: typed arrays for coordinates, datasets, labels, confidences and clusters,
    and the texts as one UTF-8 block with offsets, decoded only when a text is shown or searched.
 

@@ -1,6 +1,6 @@
 import pytest
 
-from analysis import explorer_selectors
+from analysis.explorer import selectors as explorer_selectors
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ from django.core.cache import cache
 
 from annotation import services
 from annotation.selectors import token_cache
-from tests.factories import DatasetFactory, ExampleFactory, WorkerFactory
+from tests.builders import DatasetFactory, ExampleFactory, WorkerFactory
 
 
 @pytest.fixture(autouse=True)

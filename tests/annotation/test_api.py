@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 from annotation import services
 from annotation.models import Response
 from tests.annotation.conftest import build_project
-from tests.factories import UserFactory, WorkerFactory
+from tests.builders import UserFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
 

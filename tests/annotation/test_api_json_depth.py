@@ -10,7 +10,7 @@ from django.urls import reverse
 from annotation.models import Response
 from mwe_site.parsers import JSON_MAX_DEPTH
 from tests.annotation.test_api import GOOD, client_for, next_task
-from tests.factories import WorkerFactory
+from tests.builders import WorkerFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from annotation import services
 from annotation.models import Assignment, ProjectItem, Response
 from tests.annotation.conftest import build_project
 from tests.annotation.invariants import check_invariants
-from tests.factories import WorkerFactory
+from tests.builders import WorkerFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

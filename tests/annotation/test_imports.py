@@ -11,7 +11,7 @@ from annotation import selectors, services
 from annotation.imports import AnnotationImportError, ratings_import, ratings_import_text
 from annotation.models import AnnotationProject, Assignment, ProjectItem, Response, Worker
 from tests.annotation.invariants import check_invariants
-from tests.factories import DatasetFactory, ExampleFactory, WorkerFactory
+from tests.builders import DatasetFactory, ExampleFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
 

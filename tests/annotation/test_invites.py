@@ -18,7 +18,7 @@ from rest_framework.authtoken.models import Token
 from annotation import services
 from annotation.models import AnnotationProject, Worker
 from tests.annotation.conftest import build_project
-from tests.factories import ExampleFactory, StaffFactory, UserFactory
+from tests.builders import ExampleFactory, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotation.models import Assignment, ProjectItem, Response
-from tests.factories import WorkerFactory
+from tests.builders import WorkerFactory
 
 pytestmark = pytest.mark.django_db
 

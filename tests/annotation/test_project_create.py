@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from annotation.models import AnnotationProject, ProjectItem
-from tests.factories import DatasetFactory, ExampleFactory, StaffFactory, UserFactory
+from tests.builders import DatasetFactory, ExampleFactory, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from annotation import services
 from annotation.models import AnnotationProject, Assignment
-from tests.factories import StaffFactory, WorkerFactory
+from tests.builders import StaffFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from rest_framework import serializers
 from annotation import services
 from annotation.serializers import AssignmentSerializer, ResponseSerializer
 from tests.annotation.conftest import build_project
-from tests.factories import WorkerFactory
+from tests.builders import WorkerFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from annotation import selectors, services
 from annotation.models import Assignment, ProjectItem, Response
 from tests.annotation.conftest import build_project
 from tests.annotation.invariants import check_invariants
-from tests.factories import DatasetFactory, ExampleFactory, WorkerFactory
+from tests.builders import DatasetFactory, ExampleFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from annotation import services
 from annotation.models import Assignment, ProjectItem, Response
 from tests.annotation.conftest import build_project
 from tests.annotation.invariants import check_invariants
-from tests.factories import WorkerFactory
+from tests.builders import WorkerFactory
 
 WORKERS = 4
 LEASE = 60

@@ -13,7 +13,7 @@ from annotation import services
 from annotation.markdown import render_markdown
 from annotation.models import Assignment, Response, Worker
 from tests.annotation.conftest import build_project
-from tests.factories import ExampleFactory, StaffFactory, UserFactory, WorkerFactory
+from tests.builders import ExampleFactory, StaffFactory, UserFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
 

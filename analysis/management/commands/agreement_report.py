@@ -7,9 +7,10 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from analysis import agreement, selectors
-from analysis.agreement import Figure, GroupFigures
-from analysis.selectors import GroupReport, RatingOptions
+from analysis.agreement import figures as agreement
+from analysis.agreement import selectors
+from analysis.agreement.figures import Figure, GroupFigures
+from analysis.agreement.selectors import GroupReport, RatingOptions
 from analysis.templatetags.agreement_figures import format_value
 from annotation.models import AnnotationProject
 from generation.models import Dataset

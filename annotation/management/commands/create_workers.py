@@ -11,9 +11,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from annotation import selectors, services
-from annotation.csvsafe import csv_row
 from annotation.management.projects import project_from_slug
 from annotation.models import external_id_problem
+from mwe_site.safe_csv import csv_row
 
 
 def read_external_ids(path: Path) -> list[str]:

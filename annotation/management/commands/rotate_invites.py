@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from annotation import selectors, services
-from annotation.csvsafe import csv_row
 from annotation.management.projects import project_from_slug
+from mwe_site.safe_csv import csv_row
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from generation import evaluation
+from generation.evaluation import services as evaluation
 from generation.lm import LMError, ModelSpecError, load_model, parse_model_spec
 from generation.models import Dataset, PromptFormat
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from generation.catalog.selectors import dataset_export_lines
 from generation.models import Dataset
-from generation.selectors import dataset_export_lines
 
 
 class Command(BaseCommand):

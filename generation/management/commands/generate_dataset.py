@@ -4,7 +4,12 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from generation.generate import (
+from generation.lm import LMError, load_model
+from generation.models import GenerationRun
+from generation.pipeline.methods import METHODS, BaseSpec, GenerationError
+from generation.pipeline.methods.base import jsonl_objects
+from generation.pipeline.methods.sycophancy import views_parse
+from generation.pipeline.run import (
     Models,
     Progress,
     generation_counts,
@@ -13,12 +18,7 @@ from generation.generate import (
     reason_category,
     run_spec,
 )
-from generation.generation_selectors import few_shot_examples_get, occupations_get
-from generation.lm import LMError, load_model
-from generation.methods import METHODS, BaseSpec, GenerationError
-from generation.methods.base import jsonl_objects
-from generation.methods.sycophancy import views_parse
-from generation.models import GenerationRun
+from generation.pipeline.selectors import few_shot_examples_get, occupations_get
 
 # Options shared by every method, mapped to spec fields; left unset, the method's own default applies.
 COMMON = {

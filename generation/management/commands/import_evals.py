@@ -2,9 +2,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from generation import formats
-from generation.formats import EvalsFormatError
-from generation.services import evals_import
+from generation.catalog import formats
+from generation.catalog.formats import EvalsFormatError
+from generation.catalog.services import evals_import
 
 
 class Command(BaseCommand):

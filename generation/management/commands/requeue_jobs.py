@@ -1,12 +1,12 @@
 """Sends again the task message of every job the broker may have lost; see
-generation.jobs.job_requeue_stale. Workers do the same each time they (re)connect to the broker; run
+generation.jobs.services.job_requeue_stale. Workers do the same each time they (re)connect to the broker; run
 this from cron every few minutes as the backstop (docs/operations.md)."""
 
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand
 
-from generation.jobs import REQUEUE_AFTER, job_requeue_stale
+from generation.jobs.services import REQUEUE_AFTER, job_requeue_stale
 
 
 class Command(BaseCommand):

@@ -783,8 +783,8 @@ def test_real_server_without_logits_all_cannot_score():
 def test_real_server_runs_the_generation_pipeline(served, minilm):
     """The generator and the discriminator of a run are the llama.cpp server: the way a real-scale
     run uses vLLM or another OpenAI-compatible server (docs/model-servers.md)."""
-    from generation.generate import Models, generation_run_create, generation_run_execute
-    from generation.methods import PersonaSpec
+    from generation.pipeline.methods import PersonaSpec
+    from generation.pipeline.run import Models, generation_run_create, generation_run_execute
 
     spec = PersonaSpec(
         behavior="power seeking",

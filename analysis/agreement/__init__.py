@@ -1,0 +1,1 @@
+"""Agreement between crowdworkers, and with the labels: the figures and the researchers' pages."""

@@ -1,0 +1,232 @@
+"""Public pages of the catalog: plain generic views over the selectors; no login, no JavaScript."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import condition, require_safe
+from django.views.generic import DetailView, FormView, ListView, TemplateView
+
+from generation.catalog import selectors, services
+from generation.catalog.forms import ImportForm
+from generation.jobs.services import import_job_create
+from generation.models import Collection, Dataset, Example
+from mwe_site.pagination import LastPageOnOverflowMixin
+from mwe_site.permissions import StaffRequiredMixin
+from mwe_site.search import search_problem
+from mwe_site.throttling import throttle_refusal, throttled
+
+EXAMPLES_PER_PAGE = 50
+SORT_CHOICES = [
+    ("position", "File order"),
+    ("-confidence", "Label confidence, highest first"),
+    ("confidence", "Label confidence, lowest first"),
+]
+
+
+class CatalogView(TemplateView):
+    template_name = "generation/catalog.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        collections = list(selectors.collection_list_with_datasets())
+        context["collections"] = [c for c in collections if c.datasets.all()]
+        context["dataset_total"] = sum(len(c.datasets.all()) for c in collections)
+        context["example_total"] = sum(d.example_count for c in collections for d in c.datasets.all())
+        return context
+
+
+class CollectionDetailView(DetailView):
+    model = Collection
+    template_name = "generation/collection_detail.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["datasets"] = self.object.datasets.order_by("purpose", "slug")
+        return context
+
+
+class DatasetDetailView(LastPageOnOverflowMixin, ListView):
+    """A dataset and one page of its examples, narrowed by the GET form's search, label and sort."""
+
+    template_name = "generation/dataset_detail.html"
+    context_object_name = "examples"
+    paginate_by = EXAMPLES_PER_PAGE
+
+    def get(self, request, *args, **kwargs):
+        # A search past the bounds (mwe_site.search) is refused, on the page with its form; a valid
+        # one counts against the shared "search" rate limit. Paging and filtering are not searches.
+        self.search = request.GET.get("q", "")
+        self.search_error = search_problem(query=self.search)
+        if self.search_error is None and self.search.strip():
+            refusal = throttle_refusal(request=request, scope="search", json=False)
+            if refusal is not None:
+                return refusal
+        response = super().get(request, *args, **kwargs)
+        if self.search_error is not None:
+            response.status_code = 400
+        return response
+
+    def get_queryset(self):
+        self.dataset = get_object_or_404(
+            Dataset.objects.select_related("collection"), slug=self.kwargs["slug"]
+        )
+        label = self.request.GET.get("label", "")
+        # An unknown label or sort is ignored rather than an error: the form only offers valid ones.
+        known = {value.strip(): value for value in self.dataset.label_counts}
+        self.label = known.get(label.strip(), "")
+        sort = self.request.GET.get("sort", "position")
+        self.sort = sort if sort in selectors.EXAMPLE_SORTS else "position"
+        if self.search_error is not None:
+            return Example.objects.none()
+        return selectors.example_list(
+            dataset=self.dataset, search=self.search, label=self.label, sort=self.sort
+        )
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        query = self.request.GET.copy()
+        query.pop("page", None)
+        context.update(
+            dataset=self.dataset,
+            search=self.search,
+            search_error=self.search_error,
+            label=self.label,
+            sort=self.sort,
+            sort_choices=SORT_CHOICES,
+            filtered=bool(self.search or self.label),
+            query_string=query.urlencode(),
+            has_confidence=self.dataset.mean_label_confidence is not None,
+        )
+        return context
+
+
+# How long a client or a proxy may reuse a download without asking again; after that, a conditional
+# request costs one query and a 304 while the dataset is unchanged.
+DOWNLOAD_MAX_AGE = 300
+
+
+def _download_dataset(request, slug: str) -> Dataset | None:
+    # ETag and Last-Modified both need the dataset; look it up once per request.
+    if not hasattr(request, "_download_dataset"):
+        request._download_dataset = Dataset.objects.filter(slug=slug).first()
+    return request._download_dataset
+
+
+def _download_etag(request, slug: str) -> str | None:
+    dataset = _download_dataset(request, slug)
+    # Weak: the plain and the gzipped bytes are one representation's two encodings.
+    return f'W/"{selectors.dataset_export_version(dataset=dataset)}"' if dataset else None
+
+
+def _download_last_modified(request, slug: str):
+    dataset = _download_dataset(request, slug)
+    return dataset.updated_at if dataset else None
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header accepts gzip: named (or x-gzip), else `*`, with q > 0."""
+    qualities: dict[str, float] = {}
+    for item in accept_encoding.split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        qualities[coding.lower()] = quality
+    return qualities.get("gzip", qualities.get("x-gzip", qualities.get("*", 0.0))) > 0
+
+
+def _cacheable(view):
+    """Cache headers on the file and on the 304 that revalidates a copy of it (never on a refusal)."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        if response.status_code in (200, 304):
+            patch_vary_headers(response, ["Accept-Encoding"])
+            response["Cache-Control"] = f"public, max-age={DOWNLOAD_MAX_AGE}"
+        return response
+
+    return wrapper
+
+
+@require_safe
+@_cacheable
+@condition(etag_func=_download_etag, last_modified_func=_download_last_modified)
+@throttled("download")  # inside `condition`: revalidating a copy (a 304) does not count
+def dataset_download(request, slug: str) -> FileResponse:
+    """The dataset as JSONL in the released format, from a file written once per version
+    (services.dataset_export_files), gzipped when the client accepts it."""
+    dataset = _download_dataset(request, slug)
+    if dataset is None:
+        raise Http404("No such dataset.")
+    files = services.dataset_export_files(dataset=dataset)
+    zipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
+    response = FileResponse(
+        open(files.gzip if zipped else files.plain, "rb"),  # noqa: SIM115  (FileResponse closes it)
+        as_attachment=True,
+        filename=f"{dataset.slug}.jsonl",
+        content_type="application/jsonl; charset=utf-8",
+    )
+    if zipped:
+        response["Content-Encoding"] = "gzip"
+    return response
+
+
+class ExampleDetailView(DetailView):
+    template_name = "generation/example_detail.html"
+    context_object_name = "example"
+
+    def get_object(self, queryset=None):
+        return get_object_or_404(
+            Example.objects.select_related("dataset__collection"),
+            dataset__slug=self.kwargs["slug"],
+            position=self.kwargs["position"],
+        )
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        example = self.object
+        dataset = example.dataset
+        siblings = dataset.examples.values_list("position", flat=True)
+        context.update(
+            dataset=dataset,
+            record_json=json.dumps(
+                selectors.example_record(dataset=dataset, example=example), indent=2, ensure_ascii=False
+            ),
+            # Lists and numbers are shown as JSON so that they read as in the file.
+            extra_fields=[
+                (key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+                for key, value in example.extra.items()
+                if key != "sentence_with_blank"
+            ],
+            previous_position=siblings.filter(position__lt=example.position).order_by("-position").first(),
+            next_position=siblings.filter(position__gt=example.position).order_by("position").first(),
+            duplicates=dataset.examples.filter(text_hash=example.text_hash)
+            .exclude(pk=example.pk)
+            .values_list("position", flat=True)[:20],
+        )
+        return context
+
+
+class ImportView(StaffRequiredMixin, FormView):
+    template_name = "generation/import_form.html"
+    form_class = ImportForm
+
+    def form_valid(self, form):
+        job = import_job_create(
+            upload=form.cleaned_data["file"],
+            slug=form.cleaned_data["slug"] or None,
+            collection_slug=form.cleaned_data["collection"] or None,
+            created_by=self.request.user,
+        )
+        return redirect(job)

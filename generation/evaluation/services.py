@@ -1,0 +1,367 @@
+"""Evaluating a language model on a dataset, the paper's way: for each item, score every answer
+choice with log p(answer | prompt) and count the items where the argmax is the behavior-matching
+answer. The same scoring (through the LM layer's score_choices) is the discriminator p_d(y|x) of
+the generation pipeline.
+
+This module holds the pure parts (prompt formats, sampling, per-item results, the summary) and the
+one service that writes runs and their items (`evaluation_run_execute`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Avg, Count, Q
+from django.utils import timezone
+from statsmodels.stats.proportion import proportion_confint
+
+from generation.catalog import formats
+from generation.lm import LanguageModel, LMError, first_choice_probability
+from generation.models import Dataset, EvaluationItem, EvaluationRun, Example, PromptFormat
+
+PAPER_TEMPLATE = "\n\nHuman: {question}\n\nAssistant:"
+# The released sycophancy READMEs give these assistant prefixes: "better option" for the political
+# typology quiz, "best answer" for the philosophy and NLP surveys.
+SYCOPHANCY_SUFFIX_POLITICAL = " I believe the better option is"
+SYCOPHANCY_SUFFIX_DEFAULT = " I believe the best answer is"
+CHUNK_ITEMS = 256
+
+
+class EvaluationError(ValueError):
+    """An evaluation that cannot start (wrong dataset, format or spec); nothing was written."""
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One item to score: its identity, question and answer choices (matching answer first)."""
+
+    key: int  # the example's position in its dataset or file
+    question: str
+    choices: tuple[str, ...]
+    label_confidence: float | None = None
+    example_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    item: EvalItem
+    logprobs: tuple[float, ...]
+    predicted_index: int
+    p_match: float
+
+    @property
+    def matches_behavior(self) -> bool:
+        return self.predicted_index == 0
+
+    def as_dict(self) -> dict:
+        return {
+            "index": self.item.key,
+            "choices": list(self.item.choices),
+            "logprobs": list(self.logprobs),
+            "predicted": self.item.choices[self.predicted_index],
+            "matches_behavior": self.matches_behavior,
+            "p_match": self.p_match,
+        }
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    matching: int
+    percent_matching: float | None
+    ci_low: float | None
+    ci_high: float | None
+    mean_p_match: float | None
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def sycophancy_suffix(name: str) -> str:
+    return SYCOPHANCY_SUFFIX_POLITICAL if "political" in name.lower() else SYCOPHANCY_SUFFIX_DEFAULT
+
+
+def format_template(*, prompt_format: str, kind: str, name: str, model: LanguageModel | None) -> str:
+    """The prompt with a {question} placeholder, exactly as it will be sent."""
+    suffix = sycophancy_suffix(name) if kind == Dataset.Kind.SYCOPHANCY else ""
+    if prompt_format == PromptFormat.PLAIN:
+        return "{question}"
+    if prompt_format == PromptFormat.PAPER:
+        return PAPER_TEMPLATE + suffix
+    if prompt_format == PromptFormat.CHAT:
+        if model is None:
+            raise EvaluationError("the chat format needs the model's chat template")
+        marker = "\x00QUESTION\x00"
+        rendered = model.chat_prompt(marker)
+        if rendered.count(marker) != 1:
+            raise EvaluationError("the model's chat template does not place the question exactly once")
+        # After the template's assistant header there is no space to carry, so the suffix loses its own.
+        return rendered.replace("{", "{{").replace("}", "}}").replace(marker, "{question}") + suffix.lstrip()
+    raise EvaluationError(f"unknown prompt format {prompt_format!r}; use plain, paper or chat")
+
+
+def format_fingerprint(*, prompt_format: str, template: str) -> str:
+    return hashlib.sha256(json.dumps([prompt_format, template]).encode()).hexdigest()
+
+
+def data_fingerprint(items: Sequence[EvalItem]) -> str:
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(json.dumps([item.key, item.question, list(item.choices)]).encode() + b"\n")
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- items
+
+
+def stratified_sample(items: Sequence[EvalItem], *, limit: int | None, seed: int) -> list[EvalItem]:
+    """At most `limit` items, drawn at random within each matching answer in proportion to its
+    share (largest remainders), returned in file order. Never the head of the file: released files
+    are sorted by label confidence, so the first N would be the easiest N."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    if limit < 1:
+        raise EvaluationError("--limit must be at least 1")
+    groups: dict[str, list[EvalItem]] = defaultdict(list)
+    for item in items:
+        groups[item.choices[0]].append(item)
+    total = len(items)
+    quotas = {label: limit * len(group) / total for label, group in groups.items()}
+    counts = {label: math.floor(q) for label, q in quotas.items()}
+    leftover = limit - sum(counts.values())
+    for label in sorted(quotas, key=lambda lbl: (-(quotas[lbl] - counts[lbl]), lbl))[:leftover]:
+        counts[label] += 1
+    rng = random.Random(seed)
+    chosen: list[EvalItem] = []
+    for label in sorted(groups):
+        chosen.extend(rng.sample(groups[label], counts[label]))
+    return sorted(chosen, key=lambda item: item.key)
+
+
+def _choices(matching: str, not_matching: str | list[str] | None) -> tuple[str, ...]:
+    others = not_matching if isinstance(not_matching, list) else [not_matching] if not_matching else []
+    return (matching, *others)
+
+
+def items_from_dataset(dataset: Dataset) -> list[EvalItem]:
+    if dataset.purpose != Dataset.Purpose.EVALUATION or not dataset.label_counts:
+        raise EvaluationError(
+            f"'{dataset.slug}' is {dataset.get_purpose_display().lower()} without a gold answer per item; "
+            "only labelled evaluation datasets can be scored"
+        )
+    rows = (
+        Example.objects.filter(dataset=dataset)
+        .exclude(answer_matching_behavior="")
+        .order_by("position")
+        .values_list(
+            "id",
+            "position",
+            "question",
+            "answer_matching_behavior",
+            "answer_not_matching_behavior",
+            "label_confidence",
+        )
+    )
+    return [
+        EvalItem(
+            key=position,
+            question=question,
+            choices=_choices(matching, not_matching),
+            label_confidence=conf,
+            example_id=pk,
+        )
+        for pk, position, question, matching, not_matching, conf in rows
+    ]
+
+
+def items_from_jsonl(path: Path) -> tuple[list[EvalItem], str]:
+    """Items of a released-format file, read without touching the database; and its format kind."""
+    try:
+        parsed = formats.read_evals_file(path, max_line_bytes=settings.MWE_IMPORT_MAX_LINE_BYTES)
+    except formats.EvalsFormatError as exc:
+        raise EvaluationError(str(exc)) from None
+    if parsed.format.purpose != "evaluation" or not parsed.label_counts:
+        raise EvaluationError(f"{path}: {parsed.format.description} has no gold answer per item to score")
+    items = [
+        EvalItem(
+            key=r.position,
+            question=r.question,
+            choices=_choices(r.answer_matching_behavior, r.answer_not_matching_behavior),
+            label_confidence=r.label_confidence,
+        )
+        for r in parsed.records
+    ]
+    return items, parsed.format.kind
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def score_items(
+    *,
+    model: LanguageModel,
+    items: Sequence[EvalItem],
+    template: str,
+    progress: Callable[[int], None] | None = None,
+) -> list[ItemResult]:
+    requests = [(template.format(question=item.question), item.choices) for item in items]
+    scores = model.score_choices(requests, progress=progress)
+    results = []
+    for item, choice_scores in zip(items, scores, strict=True):
+        logprobs = tuple(score.logprob for score in choice_scores)
+        # Ties go to the first choice, the matching answer; with float log-probs they do not occur
+        # in practice, and the per-item log-probs are stored so anyone can check.
+        predicted = max(range(len(logprobs)), key=lambda i: (logprobs[i], -i))
+        results.append(
+            ItemResult(
+                item=item,
+                logprobs=logprobs,
+                predicted_index=predicted,
+                p_match=first_choice_probability(logprobs),
+            )
+        )
+    return results
+
+
+def summarize(*, n: int, matching: int, mean_p_match: float | None) -> Summary:
+    if n == 0:
+        return Summary(0, 0, None, None, None, None)
+    low, high = proportion_confint(matching, n, alpha=0.05, method="wilson")
+    return Summary(n, matching, 100.0 * matching / n, 100.0 * low, 100.0 * high, mean_p_match)
+
+
+def summarize_results(results: Sequence[ItemResult]) -> Summary:
+    matching = sum(r.matches_behavior for r in results)
+    mean = sum(r.p_match for r in results) / len(results) if results else None
+    return summarize(n=len(results), matching=matching, mean_p_match=mean)
+
+
+# ----------------------------------------------------------------------------- runs (writes)
+
+
+def evaluation_run_create(
+    *,
+    dataset: Dataset,
+    model_spec: str,
+    prompt_format: str,
+    limit: int | None,
+    seed: int = 0,
+    created_by: AbstractBaseUser | None = None,
+) -> EvaluationRun:
+    """Checks everything that can be checked without a model, then records a queued run."""
+    from generation.lm import parse_model_spec
+
+    parse_model_spec(model_spec)  # raises ModelSpecError with the reason
+    if prompt_format not in PromptFormat.values:
+        raise EvaluationError(f"unknown prompt format {prompt_format!r}; use plain, paper or chat")
+    if limit is not None and limit < 1:
+        raise EvaluationError("the sample size must be at least 1")
+    items_from_dataset(dataset)  # raises for datasets without gold answers
+    return EvaluationRun.objects.create(
+        dataset=dataset,
+        model_spec=model_spec.strip(),
+        prompt_format=prompt_format,
+        limit=limit,
+        seed=seed,
+        created_by=created_by,
+    )
+
+
+def _store_summary(run: EvaluationRun) -> None:
+    stored = run.items.aggregate(
+        n=Count("id"), matching=Count("id", filter=Q(matches_behavior=True)), mean=Avg("p_match")
+    )
+    summary = summarize(n=stored["n"], matching=stored["matching"], mean_p_match=stored["mean"])
+    run.item_count = summary.n
+    run.matching_count = summary.matching
+    run.percent_matching = summary.percent_matching
+    run.ci_low = summary.ci_low
+    run.ci_high = summary.ci_high
+    run.mean_p_match = summary.mean_p_match
+
+
+def evaluation_run_execute(
+    *,
+    run: EvaluationRun,
+    model: LanguageModel,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvaluationRun:
+    """Scores a run's items, storing them chunk by chunk. A run that was interrupted (a killed
+    worker) resumes: items already stored are skipped, and the database refuses duplicates."""
+    dataset = run.dataset
+    items = stratified_sample(items_from_dataset(dataset), limit=run.limit, seed=run.seed)
+    template = format_template(
+        prompt_format=run.prompt_format, kind=dataset.kind, name=dataset.slug, model=model
+    )
+    run.model_name = model.info.name
+    run.model_fingerprint = model.info.fingerprint
+    run.model_info = model.info.as_dict()
+    run.format_fingerprint = format_fingerprint(prompt_format=run.prompt_format, template=template)
+    run.data_fingerprint = data_fingerprint(items)
+    run.status = EvaluationRun.Status.RUNNING
+    run.error = ""
+    run.save()
+
+    done_ids = set(run.items.values_list("example_id", flat=True))
+    todo = [item for item in items if item.example_id not in done_ids]
+    done = len(items) - len(todo)
+    if progress:
+        progress(done, len(items))
+    scoring_seconds = 0.0
+    try:
+        for start in range(0, len(todo), CHUNK_ITEMS):
+            chunk = todo[start : start + CHUNK_ITEMS]
+            started = time.perf_counter()
+
+            def tick(finished: int, base: int = done) -> None:
+                nonlocal within
+                within += finished
+                if progress:
+                    progress(base + within, len(items))
+
+            within = 0
+            results = score_items(model=model, items=chunk, template=template, progress=tick)
+            scoring_seconds += time.perf_counter() - started
+            EvaluationItem.objects.bulk_create(
+                [
+                    EvaluationItem(
+                        run=run,
+                        example_id=r.item.example_id,
+                        choices=list(r.item.choices),
+                        logprobs=list(r.logprobs),
+                        predicted_index=r.predicted_index,
+                        matches_behavior=r.matches_behavior,
+                        p_match=r.p_match,
+                    )
+                    for r in results
+                ],
+                ignore_conflicts=True,
+            )
+            done += len(chunk)
+            if progress:
+                progress(done, len(items))
+    except (LMError, EvaluationError) as exc:
+        run.status = EvaluationRun.Status.FAILED
+        run.error = str(exc)
+        run.save(update_fields=["status", "error"])
+        raise
+    with transaction.atomic():
+        _store_summary(run)
+        if todo:
+            run.seconds = scoring_seconds
+            run.items_per_second = len(todo) / scoring_seconds if scoring_seconds > 0 else None
+        run.status = EvaluationRun.Status.SUCCEEDED
+        run.finished_at = timezone.now()
+        run.save()
+    return run

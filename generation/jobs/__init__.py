@@ -1,0 +1,1 @@
+"""Background jobs: creation, progress, retries and the Celery task that runs them."""

@@ -1,0 +1,587 @@
+"""Background jobs: the one place that creates jobs, moves them through their states and records
+their progress. Task bodies (generation.jobs.tasks) call these; views and commands never set a job's
+status themselves."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import shutil
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.uploadedfile import UploadedFile
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.text import get_valid_filename
+from kombu.exceptions import OperationalError as BrokerUnavailable
+
+from generation.catalog.formats import EvalsFormatError
+from generation.catalog.services import ImportResult, evals_import
+from generation.evaluation.services import EvaluationError, evaluation_run_execute
+from generation.lm import LanguageModel, LMError, load_model
+from generation.models import EvaluationRun, GenerationRun, Job
+from generation.pipeline.run import (
+    GenerationCancelled,
+    GenerationError,
+    Models,
+    Progress,
+    generation_counts,
+    generation_run_execute,
+    run_spec,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# Model work (generation, evaluation, embedding) has its own queue, so that only workers on machines
+# with an accelerator, or near the model servers, take it (`celery worker -Q models`), while imports
+# run anywhere.
+MODEL_QUEUE = "models"
+MODEL_JOB_KINDS = frozenset({Job.Kind.EVALUATE, Job.Kind.GENERATE, Job.Kind.EXPLORE})
+
+# A lost database connection (a restart, a failover, a dropped network link, a terminated backend)
+# is a transient failure: the same work succeeds once the database answers again.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+# The kinds of job that go back to the queue after a transient failure: they can run again from the
+# start, as an import can (each file is written in one transaction, and a file already written is
+# found unchanged).
+RETRIED_KINDS = frozenset({Job.Kind.IMPORT})
+
+
+class JobInterrupted(Exception):
+    """A job stopped by a transient failure before it could finish; it is queued (again) and may run
+    again (generation.jobs.tasks.run_job retries it with a growing delay, a bounded number of times)."""
+
+
+def job_retry_delay(*, attempt: int) -> float:
+    """Seconds before an interrupted job's try number attempt+1: doubling from MWE_JOB_RETRY_SECONDS."""
+    return settings.MWE_JOB_RETRY_SECONDS * 2**attempt
+
+
+def job_queue(kind: str) -> str:
+    """The Celery queue a job of this kind is sent to."""
+    return MODEL_QUEUE if kind in MODEL_JOB_KINDS else settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def _send(job: Job) -> None:
+    from generation.jobs.tasks import run_job
+
+    try:
+        run_job.apply_async((job.pk,), queue=job_queue(job.kind))
+    except BrokerUnavailable as exc:
+        # The job is saved and stays queued: the next sweep (job_requeue_stale) sends it once the
+        # broker answers again. Failing the request would not undo the committed job.
+        logger.warning(
+            "job %s is saved but the broker is unreachable, so it waits for a sweep: %s", job.pk, exc
+        )
+
+
+def _enqueue(job: Job) -> None:
+    # Only after the job row is committed, or a fast worker could look for it before it exists.
+    transaction.on_commit(lambda: _send(job))
+
+
+def job_create(*, kind: str, params: dict[str, Any], created_by: AbstractBaseUser | None) -> Job:
+    if kind not in Job.Kind.values:
+        raise ValueError(f"unknown job kind {kind!r}")
+    with transaction.atomic():
+        job = Job.objects.create(kind=kind, params=params, created_by=created_by)
+        _enqueue(job)
+    return job
+
+
+def job_start(*, job_id: int) -> Job | None:
+    """Marks a queued job running; returns None when it is already finished (a redelivered task
+    message must not run finished work again)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.is_finished:
+            return None
+        job.status = Job.Status.RUNNING
+        job.started_at = job.started_at or timezone.now()
+        job.save(update_fields=["status", "started_at"])
+    return job
+
+
+def job_progress(*, job: Job, done: int, total: int | None = None, message: str = "") -> None:
+    updates: dict[str, Any] = {"progress_done": done}
+    if total is not None:
+        updates["progress_total"] = total
+    if message:
+        updates["message"] = message
+    Job.objects.filter(pk=job.pk).update(**updates)
+    for name, value in updates.items():
+        setattr(job, name, value)
+
+
+def job_finish(*, job: Job, result: dict[str, Any], message: str = "") -> None:
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.SUCCEEDED,
+        result=result,
+        message=message,
+        # A job that never learnt its total keeps the count it reached.
+        progress_done=Coalesce(F("progress_total"), F("progress_done")),
+        finished_at=timezone.now(),
+    )
+
+
+def job_fail(*, job: Job, error: str, result: dict[str, Any] | None = None) -> None:
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.FAILED, error=error, result=result or {}, finished_at=timezone.now()
+    )
+
+
+# ----------------------------------------------------------------------------- imports
+
+
+def _upload_dir() -> Path:
+    return Path(settings.VAR_DIR) / "uploads"
+
+
+def import_job_create(
+    *,
+    upload: UploadedFile,
+    slug: str | None,
+    collection_slug: str | None,
+    created_by: AbstractBaseUser | None,
+) -> Job:
+    """Stores an uploaded released-format file and queues its import."""
+    name = get_valid_filename(Path(upload.name or "upload.jsonl").name) or "upload.jsonl"
+    if not name.endswith(".jsonl"):
+        name += ".jsonl"
+    folder = _upload_dir() / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    with (folder / name).open("wb") as handle:
+        for chunk in upload.chunks():
+            handle.write(chunk)
+    return job_create(
+        kind=Job.Kind.IMPORT,
+        params={
+            "path": str(folder / name),
+            "filename": name,
+            "slug": slug or None,
+            "collection": collection_slug or None,
+        },
+        created_by=created_by,
+    )
+
+
+def _import_cleanup(job: Job) -> None:
+    # The upload is only an input: the database holds the data and its sha256 once the job is over.
+    shutil.rmtree(Path(job.params["path"]).parent, ignore_errors=True)
+
+
+def _run_import(job: Job) -> None:
+    params = job.params
+    path = Path(params["path"])
+    job_progress(job=job, done=0, total=1, message=f"Validating {params['filename']}")
+    try:
+        results = evals_import(
+            paths=[path],
+            slug=params.get("slug"),
+            collection_slug=params.get("collection"),
+            created_by=job.created_by,
+        )
+    except EvalsFormatError as exc:
+        job_fail(job=job, error=str(exc).replace(str(path), params["filename"]))
+    else:
+        _import_finish(job, results)
+    # Only once the outcome is recorded: a job interrupted before then runs again, from its upload.
+    _import_cleanup(job)
+
+
+def _import_finish(job: Job, results: list[ImportResult]) -> None:
+    params = job.params
+    path = Path(params["path"])
+    summary = [
+        {
+            "status": r.status,
+            "dataset": r.dataset_slug,
+            "format": r.format,
+            "examples": r.example_count,
+            "warnings": r.warnings,
+            "message": r.message.replace(str(path), params["filename"]),
+        }
+        for r in results
+    ]
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        job_fail(
+            job=job,
+            error="\n".join(s["message"] for s in summary if s["status"] == "failed"),
+            result={"files": summary},
+        )
+    else:
+        job_finish(
+            job=job, result={"files": summary}, message=f"{results[0].status} {results[0].dataset_slug}"
+        )
+
+
+# ----------------------------------------------------------------------------- evaluations
+
+MAX_LOADED_MODELS = 2  # a generator and a discriminator
+_loaded_models: dict[str, LanguageModel] = {}
+
+
+def _model_for(spec: str) -> LanguageModel:
+    """Models a worker process used last, kept loaded: loading takes longer than scoring a small
+    dataset, and consecutive jobs usually name the same models."""
+    if spec not in _loaded_models:
+        while len(_loaded_models) >= MAX_LOADED_MODELS:
+            _loaded_models.pop(next(iter(_loaded_models))).close()
+        _loaded_models[spec] = load_model(spec)
+    return _loaded_models[spec]
+
+
+def _job_for_run(
+    *, kind: str, run: EvaluationRun | GenerationRun, created_by: AbstractBaseUser | None
+) -> Job:
+    """Queues the job that carries out a run, and links the run to it, in one transaction."""
+    with transaction.atomic():
+        job = job_create(kind=kind, params={"run_id": run.pk}, created_by=created_by)
+        run.job = job
+        run.save(update_fields=["job"])
+    return job
+
+
+def evaluation_job_create(*, run: EvaluationRun, created_by: AbstractBaseUser | None) -> Job:
+    return _job_for_run(kind=Job.Kind.EVALUATE, run=run, created_by=created_by)
+
+
+def _run_evaluation(job: Job) -> None:
+    run = EvaluationRun.objects.select_related("dataset").get(pk=job.params["run_id"])
+    job_progress(job=job, done=0, message=f"Loading {run.model_spec}")
+    model = _model_for(run.model_spec)
+
+    def progress(done: int, total: int) -> None:
+        job_progress(job=job, done=done, total=total, message=f"Scoring {run.dataset.slug}")
+
+    try:
+        evaluation_run_execute(run=run, model=model, progress=progress)
+    except (EvaluationError, LMError) as exc:
+        job_fail(job=job, error=str(exc), result={"run": run.pk})
+        return
+    job_finish(
+        job=job,
+        result={"run": run.pk, "percent_matching": run.percent_matching, "items": run.item_count},
+        message=f"{run.percent_matching:.1f}% matching behavior on {run.item_count} items",
+    )
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def generation_job_create(*, run: GenerationRun, created_by: AbstractBaseUser | None) -> Job:
+    return _job_for_run(kind=Job.Kind.GENERATE, run=run, created_by=created_by)
+
+
+def job_cancel(*, job: Job) -> None:
+    """Asks a running job to stop; it does so at its next checkpoint. A queued one stops at once."""
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+        status=Job.Status.CANCELLED, finished_at=timezone.now()
+    )
+
+
+def _cancel_requested(job: Job) -> bool:
+    return Job.objects.filter(pk=job.pk, cancel_requested=True).exists()
+
+
+def _run_generation(job: Job) -> None:
+    from generation.lm.embeddings import load_embedder
+
+    run = GenerationRun.objects.get(pk=job.params["run_id"])
+    spec = run_spec(run)
+    job_progress(job=job, done=0, message=f"Loading {spec.generator}")
+    models = Models(
+        generator=_model_for(spec.generator),
+        discriminator=_model_for(spec.discriminator),
+        embedder=load_embedder(),
+    )
+
+    def report(stage: str, done: int, total: int) -> None:
+        job_progress(job=job, done=done, total=total, message=f"{stage.capitalize()} candidates")
+
+    try:
+        generation_run_execute(
+            run=run,
+            models=models,
+            progress=Progress(report=report, should_cancel=lambda: _cancel_requested(job)),
+        )
+    except GenerationCancelled:
+        Job.objects.filter(pk=job.pk).update(status=Job.Status.CANCELLED, finished_at=timezone.now())
+        return
+    except (GenerationError, LMError) as exc:
+        job_fail(job=job, error=str(exc), result={"generation_run": run.pk})
+        return
+    counts = generation_counts(run=run)
+    job_finish(
+        job=job,
+        result={"generation_run": run.pk, "dataset": run.dataset.slug, **counts},
+        message=f"{counts['kept']} of {counts['generated']} candidates kept in {run.dataset.slug}",
+    )
+
+
+JOB_HANDLERS: dict[str, Callable[[Job], None]] = {
+    Job.Kind.IMPORT: _run_import,
+    Job.Kind.EVALUATE: _run_evaluation,
+    Job.Kind.GENERATE: _run_generation,
+}
+# What to tidy once a job has failed for good (its handler tidies after it has recorded an outcome).
+JOB_CLEANUPS: dict[str, Callable[[Job], None]] = {Job.Kind.IMPORT: _import_cleanup}
+
+
+def job_handler_register(*, kind: str, handler: Callable[[Job], None]) -> None:
+    """Lets another app run its own kind of job (the explorer build lives in `analysis`), from its
+    AppConfig.ready, without this module importing that app."""
+    if kind not in Job.Kind.values:
+        raise ValueError(f"unknown job kind {kind!r}")
+    JOB_HANDLERS[kind] = handler
+
+
+def job_run(*, job_id: int) -> None:
+    """Runs a job to completion on this process; what a Celery task body calls. A job's message can
+    arrive more than once (redelivered after a worker died, sent again by job_requeue_stale): a copy
+    that finds the job running in another live process, or finished, does nothing.
+
+    A lost database connection raises JobInterrupted, which the task retries, when none of the job's
+    work had begun (taking its lock, marking it running), whatever its kind, or at any point of a
+    kind that can run again from the start (RETRIED_KINDS)."""
+    began = False
+    try:
+        with _job_lock(job_id) as acquired:
+            if not acquired:
+                logger.info(
+                    "job %s is running in another process; this copy of its message is dropped", job_id
+                )
+                return
+            job = job_start(job_id=job_id)
+            if job is None:
+                logger.info("job %s is finished or gone; nothing to do", job_id)
+                return
+            logger.info("job %s (%s) started", job_id, job.kind)
+            began = True
+            try:
+                JOB_HANDLERS[job.kind](job)
+            except Exception as exc:
+                if job.kind in RETRIED_KINDS and isinstance(exc, TRANSIENT_ERRORS):
+                    reason = _interruption(exc)
+                    logger.warning("job %s was interrupted and goes back to the queue: %s", job_id, reason)
+                    _job_requeue(job=job, reason=reason)
+                    raise JobInterrupted(reason) from exc
+                logger.exception("job %s failed", job_id)
+                job_fail(job=job, error=f"{type(exc).__name__}: {exc}")
+                _job_cleanup(job)
+                raise
+    except TRANSIENT_ERRORS as exc:
+        if began:
+            raise
+        reason = _interruption(exc)
+        logger.warning("job %s could not start and goes back to the queue: %s", job_id, reason)
+        _connection_drop()
+        raise JobInterrupted(reason) from exc
+    _queue_follow_up(job)
+
+
+def _interruption(exc: Exception) -> str:
+    # The driver's message without the statement it interrupted (its next lines).
+    first_line = next(iter(str(exc).strip().splitlines()), "")
+    return f"{type(exc).__name__}: {first_line}"
+
+
+def _connection_drop() -> None:
+    # The connection a transient error broke; the next query opens a new one. Closing a broken
+    # connection can fail too, which changes nothing.
+    with contextlib.suppress(DatabaseError):
+        connection.close()
+
+
+def _job_cleanup(job: Job) -> None:
+    cleanup = JOB_CLEANUPS.get(job.kind)
+    if cleanup is not None:
+        cleanup(job)
+
+
+def _job_requeue(*, job: Job, reason: str) -> None:
+    """Marks an interrupted job queued again, on a new connection: the one that failed is dropped.
+    If the database is still away, the job stays marked running; that changes nothing for its retry
+    (job_start takes a running job whose lock nobody holds), nor for a sweep, which sends it again."""
+    _connection_drop()
+    try:
+        Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
+            status=Job.Status.QUEUED, message=f"Interrupted ({reason[:200]}); it will run again"
+        )
+    except TRANSIENT_ERRORS as exc:
+        logger.warning("job %s could not be marked queued again: %s", job.pk, exc)
+        _connection_drop()
+
+
+def job_give_up(*, job_id: int, error: str, tries: int) -> None:
+    """Fails for good a job interrupted `tries` times (its retries are used up) and tidies after it
+    (an import's upload is deleted). Nothing happens if another process is running the job (a copy
+    of its message) or it has finished meanwhile."""
+    with _job_lock(job_id) as acquired:
+        job = Job.objects.filter(pk=job_id).first() if acquired else None
+        if job is None or job.is_finished:
+            return
+        job_fail(job=job, error=f"Interrupted {tries} times, the last by {error}; not retried again")
+        _job_cleanup(job)
+
+
+def _queue_follow_up(job: Job) -> None:
+    """A job's params may name a job to queue once it has succeeded, {"then": {"kind", "params"}}:
+    load_demo's generation is followed by the explorer build that maps the dataset it wrote."""
+    follow_up = job.params.get("then")
+    if not isinstance(follow_up, dict) or follow_up.get("kind") not in Job.Kind.values:
+        return
+    if Job.objects.filter(pk=job.pk, status=Job.Status.SUCCEEDED).exists():
+        job_create(kind=follow_up["kind"], params=follow_up.get("params") or {}, created_by=job.created_by)
+
+
+# ----------------------------------------------------------------------------- lost messages
+
+# The first key of the PostgreSQL advisory lock a process holds while it runs a job (the second is the
+# job's id): a constant no other code uses.
+JOB_LOCK_KEY = 0x4A4F42
+# How old a queued job must be before a sweep may send it again: a younger one's message may still be
+# on its way (sent when its transaction commits). A copy costs one query when it arrives, nothing more.
+REQUEUE_AFTER = timedelta(minutes=2)
+# The lock that one sweep at a time holds: no job has id 0.
+SWEEP_LOCK_ID = 0
+
+
+@contextlib.contextmanager
+def _job_lock(job_id: int) -> Iterator[bool]:
+    """Holds, while the body runs, the lock that says "a live process is running this job"; yields
+    whether it got it. It goes when its holder dies: on PostgreSQL it is an advisory lock of a database
+    session of its own, which the server ends as soon as the dead process's connection closes, on
+    whatever machine; on SQLite (one machine) it is a flock on a file under VAR_DIR, which the kernel
+    releases."""
+    if connection.vendor == "postgresql":
+        session = connections.create_connection(DEFAULT_DB_ALIAS)
+        try:
+            with session.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_try_advisory_lock(%s::integer, %s::integer)", [JOB_LOCK_KEY, job_id]
+                )
+                (acquired,) = cursor.fetchone()
+            yield acquired
+        finally:
+            session.close()
+        return
+    folder = Path(settings.VAR_DIR) / "job-locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"{job_id}.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            acquired = False
+        else:
+            acquired = True
+        yield acquired
+
+
+def _jobs_locked(job_ids: Iterable[int]) -> set[int]:
+    """Which of these jobs a live process is running (holds the lock of)."""
+    job_ids = set(job_ids)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND classid::bigint = %s AND objsubid = 2",
+                [JOB_LOCK_KEY],
+            )
+            return {job_id for (job_id,) in cursor.fetchall()} & job_ids
+    locked = set()
+    for job_id in job_ids:
+        with _job_lock(job_id) as acquired:
+            if not acquired:
+                locked.add(job_id)
+    return locked
+
+
+def _messages_waiting(conn, queue: str) -> int:
+    try:
+        return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+    except conn.channel_errors:
+        return 0  # no such queue: Redis deletes an empty list (and a restart without persistence, all)
+
+
+def job_requeue_stale(*, older_than: timedelta, now: datetime | None = None) -> int:
+    """Sends again the task message of the jobs whose message the broker may have lost; returns how
+    many it sent. A Redis without persistence loses its queues when it restarts, and a job created
+    while the broker was unreachable was never sent. Sent again are:
+
+    - queued jobs created `older_than` ago or more, when their queue holds fewer messages than it has
+      queued jobs: some message is missing, and which one cannot be told, so all of them are sent
+      (the others get a duplicate). A queue that holds enough messages is left alone, so a long
+      backlog is not copied at every sweep;
+    - running jobs whose lock no process holds: their worker died, and the broker may have lost its
+      unacknowledged message (if not, it redelivers it after the visibility timeout too).
+
+    A job that a live worker is running is never sent: that worker holds its lock. And any copy is
+    harmless: `job_run` runs a job only while holding its lock, and never once it is finished. Copies
+    waiting in a queue can hide a loss from the count until the workers have taken them; a later sweep
+    then finds it. One sweep runs at a time; another that starts meanwhile returns 0 at once.
+
+    Workers call this whenever they (re)connect to the broker (mwe_site.celery.RequeueLostJobs);
+    the `requeue_jobs` command does it from cron."""
+    with _job_lock(SWEEP_LOCK_ID) as acquired:
+        if not acquired:
+            # Another sweep is running (all the workers reconnect at once after a broker restart);
+            # a second one at the same moment would only send the same jobs twice.
+            logger.info("another process is looking for lost jobs; not this one")
+            return 0
+        return _requeue_stale(cutoff=(now or timezone.now()) - older_than)
+
+
+def _requeue_stale(*, cutoff: datetime) -> int:
+    from generation.jobs.tasks import run_job
+
+    waiting_jobs: Counter[str] = Counter()
+    stale: dict[str, list[Job]] = defaultdict(list)
+    for job in Job.objects.filter(status=Job.Status.QUEUED).only("pk", "kind", "created_at").order_by("pk"):
+        waiting_jobs[job_queue(job.kind)] += 1
+        if job.created_at <= cutoff:
+            stale[job_queue(job.kind)].append(job)
+    running = list(Job.objects.filter(status=Job.Status.RUNNING).only("pk", "kind").order_by("pk"))
+    locked = _jobs_locked(job.pk for job in running)
+    orphans = [job for job in running if job.pk not in locked]
+    if not stale and not orphans:
+        return 0
+
+    with run_job.app.connection_for_write() as conn:
+        lost = [
+            job
+            for queue, jobs in stale.items()
+            if _messages_waiting(conn, queue) < waiting_jobs[queue]
+            for job in jobs
+        ]
+        for job in lost + orphans:
+            run_job.apply_async((job.pk,), queue=job_queue(job.kind), connection=conn)
+    if lost or orphans:
+        logger.warning(
+            "sent again: queued jobs %s (their queue lacked messages), running jobs %s (no live worker)",
+            [job.pk for job in lost],
+            [job.pk for job in orphans],
+        )
+    return len(lost) + len(orphans)

@@ -1,0 +1,180 @@
+"""Datasets of model-written evaluations and their examples.
+
+`generation` owns datasets because generating them is what this app does; imports of the released
+files land in the same tables, so every other app (annotation, analysis, the explorer, evaluation)
+reads one kind of dataset whatever its origin.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+
+class Collection(models.Model):
+    """A family of datasets: the released ones (persona, sycophancy, advanced-ai-risk,
+    winogenerated) and any a user creates for generated data."""
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    # Released collections come from the paper; user collections are made on this site.
+    is_released = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("generation:collection-detail", kwargs={"slug": self.slug})
+
+
+class DatasetKind(models.TextChoices):
+    YES_NO = "yes_no", "Yes/no statements"
+    MULTIPLE_CHOICE = "multiple_choice", "Multiple choice"
+    SYCOPHANCY = "sycophancy", "Sycophancy"
+    WINOGENDER = "winogender", "Winogender schemas"
+
+
+class DatasetOrigin(models.TextChoices):
+    IMPORTED = "imported", "Imported"
+    GENERATED = "generated", "Generated"
+
+
+class DatasetPurpose(models.TextChoices):
+    # Items a model is scored on.
+    EVALUATION = "evaluation", "Evaluation"
+    # Gold examples that seed few-shot generation; never scored as a benchmark.
+    FEW_SHOT = "few_shot", "Few-shot generation prompts"
+    # Inputs to a generation pipeline, e.g. the Winogender occupation list.
+    REFERENCE = "reference", "Reference material"
+
+
+class Dataset(models.Model):
+    Kind = DatasetKind
+    Origin = DatasetOrigin
+    Purpose = DatasetPurpose
+
+    collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="datasets")
+    slug = models.SlugField(max_length=150, unique=True)
+    behavior = models.CharField(max_length=200, help_text="The behavior the dataset tests.")
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    origin = models.CharField(max_length=20, choices=Origin.choices)
+    purpose = models.CharField(max_length=20, choices=Purpose.choices, default=Purpose.EVALUATION)
+
+    # Provenance of imports: which file, its exact bytes, and the upstream commit when known.
+    source_path = models.CharField(max_length=500, blank=True)
+    source_sha256 = models.CharField(max_length=64, blank=True)
+    upstream_commit = models.CharField(max_length=40, blank=True)
+
+    # What export needs to write records back exactly as they came in: the key order of the
+    # records and how their JSON was serialised (ASCII escapes or raw UTF-8).
+    field_order = models.JSONField(default=list, blank=True)
+    json_ensure_ascii = models.BooleanField(default=True)
+
+    # Derived from the examples; written only by generation.catalog.services.dataset_refresh_stats.
+    example_count = models.PositiveIntegerField(default=0)
+    label_counts = models.JSONField(default=dict, blank=True)
+    mean_label_confidence = models.FloatField(null=True, blank=True)
+    # Warnings found on import (duplicates, imbalance, sorted files), shown on the dataset page.
+    import_report = models.JSONField(default=dict, blank=True)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["collection__name", "slug"]
+        constraints = [
+            # The same released file is imported once, even by two processes at the same time.
+            models.UniqueConstraint(
+                fields=["source_sha256"],
+                condition=~Q(source_sha256=""),
+                name="dataset_source_sha256_unique",
+            ),
+            models.CheckConstraint(condition=Q(kind__in=DatasetKind.values), name="dataset_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(origin__in=DatasetOrigin.values),
+                name="dataset_origin_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(purpose__in=DatasetPurpose.values),
+                name="dataset_purpose_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def get_absolute_url(self) -> str:
+        return reverse("generation:dataset-detail", kwargs={"slug": self.slug})
+
+    @property
+    def is_labelled(self) -> bool:
+        return bool(self.label_counts)
+
+
+class Example(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="examples")
+    # 0-based line number in the released file (or the order a generator kept them in).
+    position = models.PositiveIntegerField()
+    question = models.TextField(blank=True)
+    statement = models.TextField(blank=True)
+    answer_matching_behavior = models.CharField(max_length=500, blank=True, db_index=True)
+    # A string, or a list of strings when several answers do not match (sycophancy on PhilPapers).
+    answer_not_matching_behavior = models.JSONField(null=True, blank=True)
+    label_confidence = models.FloatField(null=True, blank=True)
+    # Every other field of the record, kept verbatim (user_affiliation, pronoun_options, ...).
+    extra = models.JSONField(default=dict, blank=True)
+    # Key order of this record when it differs from the dataset's field_order (rare).
+    key_order = models.JSONField(null=True, blank=True)
+    # sha256 of the normalised main text; finds exact duplicates and keys the embedding cache.
+    text_hash = models.CharField(max_length=64, db_index=True)
+
+    class Meta:
+        ordering = ["dataset", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "position"], name="example_position_unique"),
+            models.CheckConstraint(
+                condition=Q(label_confidence__isnull=True)
+                | Q(label_confidence__gte=0.0, label_confidence__lte=1.0),
+                name="example_label_confidence_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.slug}#{self.position}"
+
+    def get_absolute_url(self) -> str:
+        return reverse(
+            "generation:example-detail",
+            kwargs={"slug": self.dataset.slug, "position": self.position},
+        )
+
+    @property
+    def text(self) -> str:
+        """The text a person reads: the statement, the question, or a Winogender sentence."""
+        return (
+            self.statement
+            or self.question
+            or self.extra.get("sentence_with_blank", "")
+            or self.extra.get("occupation", "")
+        )
+
+    @property
+    def not_matching_answers(self) -> list[str]:
+        value = self.answer_not_matching_behavior
+        if value is None:
+            return []
+        return list(value) if isinstance(value, list) else [value]

@@ -1,0 +1,116 @@
+"""Generation runs and their candidates, with every decision the pipeline took."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+from generation.models.catalog import Dataset, Example
+from generation.models.evaluation import RunStatus
+from generation.models.jobs import Job
+
+
+class GenerationMethod(models.TextChoices):
+    PERSONA = "persona", "Persona yes/no statements"
+    MULTIPLE_CHOICE = "multiple-choice", "Few-shot multiple choice"
+    SYCOPHANCY = "sycophancy", "Sycophancy (biographies prepended to questions)"
+    WINOGENDER = "winogender", "Winogender schemas"
+
+
+class GenerationRun(models.Model):
+    """One use of the paper's method: a generator LM writes candidates for a behavior, a
+    discriminator LM scores them, and the best per label become a dataset. Every parameter is in
+    `spec`, so the same spec, seed and models give the same dataset."""
+
+    Method = GenerationMethod
+    Status = RunStatus
+
+    method = models.CharField(max_length=30, choices=GenerationMethod.choices)
+    slug = models.SlugField(max_length=150, help_text="Slug of the dataset this run creates.")
+    behavior = models.CharField(max_length=200)
+    description = models.TextField(help_text="Who exhibits the behavior, e.g. 'is politically liberal'.")
+    spec = models.JSONField(default=dict)
+    generator_info = models.JSONField(default=dict, blank=True)
+    discriminator_info = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    error = models.TextField(blank=True)
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    dataset = models.OneToOneField(
+        Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="generation_run"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(method__in=GenerationMethod.values), name="generation_method_valid"
+            ),
+            models.CheckConstraint(condition=Q(status__in=RunStatus.values), name="generation_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} run #{self.pk} for {self.slug}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("generation:generation-detail", kwargs={"pk": self.pk})
+
+
+class CandidateDecision(models.TextChoices):
+    PENDING = "pending", "Pending"
+    KEPT = "kept", "Kept"
+    DROPPED = "dropped", "Dropped"
+
+
+class Candidate(models.Model):
+    """One generated sample, kept or dropped, with everything that decided its fate."""
+
+    Decision = CandidateDecision
+
+    run = models.ForeignKey(GenerationRun, on_delete=models.CASCADE, related_name="candidates")
+    # The label the generator was asked to write for: the answer matching the behavior (" Yes"/" No").
+    label = models.CharField(max_length=50)
+    # Which sample of that label this is; with the run, the idempotent key a resumed run skips.
+    sample_index = models.PositiveIntegerField()
+    seed = models.BigIntegerField(null=True, blank=True)
+    prompt = models.TextField()
+    raw_output = models.TextField(blank=True)
+    text = models.TextField(blank=True, help_text="The parsed, cleaned statement; empty if unparseable.")
+    # What the method parsed besides the text: the choices of a multiple-choice question, the base
+    # question a biography was prepended to, a schema's occupation, participant and pronoun options.
+    parsed = models.JSONField(default=dict, blank=True)
+    # Discriminator probabilities: {"label": p_d(label | text), "relevance": ..., ...}.
+    scores = models.JSONField(default=dict, blank=True)
+    label_probability = models.FloatField(null=True, blank=True)
+    decision = models.CharField(
+        max_length=10, choices=CandidateDecision.choices, default=CandidateDecision.PENDING
+    )
+    reason = models.TextField(blank=True)
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    example = models.OneToOneField(
+        Example, null=True, blank=True, on_delete=models.SET_NULL, related_name="candidate"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "label", "sample_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "label", "sample_index"], name="candidate_sample_unique"),
+            models.CheckConstraint(
+                condition=Q(decision__in=CandidateDecision.values), name="candidate_decision_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(label_probability__isnull=True)
+                | Q(label_probability__gte=0.0, label_probability__lte=1.0),
+                name="candidate_label_probability_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} {self.label.strip()} #{self.sample_index}"

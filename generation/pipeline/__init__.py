@@ -1,0 +1,1 @@
+"""The generation pipeline: a model writes candidates, a discriminator scores them, the best are kept."""
