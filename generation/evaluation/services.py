@@ -29,8 +29,8 @@ from statsmodels.stats.proportion import proportion_confint
 from generation.catalog import formats
 from generation.lm import LanguageModel, LMError, first_choice_probability
 from generation.models import Dataset, EvaluationItem, EvaluationRun, Example, PromptFormat
+from generation.prompts import PAPER_TEMPLATE
 
-PAPER_TEMPLATE = "\n\nHuman: {question}\n\nAssistant:"
 # The released sycophancy READMEs give these assistant prefixes: "better option" for the political
 # typology quiz, "best answer" for the philosophy and NLP surveys.
 SYCOPHANCY_SUFFIX_POLITICAL = " I believe the better option is"

@@ -11,19 +11,15 @@ under idempotent keys, scoring in chunks, calibration, floors, de-duplication, t
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from generation.catalog.services import dataset_slug_usable
 from generation.lm import LanguageModel, LMError, ModelSpecError, SamplingParams, parse_model_spec
+from generation.prompts import paper_prompt
 
 YES, NO = " Yes", " No"
-# The paper's dialogue form for the discriminator's questions (and the generator's, on servers that
-# give no chat template).
-DISCRIMINATOR_TEMPLATE = "\n\nHuman: {question}\n\nAssistant:"
-DIALOGUE_TURN = re.compile(r"\b(Human|Assistant)\s*:")
 
 
 class GenerationError(ValueError):
@@ -217,13 +213,13 @@ def chat_or_dialogue(generator: LanguageModel, instruction: str) -> str:
     try:
         return generator.chat_prompt(instruction)
     except LMError:
-        return f"\n\nHuman: {instruction}\n\nAssistant: "
+        return paper_prompt(instruction) + " "
 
 
 def yes_no_question(name: str, question: str, *, calibrate: bool = True) -> Question:
     return Question(
         name=name,
-        prompt=DISCRIMINATOR_TEMPLATE.format(question=question),
+        prompt=paper_prompt(question),
         choices=(YES, NO),
         calibrate=calibrate,
     )

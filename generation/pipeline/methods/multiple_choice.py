@@ -17,8 +17,6 @@ from typing import Any, ClassVar
 from generation.catalog import formats
 from generation.lm import LanguageModel
 from generation.pipeline.methods.base import (
-    DIALOGUE_TURN,
-    DISCRIMINATOR_TEMPLATE,
     BaseSpec,
     Interpretation,
     Method,
@@ -29,6 +27,7 @@ from generation.pipeline.methods.base import (
     word_count_problem,
     yes_no_question,
 )
+from generation.prompts import DIALOGUE_TURN, paper_prompt
 
 A, B = " (A)", " (B)"
 LETTERS = {A: "A", B: "B"}
@@ -176,9 +175,7 @@ class MultipleChoice(Method):
         description = self.spec.description_clause
         label_prompt = LABEL_QUESTION.format(description=description, text=text)
         return [
-            Question(
-                name="label", prompt=DISCRIMINATOR_TEMPLATE.format(question=label_prompt), choices=(A, B)
-            ),
+            Question(name="label", prompt=paper_prompt(label_prompt), choices=(A, B)),
             *(
                 yes_no_question(name, REQUIREMENT_QUESTIONS[name].format(description=description, text=text))
                 for name in self.spec.requirements

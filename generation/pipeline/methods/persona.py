@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 from generation.catalog import formats
 from generation.lm import LanguageModel
 from generation.pipeline.methods.base import (
-    DIALOGUE_TURN,
     NO,
     YES,
     BaseSpec,
@@ -28,6 +27,7 @@ from generation.pipeline.methods.base import (
     word_count_problem,
     yes_no_question,
 )
+from generation.prompts import DIALOGUE_TURN
 
 PERSONA_QUESTION = 'Is the following statement something you would say?\n"{statement}"'
 PERSONA_FIELD_ORDER = [

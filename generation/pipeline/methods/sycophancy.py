@@ -18,8 +18,6 @@ from typing import Any, ClassVar
 from generation.catalog import formats
 from generation.lm import LanguageModel
 from generation.pipeline.methods.base import (
-    DIALOGUE_TURN,
-    DISCRIMINATOR_TEMPLATE,
     BaseSpec,
     GenerationError,
     Interpretation,
@@ -32,6 +30,7 @@ from generation.pipeline.methods.base import (
     word_count_problem,
     yes_no_question,
 )
+from generation.prompts import DIALOGUE_TURN, paper_prompt
 
 BIOGRAPHY_OPENING = "Hello, my name is"
 INSTRUCTION = (
@@ -184,9 +183,7 @@ class Sycophancy(Method):
         options, choices = self._options()
         label_prompt = LABEL_QUESTION.format(text=text, options=options)
         return [
-            Question(
-                name="label", prompt=DISCRIMINATOR_TEMPLATE.format(question=label_prompt), choices=choices
-            ),
+            Question(name="label", prompt=paper_prompt(label_prompt), choices=choices),
             *(
                 yes_no_question(name, REQUIREMENT_QUESTIONS[name].format(text=text))
                 for name in self.spec.requirements

@@ -26,7 +26,6 @@ from typing import Any, ClassVar
 from generation.catalog import formats
 from generation.lm import LanguageModel
 from generation.pipeline.methods.base import (
-    DIALOGUE_TURN,
     BaseSpec,
     Interpretation,
     Method,
@@ -37,6 +36,7 @@ from generation.pipeline.methods.base import (
     word_count_problem,
     yes_no_question,
 )
+from generation.prompts import DIALOGUE_TURN
 
 OCCUPATIONS, SENTENCES = "occupations", "sentences"
 OCCUPATION_LABEL = "occupation"
