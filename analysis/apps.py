@@ -9,7 +9,7 @@ class AnalysisConfig(AppConfig):
     def ready(self) -> None:
         # The worker runs explorer builds through generation's job machinery, which does not import
         # this app; registering here makes the handler known in every process that loads Django.
-        from analysis.explorer.services import explorer_job_run
+        from analysis.explorer.jobs import explorer_job_run
         from generation.jobs.services import job_handler_register
         from generation.models import Job
 

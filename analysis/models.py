@@ -54,6 +54,15 @@ class BuildStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class ExplorerBuildQuerySet(models.QuerySet):
+    def of_map(self, *, dataset: Dataset | None) -> ExplorerBuildQuerySet:
+        """The builds of one map: a dataset's, or the global map's when dataset is None."""
+        return self.filter(scope=BuildScope.DATASET if dataset else BuildScope.GLOBAL, dataset=dataset)
+
+    def succeeded(self) -> ExplorerBuildQuerySet:
+        return self.filter(status=BuildStatus.SUCCEEDED)
+
+
 class ExplorerBuild(models.Model):
     """One map: the 2D UMAP projection of a set of examples' embeddings, its clusters, and the
     compressed payload the explorer page downloads. Everything needed to reproduce it is stored with
@@ -87,13 +96,15 @@ class ExplorerBuild(models.Model):
     text_hashes = models.BinaryField(default=bytes, blank=True)
     coordinates = models.BinaryField(default=bytes, blank=True, help_text="float32 (x, y) per point")
     cluster_labels = models.BinaryField(default=bytes, blank=True, help_text="int32 per point; -1 noise")
-    # The page's download: gzip-compressed binary (see analysis.explorer.services.payload_encode).
+    # The page's download: gzip-compressed binary (see analysis.explorer.payload.payload_encode).
     payload = models.BinaryField(default=bytes, blank=True)
     payload_bytes = models.PositiveIntegerField(default=0)
     timings = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ExplorerBuildQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]

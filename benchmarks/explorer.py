@@ -106,7 +106,7 @@ def synthetic_vectors(count: int, *, seed: int = 0):
 
 
 def bench_embeddings(texts_count: int, rounds: int) -> None:
-    from analysis.explorer.services import embeddings_get_or_create
+    from analysis.explorer.embeddings import embeddings_get_or_create
     from analysis.models import TextEmbedding
     from generation.lm.embeddings import load_embedder
 
@@ -165,7 +165,7 @@ def bench_embeddings(texts_count: int, rounds: int) -> None:
 
 
 def bench_umap(sizes: list[int]):
-    from analysis.explorer.services import MapParams, clusters_find, min_cluster_size_for, project
+    from analysis.explorer.projection import MapParams, clusters_find, min_cluster_size_for, project
 
     print("\n== UMAP (n_neighbors=15, min_dist=0.1, cosine, random_state=42 => single-threaded)")
     # numba compiles UMAP's and pynndescent's functions on first use in a process (nearest-neighbour
@@ -200,13 +200,13 @@ def build_big_map(count: int, umap_result):
     clusters, keywords, medoids); only the embedding is skipped."""
     import numpy as np
 
-    from analysis.explorer.services import (
-        Point,
+    from analysis.explorer.payload import payload_encode
+    from analysis.explorer.points import Point
+    from analysis.explorer.projection import (
         cluster_keywords,
         cluster_members_ranked,
         clusters_find,
         min_cluster_size_for,
-        payload_encode,
     )
     from analysis.models import ExplorerBuild, ExplorerCluster
     from generation.models import Collection, Dataset

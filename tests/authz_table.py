@@ -25,13 +25,13 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import Token
 
-from analysis.explorer.services import explorer_maps_build
+from analysis.explorer.builds import explorer_maps_build
 from analysis.models import ExplorerBuild
 from annotation import services as annotation
 from annotation.models import AnnotationProject, Assignment, Response, Worker
 from generation.catalog.services import dataset_refresh_stats
-from generation.jobs.services import generation_job_create
 from generation.models import Dataset, EvaluationRun, GenerationRun, Job
+from generation.pipeline.jobs import generation_job_create
 from tests.analysis.builders import rate
 from tests.analysis.explorer.fakes import CountingEmbedder
 from tests.builders import (

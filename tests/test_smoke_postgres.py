@@ -31,7 +31,7 @@ import pytest
 import requests
 from django.conf import settings
 
-from analysis.explorer.services import payload_decode, payload_texts
+from analysis.explorer.payload import payload_decode, payload_texts
 from tests.processes import production_env, start_gunicorn, start_worker, stop_process
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

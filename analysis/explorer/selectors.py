@@ -36,7 +36,8 @@ from django.conf import settings
 from django.db.models import Avg, Count, Q
 from django.urls import reverse
 
-from analysis.explorer.services import CACHE_READ_CHUNK, Embedder, ExplorerError
+from analysis.explorer.embeddings import CACHE_READ_CHUNK, Embedder
+from analysis.explorer.errors import ExplorerError
 from analysis.models import (
     CLUSTER_DTYPE,
     ID_DTYPE,
@@ -101,7 +102,7 @@ def explorer_caches_clear() -> None:
 
 def _succeeded() -> Any:
     return (
-        ExplorerBuild.objects.filter(status=ExplorerBuild.Status.SUCCEEDED)
+        ExplorerBuild.objects.succeeded()
         .defer(*HEAVY_FIELDS)
         .select_related("dataset")
         .order_by("-finished_at", "-pk")
@@ -110,8 +111,7 @@ def _succeeded() -> Any:
 
 def explorer_build_current(*, dataset: Dataset | None) -> ExplorerBuild | None:
     """The newest succeeded map of a dataset, or the global map when dataset is None."""
-    scope = ExplorerBuild.Scope.DATASET if dataset else ExplorerBuild.Scope.GLOBAL
-    return _succeeded().filter(scope=scope, dataset=dataset).first()
+    return _succeeded().of_map(dataset=dataset).first()
 
 
 def explorer_build_get(*, build_id: int) -> ExplorerBuild:
@@ -129,7 +129,7 @@ class MapChoice:
 def explorer_map_choices() -> list[MapChoice]:
     """Every map that can be shown, the global one first, each once (its newest build)."""
     rows = (
-        ExplorerBuild.objects.filter(status=ExplorerBuild.Status.SUCCEEDED)
+        ExplorerBuild.objects.succeeded()
         .order_by("-finished_at", "-pk")
         .values_list("scope", "dataset__slug", "point_count")
     )
@@ -206,9 +206,7 @@ def _arrays_prune(*, parent: Path) -> None:
     folders abandoned mid-write. A process still serving a removed build keeps its mapping."""
     current = {
         _build_key(build)
-        for build in ExplorerBuild.objects.filter(status=ExplorerBuild.Status.SUCCEEDED).only(
-            "pk", "created_at", "input_fingerprint"
-        )
+        for build in ExplorerBuild.objects.succeeded().only("pk", "created_at", "input_fingerprint")
     }
     for entry in parent.iterdir():
         if entry.name.startswith(".writing-"):
@@ -446,7 +444,7 @@ class ModelOption:
 
 
 def _runs_for(build: ExplorerBuild):
-    runs = EvaluationRun.objects.filter(status=EvaluationRun.Status.SUCCEEDED)
+    runs = EvaluationRun.objects.succeeded()
     if build.dataset_id:
         runs = runs.filter(dataset_id=build.dataset_id)
     return runs

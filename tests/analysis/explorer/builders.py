@@ -1,6 +1,7 @@
 """Datasets for explorer tests: a few topics whose statements cluster apart, with labels and
 label confidences that vary, built through the catalog's factories."""
 
+from analysis.models import ExplorerBuild
 from generation.models import Dataset
 from tests.analysis.explorer.fakes import TOPICS
 from tests.builders import DatasetFactory, ExampleFactory
@@ -31,3 +32,9 @@ def topic_dataset(slug: str, *, per_topic: int = 12, topics=TOPICS, **kwargs) ->
     dataset.example_count = position
     dataset.save(update_fields=["example_count"])
     return dataset
+
+
+def latest_build(dataset: Dataset | None = None) -> ExplorerBuild:
+    """The newest build of a dataset's map, or of the global map."""
+    scope = ExplorerBuild.Scope.DATASET if dataset else ExplorerBuild.Scope.GLOBAL
+    return ExplorerBuild.objects.filter(scope=scope, dataset=dataset).order_by("-pk").first()

@@ -13,7 +13,7 @@ import re
 import pytest
 
 from analysis.explorer import selectors as explorer_selectors
-from analysis.explorer.services import explorer_maps_build
+from analysis.explorer.builds import explorer_maps_build
 from tests.analysis.explorer.builders import topic_dataset
 from tests.analysis.explorer.fakes import CountingEmbedder, ScriptedSummaryModel
 from tests.browser import browser_page

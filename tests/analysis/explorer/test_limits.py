@@ -12,9 +12,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from analysis.explorer import builds as explorer_builds
 from analysis.explorer import selectors as explorer_selectors
-from analysis.explorer import services as explorer
-from analysis.explorer.services import explorer_maps_build
+from analysis.explorer.builds import explorer_maps_build
 from analysis.models import ExplorerBuild
 from tests.analysis.builders import examples_create
 from tests.analysis.explorer.builders import topic_dataset
@@ -195,7 +195,7 @@ def test_a_process_keeps_no_copy_of_the_maps_it_serves(client, monkeypatch):
     recently used maps' vectors, 6 MB, stayed in every process)."""
     # This test is about serving maps, not drawing them: the first two dimensions are the layout.
     monkeypatch.setattr(
-        explorer, "project", lambda *, vectors, params: (vectors[:, :2].copy(), {"method": "test"})
+        explorer_builds, "project", lambda *, vectors, params: (vectors[:, :2].copy(), {"method": "test"})
     )
     points = 2000
     builds = []

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from analysis.explorer import selectors as explorer_selectors
-from analysis.explorer.services import explorer_maps_build
+from analysis.explorer.builds import explorer_maps_build
 from analysis.models import ExplorerBuild
 from annotation import services as annotation
 from annotation.models import AnnotationProject

@@ -11,7 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from analysis.explorer import selectors as explorer_selectors
-from analysis.explorer.services import explorer_maps_build, payload_decode
+from analysis.explorer.builds import explorer_maps_build
+from analysis.explorer.payload import payload_decode
 from analysis.models import ExplorerBuild
 from annotation import services as annotation
 from annotation.models import AnnotationProject
