@@ -1,12 +1,11 @@
-import csv
-
 from django.contrib import admin, messages
 from django.db import transaction
 from django.http import HttpResponse
 
-from annotation import selectors, services
+from annotation import selectors
 from annotation.models import AnnotationProject, Assignment, ProjectItem, Response, Worker
-from mwe_site.safe_csv import csv_row
+from annotation.services import workers
+from mwe_site.safe_csv import csv_write
 
 
 @admin.register(AnnotationProject)
@@ -24,7 +23,7 @@ class AnnotationProjectAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["datasets"]
     # Publishing closes the project and ends its leases: the project page's button or
-    # `manage.py publish_project` do it (annotation.services.project_publish).
+    # `manage.py publish_project` do it (annotation.services.projects.project_publish).
     readonly_fields = ["published_at"]
 
 
@@ -45,23 +44,21 @@ class WorkerAdmin(admin.ModelAdmin):
         with transaction.atomic():
             rows = [
                 selectors.worker_invite_row(
-                    worker=services.worker_invite_rotate(worker=worker), base_url=base_url
+                    worker=workers.worker_invite_rotate(worker=worker), base_url=base_url
                 )
                 for worker in queryset.order_by("pk")
             ]
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="invite-links.csv"'
         response["Cache-Control"] = "no-store"
-        writer = csv.DictWriter(response, fieldnames=selectors.INVITE_FIELDS)
-        writer.writeheader()
-        writer.writerows(csv_row(row) for row in rows)
+        csv_write(response, fieldnames=selectors.INVITE_FIELDS, rows=rows)
         return response
 
     @admin.action(permissions=["change"], description="Revoke invite links (sign the workers out)")
     def revoke_invites(self, request, queryset):
         with transaction.atomic():
             count = sum(
-                1 for worker in queryset.order_by("pk") if services.worker_invite_revoke(worker=worker)
+                1 for worker in queryset.order_by("pk") if workers.worker_invite_revoke(worker=worker)
             )
         self.message_user(
             request,
@@ -80,7 +77,7 @@ class ProjectItemAdmin(admin.ModelAdmin):
     list_display = ["pk", "project", "example", "is_gold", "reserved_count", "submitted_count"]
     list_filter = ["project", "is_gold"]
     raw_id_fields = ["example"]
-    # The counters are written only by annotation.services, in the transaction of the lease.
+    # The counters are written only by annotation.services.leases, in the transaction of the lease.
     readonly_fields = ["reserved_count", "submitted_count", "overlap"]
 
     def save_model(self, request, obj, form, change):
@@ -96,7 +93,7 @@ class AssignmentAdmin(admin.ModelAdmin):
     list_filter = ["status", "project"]
     raw_id_fields = ["item", "worker"]
 
-    # Leases and responses are written only by annotation.services, which keeps the item counters
+    # Leases and responses are written only by annotation.services.leases, which keeps the item counters
     # and the invariants (at most k responses, one per worker) with them; the admin only reads them.
     def has_add_permission(self, request) -> bool:
         return False

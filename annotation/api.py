@@ -16,7 +16,7 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from annotation import selectors, services
+from annotation import selectors
 from annotation.models import AnnotationProject, Worker
 from annotation.serializers import (
     AssignmentSerializer,
@@ -27,6 +27,7 @@ from annotation.serializers import (
     ResponseSerializer,
     SubmitSerializer,
 )
+from annotation.services import errors, leases
 
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Invalid input; nothing was stored."),
@@ -52,7 +53,7 @@ class Conflict(PermissionDenied):
 class WorkerTokenAuthentication(TokenAuthentication):
     """DRF's token authentication, with the user's worker loaded by the same query (the permission
     check then needs none): one query, or none while this process remembers the token
-    (`selectors.token_cache`, a few seconds; see there what that means for revoked tokens)."""
+    (`hotpath.token_cache`, a few seconds; see there what that means for revoked tokens)."""
 
     def authenticate_credentials(self, key):
         token = selectors.token_with_user_and_worker(key=key)
@@ -92,11 +93,11 @@ class WorkerAPIView(APIView):
         return project
 
     def handle_exception(self, exc):
-        if isinstance(exc, services.AssignmentNotFound):
+        if isinstance(exc, errors.AssignmentNotFound):
             exc = NotFound("No such assignment.")
-        elif isinstance(exc, services.AssignmentConflict):
+        elif isinstance(exc, errors.AssignmentConflict):
             exc = Conflict(str(exc))
-        elif isinstance(exc, services.WorkerExcluded):
+        elif isinstance(exc, errors.WorkerExcluded):
             exc = PermissionDenied("This worker is excluded from annotation.")
         return super().handle_exception(exc)
 
@@ -120,7 +121,7 @@ class TaskNextView(WorkerAPIView):
         body = NextTaskRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         project = self.project(body.validated_data.get("project"))
-        assignment = services.task_claim(worker=self.worker, project=project)
+        assignment = leases.task_claim(worker=self.worker, project=project)
         if assignment is None:
             return ApiResponse(status=status.HTTP_204_NO_CONTENT)
         return ApiResponse(AssignmentSerializer(assignment).data)
@@ -138,7 +139,7 @@ class AssignmentSubmitView(WorkerAPIView):
         body = SubmitSerializer(data=request.data)
         if not body.is_valid():
             raise ValidationError(body.errors)
-        response = services.assignment_submit(assignment_id=pk, worker=self.worker, **body.validated_data)
+        response = leases.assignment_submit(assignment_id=pk, worker=self.worker, **body.validated_data)
         return ApiResponse(ResponseSerializer(response).data, status=status.HTTP_201_CREATED)
 
 
@@ -152,7 +153,7 @@ class AssignmentReleaseView(WorkerAPIView):
         tags=["annotation"],
     )
     def post(self, request: Request, pk: int) -> ApiResponse:
-        assignment = services.assignment_release(assignment_id=pk, worker=self.worker)
+        assignment = leases.assignment_release(assignment_id=pk, worker=self.worker)
         return ApiResponse(AssignmentStatusSerializer(assignment).data)
 
 
@@ -165,7 +166,7 @@ class AssignmentExtendView(WorkerAPIView):
         tags=["annotation"],
     )
     def post(self, request: Request, pk: int) -> ApiResponse:
-        assignment = services.assignment_extend(assignment_id=pk, worker=self.worker)
+        assignment = leases.assignment_extend(assignment_id=pk, worker=self.worker)
         return ApiResponse(AssignmentStatusSerializer(assignment).data)
 
 

@@ -106,7 +106,7 @@ class ProjectCreateForm(forms.Form):
         return cleaned
 
     def project_create_kwargs(self) -> dict:
-        """The cleaned values, as annotation.services.project_create takes them."""
+        """The cleaned values, as annotation.services.projects.project_create takes them."""
         return {name: self.cleaned_data[name] for name in PROJECT_FIELDS}
 
     def slug_was_taken(self) -> bool:

@@ -141,7 +141,7 @@ class Worker(models.Model):
     )
     projects = models.ManyToManyField(AnnotationProject, related_name="workers", blank=True)
     # The secret of the worker's invite link (/annotate/join/#<token>); replaced by rotating or
-    # revoking it (annotation.services), which also ends the sessions it signed in.
+    # revoking it (annotation.services.workers), which also ends the sessions it signed in.
     invite_token = models.CharField(max_length=64, unique=True, default=new_invite_token)
     # The link signs no one in after this; None: revoked (no working link until rotated).
     invite_expires_at = models.DateTimeField(null=True, blank=True, default=new_invite_expiry)

@@ -3,7 +3,6 @@ project pages and exports. Thin views over annotation.services and annotation.se
 
 from __future__ import annotations
 
-import csv
 import json
 from datetime import timedelta
 
@@ -20,12 +19,13 @@ from django.views import View
 from django.views.decorators.http import require_POST, require_safe
 from django.views.generic import DetailView, FormView, ListView
 
-from annotation import selectors, services
+from annotation import selectors
 from annotation.forms import JoinForm, ProjectCreateForm
 from annotation.markdown import render_markdown
 from annotation.models import AnnotationProject, Assignment, Worker
+from annotation.services import errors, leases, projects, workers
 from mwe_site.permissions import StaffRequiredMixin
-from mwe_site.safe_csv import csv_row
+from mwe_site.safe_csv import csv_lines
 
 RELEVANCE_CHOICES = [(1, "1 Horrible"), (2, "2 Bad"), (3, "3 Okay"), (4, "4 Good"), (5, "5 Amazing")]
 
@@ -67,8 +67,8 @@ class JoinView(View):
     def post(self, request: HttpRequest) -> HttpResponse:
         form = JoinForm(request.POST)
         try:
-            worker = services.worker_join(invite_token=form.cleaned_token()) if form.is_valid() else None
-        except services.InviteExpired:
+            worker = workers.worker_join(invite_token=form.cleaned_token()) if form.is_valid() else None
+        except errors.InviteExpired:
             return render(request, "annotation/invite_invalid.html", {"expired": True}, status=410)
         if worker is None:
             return render(request, "annotation/invite_invalid.html", {"expired": False}, status=404)
@@ -78,7 +78,7 @@ class JoinView(View):
         if request.session.session_key is None:
             # login() flushed another account's session: save the new one now, to record its key.
             request.session.save()
-        services.worker_session_register(worker=worker, session_key=request.session.session_key)
+        workers.worker_session_register(worker=worker, session_key=request.session.session_key)
         return redirect("annotation:work")
 
 
@@ -90,7 +90,7 @@ class WorkView(View):
         project = selectors.worker_project(worker=worker, slug=request.GET.get("project") or None)
         context = {"worker": worker, "project": project}
         if project is not None and not worker.excluded:
-            assignment = services.task_claim(worker=worker, project=project)
+            assignment = leases.task_claim(worker=worker, project=project)
             context["assignment"] = assignment
             context["progress"] = selectors.worker_progress(worker=worker, project=project)
             context["instructions_html"] = render_markdown(project.instructions)
@@ -106,9 +106,9 @@ def _assignment_action(request: HttpRequest, pk: int, action) -> Worker | None:
         raise Http404("No such assignment.")
     try:
         action(worker)
-    except services.AssignmentNotFound:
+    except errors.AssignmentNotFound:
         raise Http404("No such assignment.") from None
-    except services.AssignmentConflict as exc:
+    except errors.AssignmentConflict as exc:
         messages.warning(request, f"Not saved: {exc}.")
     return worker
 
@@ -125,7 +125,7 @@ def assignment_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
         assignment = get_object_or_404(Assignment, pk=pk, worker=worker)
         server_ms = int((timezone.now() - assignment.claimed_at).total_seconds() * 1000)
         client_ms = data.get("time_on_task_ms")
-        services.assignment_submit(
+        leases.assignment_submit(
             assignment_id=pk,
             worker=worker,
             relevance=data["relevance"],
@@ -140,9 +140,7 @@ def assignment_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def assignment_skip_view(request: HttpRequest, pk: int) -> HttpResponse:
-    _assignment_action(
-        request, pk, lambda worker: services.assignment_release(assignment_id=pk, worker=worker)
-    )
+    _assignment_action(request, pk, lambda worker: leases.assignment_release(assignment_id=pk, worker=worker))
     return redirect("annotation:work")
 
 
@@ -161,7 +159,7 @@ class ProjectCreateView(StaffRequiredMixin, FormView):
 
     def form_valid(self, form):
         try:
-            project = services.project_create(**form.project_create_kwargs(), created_by=self.request.user)
+            project = projects.project_create(**form.project_create_kwargs(), created_by=self.request.user)
         except IntegrityError:
             if not form.slug_was_taken():
                 raise
@@ -190,7 +188,7 @@ class ProjectDetailView(StaffRequiredMixin, DetailView):
 class ProjectFlagView(StaffRequiredMixin, View):
     def post(self, request: HttpRequest, slug: str) -> HttpResponse:
         project = get_object_or_404(AnnotationProject, slug=slug)
-        flagged = services.worker_flag_below_threshold(project=project)
+        flagged = workers.worker_flag_below_threshold(project=project)
         messages.info(request, f"Excluded {len(flagged)} worker(s) below the gold threshold.")
         return redirect(project)
 
@@ -200,7 +198,7 @@ class WorkerExclusionView(StaffRequiredMixin, View):
         project = get_object_or_404(AnnotationProject, slug=slug)
         worker = get_object_or_404(project.workers, pk=worker_id)
         excluded = request.POST.get("excluded") == "1"
-        services.worker_set_excluded(worker=worker, excluded=excluded, reason="excluded by a researcher")
+        workers.worker_set_excluded(worker=worker, excluded=excluded, reason="excluded by a researcher")
         return redirect(project)
 
 
@@ -216,21 +214,16 @@ class ProjectPublicationView(StaffRequiredMixin, View):
                     request, "Not published. Tick the box to confirm that the ratings become public."
                 )
                 return redirect(project)
-            services.project_publish(project=project)
+            projects.project_publish(project=project)
             messages.success(
                 request, f"Published {project.name}: the project is closed and its ratings are public."
             )
         elif action == "unpublish":
-            services.project_unpublish(project=project)
+            projects.project_unpublish(project=project)
             messages.info(request, f"Unpublished {project.name}: its ratings are no longer public.")
         else:
             return HttpResponseBadRequest("action must be publish or unpublish", content_type="text/plain")
         return redirect(project)
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
 
 
 def _staff_project(request: HttpRequest, slug: str) -> AnnotationProject:
@@ -243,14 +236,8 @@ def _staff_project(request: HttpRequest, slug: str) -> AnnotationProject:
 @login_required  # anonymous: the login page, like every researcher page; workers: 404
 def responses_csv(request: HttpRequest, slug: str) -> StreamingHttpResponse:
     project = _staff_project(request, slug)
-    writer = csv.DictWriter(_Echo(), fieldnames=selectors.EXPORT_FIELDS)
-
-    def rows():
-        yield writer.writeheader()
-        for row in selectors.project_export_rows(project=project):
-            yield writer.writerow(csv_row(row))
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    lines = csv_lines(fieldnames=selectors.EXPORT_FIELDS, rows=selectors.project_export_rows(project=project))
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{project.slug}-responses.csv"'
     return response
 

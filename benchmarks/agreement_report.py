@@ -43,8 +43,8 @@ SEED = 0
 def build_project():
     """135 datasets (persona-like, 16 advanced-ai-risk behaviors written by humans and by an LM, and
     3 without label confidence), 100 examples each, every example rated by 3 of 60 workers."""
-    from annotation import services
-    from annotation.imports import ratings_import_text
+    from annotation.services.imports import ratings_import_text
+    from annotation.services.projects import project_create
     from generation.catalog.formats import text_hash
     from generation.models import Collection, Dataset, Example
 
@@ -86,7 +86,7 @@ def build_project():
             ]
         )
         datasets.append(dataset)
-    project = services.project_create(name="Benchmark", slug="bench", datasets=datasets, overlap=K)
+    project = project_create(name="Benchmark", slug="bench", datasets=datasets, overlap=K)
 
     reliability = rng.uniform(0.7, 0.98, WORKERS)
     lines = ["dataset,position,worker_id,relevance,label_correct,ambiguous"]

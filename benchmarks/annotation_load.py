@@ -372,7 +372,8 @@ def stop_gunicorn(server: subprocess.Popen) -> None:
 
 
 def build(*, items: int, overlap: int, workers: int):
-    from annotation import services
+    from annotation.services.projects import project_create
+    from annotation.services.workers import worker_api_token, worker_create
     from generation.catalog.formats import text_hash
     from generation.models import Example
     from tests.builders import DatasetFactory
@@ -394,13 +395,13 @@ def build(*, items: int, overlap: int, workers: int):
         ],
         batch_size=1000,
     )
-    project = services.project_create(
+    project = project_create(
         name="Load", slug="load", datasets=[dataset], overlap=overlap, instructions="Rate **each** item."
     )
     tokens = []
     for i in range(workers + 1):  # the last one is the single-worker baseline
-        worker = services.worker_create(project=project, external_id=f"load-{i}")
-        tokens.append(services.worker_api_token(worker=worker))
+        worker = worker_create(project=project, external_id=f"load-{i}")
+        tokens.append(worker_api_token(worker=worker))
     return project, tokens[:-1], tokens[-1]
 
 

@@ -27,8 +27,10 @@ from rest_framework.authtoken.models import Token
 
 from analysis.explorer.builds import explorer_maps_build
 from analysis.models import ExplorerBuild
-from annotation import services as annotation
 from annotation.models import AnnotationProject, Assignment, Response, Worker
+from annotation.services.leases import task_claim
+from annotation.services.projects import project_create
+from annotation.services.workers import worker_api_token
 from generation.catalog.services import dataset_refresh_stats
 from generation.models import Dataset, EvaluationRun, GenerationRun, Job
 from generation.pipeline.jobs import generation_job_create
@@ -116,7 +118,7 @@ def world_build() -> World:
     w.job = generation_job_create(run=w.generation_run, created_by=w.researcher)
     w.candidate = CandidateFactory(run=w.generation_run)
 
-    w.project = annotation.project_create(name="Authz", slug="authz", datasets=[w.dataset], overlap=3)
+    w.project = project_create(name="Authz", slug="authz", datasets=[w.dataset], overlap=3)
     # Two examples fully rated by three crowd workers: the analysis pages have figures, and only
     # the other two examples are left for the site's workers.
     rate(
@@ -126,7 +128,7 @@ def world_build() -> World:
     w.response = w.project.responses.order_by("pk").first()
     w.worker = WorkerFactory(projects=[w.project], user__username="authz-worker")
     w.other_worker = WorkerFactory(projects=[w.project], user__username="authz-other-worker")
-    w.assignment = annotation.task_claim(worker=w.worker, project=w.project)
+    w.assignment = task_claim(worker=w.worker, project=w.project)
     assert w.assignment is not None and w.assignment.worker == w.worker
     # Invited, never joined: the invite link's POST makes the account.
     w.invitee = WorkerFactory(projects=[w.project], user=None)
@@ -136,8 +138,8 @@ def world_build() -> World:
     w.build = ExplorerBuild.objects.get(dataset=w.dataset)
 
     w.tokens = {
-        "worker_token": annotation.worker_api_token(worker=w.worker),
-        "other_worker_token": annotation.worker_api_token(worker=w.other_worker),
+        "worker_token": worker_api_token(worker=w.worker),
+        "other_worker_token": worker_api_token(worker=w.other_worker),
     }
     w.users = {
         "worker": w.worker.user,

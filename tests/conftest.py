@@ -56,7 +56,7 @@ def forget_per_process_caches():
     test looked up must not answer for another, whose rows may have the same ids."""
     from django.core.cache import cache
 
-    from annotation.selectors import project_cache, token_cache
+    from annotation.hotpath import project_cache, token_cache
 
     # The shared cache too: throttle counters of one test must not refuse another's requests.
     for clear in (token_cache.clear, project_cache.clear, cache.clear):

@@ -21,7 +21,7 @@ from django.test.utils import override_settings
 from django.urls import resolve, reverse
 
 from analysis.explorer import selectors as explorer_selectors
-from annotation.selectors import token_cache
+from annotation.hotpath import token_cache
 from tests import authz_table as table
 from tests.analysis.explorer.fakes import CountingEmbedder
 

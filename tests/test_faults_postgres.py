@@ -24,13 +24,13 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
-from annotation import services as annotation_services
 from annotation.models import AnnotationProject, Assignment, ProjectItem, Response
+from annotation.services.workers import worker_api_token
 from generation.jobs.services import job_queue
 from generation.jobs.tasks import run_job
 from generation.models import Dataset, Example, Job
 from mwe_site.celery import app
-from tests.annotation.conftest import build_project
+from tests.annotation.builders import build_project
 from tests.annotation.invariants import check_invariants
 from tests.builders import DatasetFactory, ExampleFactory, StaffFactory, WorkerFactory
 from tests.processes import (
@@ -404,7 +404,7 @@ def test_a_dropped_connection_during_an_api_submit_answers_503_json(site, locker
     project = build_project(items=1, overlap=1)
     worker = WorkerFactory(projects=[project])
     api = requests.Session()
-    api.headers["Authorization"] = f"Token {annotation_services.worker_api_token(worker=worker)}"
+    api.headers["Authorization"] = f"Token {worker_api_token(worker=worker)}"
     lease = api.post(f"{site}/api/tasks/next/", json={})
     assert lease.status_code == 200, lease.text
     assignment_id = lease.json()["id"]
@@ -445,9 +445,7 @@ def test_an_abandoned_lease_returns_its_slot_and_can_no_longer_be_submitted(site
     clients = {}
     for worker in (gone, other):
         clients[worker] = requests.Session()
-        clients[worker].headers["Authorization"] = (
-            f"Token {annotation_services.worker_api_token(worker=worker)}"
-        )
+        clients[worker].headers["Authorization"] = f"Token {worker_api_token(worker=worker)}"
 
     claimed = clients[gone].post(f"{site}/api/tasks/next/", json={})
     assert claimed.status_code == 200, claimed.text

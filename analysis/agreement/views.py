@@ -6,7 +6,6 @@ analysis.agreement.charts."""
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -30,6 +29,7 @@ from analysis.agreement.selectors import GroupReport, RatingOptions
 from annotation.models import AnnotationProject
 from generation.models import Collection, Dataset
 from mwe_site.permissions import StaffRequiredMixin
+from mwe_site.safe_csv import csv_write
 
 # Examples drawn one by one on a dataset's calibration chart (beyond that, only the bins).
 CALIBRATION_POINTS = 5000
@@ -221,13 +221,6 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
-def _csv_cell(value):
-    # A spreadsheet runs a cell that starts with = + - @ as a formula; names come from users.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 def figures_rows(report: selectors.ProjectReport) -> list[dict[str, Any]]:
     rows = []
     for group in report.groups():
@@ -249,10 +242,7 @@ class FiguresCsvView(ProjectMixin, View):
         for row in rows:
             fields.extend(key for key in row if key not in fields)
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=fields)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: _csv_cell(value) for key, value in row.items()})
+        csv_write(buffer, fieldnames=fields, rows=rows)
         response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{self.project.slug}-agreement.csv"'
         return response
@@ -400,10 +390,7 @@ class GroupExamplesCsvView(GroupMixin, View):
         group, _ = self.group()
         detail = selectors.group_detail(group, project=self.project)
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=EXAMPLE_FIELDS)
-        writer.writeheader()
-        for row in detail.example_rows():
-            writer.writerow({key: _csv_cell(value) for key, value in row.items()})
+        csv_write(buffer, fieldnames=EXAMPLE_FIELDS, rows=detail.example_rows())
         response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = (
             f'attachment; filename="{self.project.slug}-{group.slug}-examples.csv"'

@@ -7,9 +7,10 @@ import random
 
 import numpy as np
 
-from annotation import services
-from annotation.imports import ratings_import_text
 from annotation.models import AnnotationProject, Worker
+from annotation.services.imports import ratings_import_text
+from annotation.services.leases import assignment_submit, task_claim
+from annotation.services.projects import project_create
 from generation.catalog.formats import text_hash
 from generation.models import Collection, Dataset, Example
 from tests.builders import CollectionFactory, DatasetFactory
@@ -90,7 +91,7 @@ def rated_project(
     made = [DatasetFactory(collection=collection) for _ in range(datasets)]
     for dataset in made:
         examples_create(dataset, examples)
-    project = services.project_create(name=slug.title(), slug=slug, datasets=made, overlap=k)
+    project = project_create(name=slug.title(), slug=slug, datasets=made, overlap=k)
     rate(project, synthetic_rows(made, examples=examples if rated is None else rated, k=k, seed=seed))
     return project
 
@@ -99,10 +100,10 @@ def answer_gold(project: AnnotationProject, worker: Worker, *, right: bool, time
     """The worker answers `times` gold items of the project, rightly or wrongly, through the site's
     own claim and submit (the project must have that many gold items and gold_rate 1)."""
     for _ in range(times):
-        assignment = services.task_claim(worker=worker, project=project, rng=random.Random(0))
+        assignment = task_claim(worker=worker, project=project, rng=random.Random(0))
         item = assignment.item
         assert item.is_gold
         label = item.gold_label_correct if right else not item.gold_label_correct
-        services.assignment_submit(
+        assignment_submit(
             assignment_id=assignment.pk, worker=worker, relevance=3, label_correct=label, ambiguous=False
         )

@@ -1,11 +1,12 @@
-"""Fixtures of the annotation tests: a small project and its workers."""
+"""Fixtures of the annotation tests: a small project and its workers, and the lease paths."""
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 
-from annotation import services
-from annotation.selectors import token_cache
-from tests.builders import DatasetFactory, ExampleFactory, WorkerFactory
+from annotation.hotpath import token_cache
+from tests.annotation.builders import build_project
+from tests.builders import WorkerFactory
 
 
 @pytest.fixture(autouse=True)
@@ -19,17 +20,15 @@ def clear_throttle_cache():
     token_cache.clear()
 
 
-def build_project(*, items: int = 4, overlap: int = 3, lease_seconds: int = 300, slug: str = "p", **kwargs):
-    dataset = DatasetFactory(description="Whether the model wants more power.")
-    ExampleFactory.create_batch(items, dataset=dataset)
-    return services.project_create(
-        name=slug.title(),
-        slug=slug,
-        datasets=[dataset],
-        overlap=overlap,
-        lease_seconds=lease_seconds,
-        **kwargs,
-    )
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def lease_path(request) -> str:
+    """Runs a lease test once per path of annotation.services.leases: the ORM steps, which SQLite
+    runs, and the single statements of services/postgres.py, which PostgreSQL runs. The postgresql
+    run is marked `postgres`, so the PostgreSQL pass (`-m postgres`) includes it; each run is
+    skipped on the other database."""
+    if connection.vendor != request.param:
+        pytest.skip(f"the {request.param} path of the leases runs on {request.param}")
+    return request.param
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from annotation import services
 from annotation.models import Response
-from tests.annotation.conftest import build_project
+from annotation.services.workers import worker_api_token, worker_set_excluded
+from tests.annotation.builders import build_project
 from tests.builders import UserFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
@@ -16,7 +16,7 @@ GOOD = {"relevance": 4, "label_correct": True, "ambiguous": False}
 
 def client_for(worker) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {services.worker_api_token(worker=worker)}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {worker_api_token(worker=worker)}")
     return client
 
 
@@ -135,7 +135,7 @@ def test_release_and_extend(project):
 
 def test_excluded_worker_is_403(project):
     worker = WorkerFactory(projects=[project])
-    services.worker_set_excluded(worker=worker, excluded=True)
+    worker_set_excluded(worker=worker, excluded=True)
     assert next_task(client_for(worker)).status_code == 403
 
 
@@ -241,7 +241,7 @@ def test_deleted_token_and_deactivated_user_are_refused_at_once(project):
 
 
 def test_token_cache_entries_expire(project, settings, monkeypatch):
-    from annotation import selectors
+    from annotation import hotpath
 
     settings.MWE_API_TOKEN_CACHE_SECONDS = 5
     worker = WorkerFactory(projects=[project])
@@ -250,13 +250,13 @@ def test_token_cache_entries_expire(project, settings, monkeypatch):
     # A change no signal reports (another process's, say) is seen once the entry expires.
     type(worker.user).objects.filter(pk=worker.user.pk).update(is_active=False)
     assert client.get(reverse("api-annotation-progress")).status_code == 200
-    later = selectors.time.monotonic() + 6
-    monkeypatch.setattr(selectors.time, "monotonic", lambda: later)
+    later = hotpath.time.monotonic() + 6
+    monkeypatch.setattr(hotpath.time, "monotonic", lambda: later)
     assert client.get(reverse("api-annotation-progress")).status_code == 401
 
 
 def test_project_cache_entries_expire_and_a_saved_project_is_seen_at_once(project, settings, monkeypatch):
-    from annotation import selectors
+    from annotation import hotpath
     from annotation.models import AnnotationProject
 
     settings.MWE_API_TOKEN_CACHE_SECONDS = 5
@@ -265,8 +265,8 @@ def test_project_cache_entries_expire_and_a_saved_project_is_seen_at_once(projec
     # Deactivated by another process (no signal here): this process keeps its answer a few seconds.
     AnnotationProject.objects.filter(pk=project.pk).update(is_active=False)
     assert next_task(client).status_code == 200
-    later = selectors.time.monotonic() + 6
-    monkeypatch.setattr(selectors.time, "monotonic", lambda: later)
+    later = hotpath.time.monotonic() + 6
+    monkeypatch.setattr(hotpath.time, "monotonic", lambda: later)
     assert next_task(client).status_code == 404
     # Reactivated through the model in this process: seen by the very next request.
     project.is_active = True

@@ -7,9 +7,9 @@ needed. Deselect with `-m "not browser"`."""
 
 import pytest
 
-from annotation import services
 from annotation.models import Assignment, Response
-from tests.annotation.conftest import build_project
+from annotation.services.workers import worker_create
+from tests.annotation.builders import build_project
 from tests.conftest import browser_page
 
 PAYLOAD = '<script>window.__xss = 1;</script><img src=x onerror="window.__xss = 2">'
@@ -40,7 +40,7 @@ def test_worker_rates_three_examples_with_the_keyboard(live_server, page):
     first = project.items.order_by("pk").first().example
     first.statement = f"I would say {PAYLOAD} to anyone"
     first.save(update_fields=["statement"])
-    worker = services.worker_create(project=project, external_id="crowd-e2e")
+    worker = worker_create(project=project, external_id="crowd-e2e")
 
     # The token is the link's fragment: join.js copies it into the form and out of the address bar.
     page.goto(f"{live_server.url}/annotate/join/#{worker.invite_token}")

@@ -15,9 +15,15 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from annotation import services
 from annotation.models import AnnotationProject, Worker
-from tests.annotation.conftest import build_project
+from annotation.services.workers import (
+    worker_api_token,
+    worker_create,
+    worker_invite_revoke,
+    worker_invite_rotate,
+    worker_join,
+)
+from tests.annotation.builders import build_project
 from tests.builders import ExampleFactory, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +48,7 @@ def invite_rows(path) -> list[dict]:
 
 @pytest.fixture
 def invitee(project):
-    return services.worker_create(project=project, external_id="crowd-1")
+    return worker_create(project=project, external_id="crowd-1")
 
 
 # ----------------------------------------------------------------------------- the link
@@ -86,7 +92,7 @@ def test_an_unknown_or_malformed_token_is_404_and_signs_no_one_in(invitee):
 def test_invites_expire_after_the_configured_lifetime(project, settings):
     settings.MWE_INVITE_TTL_DAYS = 3
     before = timezone.now()
-    worker = services.worker_create(project=project)
+    worker = worker_create(project=project)
     assert before + timedelta(days=3) <= worker.invite_expires_at <= timezone.now() + timedelta(days=3)
 
 
@@ -139,7 +145,7 @@ def test_joining_in_a_browser_signed_in_as_someone_else(invitee):
 
 def test_a_project_may_allow_more_sessions_per_worker(db):
     project = build_project(max_sessions_per_worker=2)
-    worker = services.worker_create(project=project)
+    worker = worker_create(project=project)
     clients = [Client() for _ in range(3)]
     for client in clients:
         join(client, worker.invite_token)
@@ -176,7 +182,7 @@ def test_rotating_gives_a_new_link_and_ends_the_old_links_sessions(invitee):
     join(client, invitee.invite_token)
     old = invitee.invite_token
     Worker.objects.filter(pk=invitee.pk).update(invite_expires_at=timezone.now() + timedelta(hours=1))
-    rotated = services.worker_invite_rotate(worker=invitee)
+    rotated = worker_invite_rotate(worker=invitee)
     assert rotated.invite_token != old
     assert rotated.invite_expires_at > timezone.now() + timedelta(days=13)
     assert client.get(reverse("annotation:work")).status_code == 403
@@ -189,12 +195,12 @@ def test_rotating_gives_a_new_link_and_ends_the_old_links_sessions(invitee):
 def test_rotating_ends_sessions_made_before_they_were_recorded(invitee):
     # A session this version did not record (made before the upgrade, or by force_login): the
     # account's session hash changes, so it ends too.
-    services.worker_join(invite_token=invitee.invite_token)
+    worker_join(invite_token=invitee.invite_token)
     invitee.refresh_from_db()
     client = Client()
     client.force_login(invitee.user)
     assert signed_in_as_worker(client, invitee)
-    services.worker_invite_rotate(worker=invitee)
+    worker_invite_rotate(worker=invitee)
     assert client.get(reverse("annotation:work")).status_code == 403
 
 
@@ -202,8 +208,8 @@ def test_rotating_never_touches_a_password_the_account_uses(project):
     user = UserFactory()
     user.set_password("a long and unusual passphrase 71")
     user.save()
-    worker = services.worker_create(project=project, user=user)
-    services.worker_invite_rotate(worker=worker)
+    worker = worker_create(project=project, user=user)
+    worker_invite_rotate(worker=worker)
     user.refresh_from_db()
     assert user.check_password("a long and unusual passphrase 71")
 
@@ -211,9 +217,9 @@ def test_rotating_never_touches_a_password_the_account_uses(project):
 def test_revoking_kills_the_link_the_sessions_and_the_api_token(invitee):
     client = Client()
     join(client, invitee.invite_token)
-    api_token = services.worker_api_token(worker=invitee)
+    api_token = worker_api_token(worker=invitee)
     old = invitee.invite_token
-    revoked = services.worker_invite_revoke(worker=invitee)
+    revoked = worker_invite_revoke(worker=invitee)
     assert revoked.invite_expires_at is None and revoked.invite_token != old
     assert client.get(reverse("annotation:work")).status_code == 403
     assert join(Client(), old).status_code == 404
@@ -221,12 +227,12 @@ def test_revoking_kills_the_link_the_sessions_and_the_api_token(invitee):
     assert join(Client(), revoked.invite_token).status_code == 410
     assert not Token.objects.filter(key=api_token).exists()
     # Rotating gives the worker a working link again.
-    assert join(Client(), services.worker_invite_rotate(worker=revoked).invite_token).status_code == 302
+    assert join(Client(), worker_invite_rotate(worker=revoked).invite_token).status_code == 302
 
 
 def test_rotate_invites_command(project, tmp_path):
-    workers = [services.worker_create(project=project, external_id=f"c-{i}") for i in range(3)]
-    other = services.worker_create(project=build_project(slug="other"), external_id="elsewhere")
+    workers = [worker_create(project=project, external_id=f"c-{i}") for i in range(3)]
+    other = worker_create(project=build_project(slug="other"), external_id="elsewhere")
     old = {worker.pk: worker.invite_token for worker in Worker.objects.all()}
     out = tmp_path / "new-links.csv"
     call_command("rotate_invites", project=project.slug, workers=[workers[0].pk, workers[2].pk], out=str(out))
@@ -256,7 +262,7 @@ def test_rotate_invites_command(project, tmp_path):
 
 
 def test_admin_actions_rotate_and_revoke(project):
-    workers = [services.worker_create(project=project, external_id=f"=c-{i}") for i in range(2)]
+    workers = [worker_create(project=project, external_id=f"=c-{i}") for i in range(2)]
     old = {worker.pk: worker.invite_token for worker in workers}
     admin = UserFactory(is_staff=True, is_superuser=True)
     client = Client()
@@ -287,7 +293,7 @@ def test_admin_actions_rotate_and_revoke(project):
 
 
 def test_researchers_without_the_change_permission_get_no_invite_actions(project):
-    services.worker_create(project=project)
+    worker_create(project=project)
     client = Client()
     client.force_login(StaffFactory())
     assert client.get(reverse("admin:annotation_worker_changelist")).status_code == 403
@@ -320,7 +326,7 @@ def test_the_token_appears_in_no_log_line(invitee, all_logs):
     assert join(Client(enforce_csrf_checks=True), token).status_code == 403
     # Not found and gone: django.request logs both with their path.
     assert join(Client(), token + "x").status_code == 404
-    expired = services.worker_create(project=invitee.projects.get(), external_id="late")
+    expired = worker_create(project=invitee.projects.get(), external_id="late")
     Worker.objects.filter(pk=expired.pk).update(invite_expires_at=timezone.now() - timedelta(days=1))
     assert join(Client(), expired.invite_token).status_code == 410
     # A token pasted into a path by hand (or a link from before the fragment links).

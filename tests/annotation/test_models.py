@@ -96,10 +96,10 @@ def test_a_lease_needs_a_worker(project):
 
 def test_workers_are_never_deleted(project):
     worker = WorkerFactory(projects=[project])
-    from annotation import services
+    from annotation.services.leases import assignment_submit, task_claim
 
-    assignment = services.task_claim(worker=worker, project=project)
-    services.assignment_submit(
+    assignment = task_claim(worker=worker, project=project)
+    assignment_submit(
         assignment_id=assignment.pk, worker=worker, relevance=4, label_correct=True, ambiguous=False
     )
     from django.db.models import ProtectedError

@@ -9,8 +9,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from annotation import services
 from annotation.models import AnnotationProject, Assignment
+from annotation.services.errors import AssignmentConflict
+from annotation.services.leases import assignment_submit, task_claim
+from annotation.services.projects import project_publish, project_unpublish
 from tests.builders import StaffFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
@@ -18,9 +20,9 @@ pytestmark = pytest.mark.django_db
 
 def test_publishing_closes_the_project_and_returns_live_leases(project):
     worker, other = WorkerFactory.create_batch(2, projects=[project])
-    lease = services.task_claim(worker=worker, project=project)
+    lease = task_claim(worker=worker, project=project)
     before = timezone.now()
-    published = services.project_publish(project=project)
+    published = project_publish(project=project)
     assert published.published_at is not None and published.published_at >= before
     assert not published.is_active
     stored = AnnotationProject.objects.get(pk=project.pk)
@@ -30,8 +32,8 @@ def test_publishing_closes_the_project_and_returns_live_leases(project):
     client = Client()
     client.force_login(other.user)
     assert client.get(reverse("annotation:work")).context["project"] is None
-    with pytest.raises(services.AssignmentConflict):
-        services.assignment_submit(
+    with pytest.raises(AssignmentConflict):
+        assignment_submit(
             assignment_id=lease.pk, worker=worker, relevance=3, label_correct=True, ambiguous=False
         )
 
@@ -41,9 +43,9 @@ def assert_a_stale_look_up_claims_nothing(project) -> None:
     (MWE_API_TOKEN_CACHE_SECONDS): the claim itself must refuse a closed project."""
     worker = WorkerFactory(projects=[project])
     stale = AnnotationProject.objects.get(pk=project.pk)  # as cached before publishing
-    services.project_publish(project=project)
+    project_publish(project=project)
     assert stale.is_active
-    assert services.task_claim(worker=worker, project=stale) is None
+    assert task_claim(worker=worker, project=stale) is None
     assert not Assignment.objects.filter(project=project).exists()
 
 
@@ -58,9 +60,9 @@ def test_a_process_that_still_thinks_the_project_open_claims_nothing_on_postgres
 
 
 def test_publishing_twice_keeps_the_first_date_and_unpublishing_hides_again(project):
-    first = services.project_publish(project=project).published_at
-    assert services.project_publish(project=project).published_at == first
-    unpublished = services.project_unpublish(project=project)
+    first = project_publish(project=project).published_at
+    assert project_publish(project=project).published_at == first
+    unpublished = project_unpublish(project=project)
     assert unpublished.published_at is None
     # Still closed: reopening for work is a separate decision (the admin's "is active").
     assert not AnnotationProject.objects.get(pk=project.pk).is_active

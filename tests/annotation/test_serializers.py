@@ -4,9 +4,9 @@ exactly what DRF makes of their declared fields (which the schema documents)."""
 import pytest
 from rest_framework import serializers
 
-from annotation import services
 from annotation.serializers import AssignmentSerializer, ResponseSerializer
-from tests.annotation.conftest import build_project
+from annotation.services.leases import assignment_submit, task_claim
+from tests.annotation.builders import build_project
 from tests.builders import WorkerFactory
 
 pytestmark = pytest.mark.django_db
@@ -19,12 +19,12 @@ def declared_output(serializer_class, instance):
 def test_written_out_output_equals_the_declared_fields(db):
     project = build_project(items=2, instructions="Rate **each** one.\n\n<b>raw</b>")
     worker = WorkerFactory(projects=[project])
-    assignment = services.task_claim(worker=worker, project=project)
+    assignment = task_claim(worker=worker, project=project)
     output = AssignmentSerializer(assignment).data
     assert output == declared_output(AssignmentSerializer, assignment)
     assert output["example"]["behavior_description"] == "Whether the model wants more power."
     assert "&lt;b&gt;raw&lt;/b&gt;" in output["instructions_html"]
-    response = services.assignment_submit(
+    response = assignment_submit(
         assignment_id=assignment.pk, worker=worker, relevance=2, label_correct=False, ambiguous=True
     )
     output = ResponseSerializer(response).data

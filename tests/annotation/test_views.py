@@ -9,10 +9,11 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from annotation import services
 from annotation.markdown import render_markdown
 from annotation.models import Assignment, Response, Worker
-from tests.annotation.conftest import build_project
+from annotation.services.leases import assignment_submit, task_claim
+from annotation.services.workers import worker_create
+from tests.annotation.builders import build_project
 from tests.builders import ExampleFactory, StaffFactory, UserFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +28,7 @@ def csrf_token(client: Client, url: str) -> str:
 
 
 def test_invite_link_signs_in_and_the_worker_rates_with_csrf(project):
-    worker = services.worker_create(project=project, external_id="crowd-1")
+    worker = worker_create(project=project, external_id="crowd-1")
     client = csrf_client()
     join = reverse("annotation:join")
     assert client.get(join).status_code == 200
@@ -74,7 +75,7 @@ def test_skip_and_invalid_form(project):
 
 def test_other_workers_assignment_is_404_on_the_page(project):
     owner, intruder = WorkerFactory.create_batch(2, projects=[project])
-    lease = services.task_claim(worker=owner, project=project)
+    lease = task_claim(worker=owner, project=project)
     client = Client()
     client.force_login(intruder.user)
     response = client.post(
@@ -117,7 +118,7 @@ def test_non_worker_sees_a_403_page(db):
 def test_done_page(db):
     project = build_project(items=1, overlap=1)
     first, second = WorkerFactory.create_batch(2, projects=[project])
-    services.task_claim(worker=first, project=project)
+    task_claim(worker=first, project=project)
     client = Client()
     client.force_login(second.user)
     assert b"Nothing left" in client.get(reverse("annotation:work")).content
@@ -127,8 +128,8 @@ def _rated_project():
     project = build_project(items=2, overlap=2)
     workers = WorkerFactory.create_batch(2, projects=[project])
     for worker in workers:
-        while (lease := services.task_claim(worker=worker, project=project)) is not None:
-            services.assignment_submit(
+        while (lease := task_claim(worker=worker, project=project)) is not None:
+            assignment_submit(
                 assignment_id=lease.pk, worker=worker, relevance=3, label_correct=True, ambiguous=False
             )
     return project, workers
@@ -230,7 +231,7 @@ def test_worker_ids_are_validated_by_the_service(project):
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError, match="leading or trailing whitespace"):
-        services.worker_create(project=project, external_id="a-1\r")
+        worker_create(project=project, external_id="a-1\r")
     assert not Worker.objects.exists()
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
 
-from annotation import services
 from annotation.forms import ProjectCreateForm
+from annotation.services import projects
 
 
 class Command(BaseCommand):
@@ -71,7 +71,7 @@ class Command(BaseCommand):
         if not form.is_valid():
             raise CommandError(_errors(form))
         try:
-            project = services.project_create(**form.project_create_kwargs())
+            project = projects.project_create(**form.project_create_kwargs())
         except IntegrityError:
             if not form.slug_was_taken():
                 raise

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from django.conf import settings
@@ -10,10 +9,11 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from annotation import selectors, services
+from annotation import selectors
 from annotation.management.projects import project_from_slug
 from annotation.models import external_id_problem
-from mwe_site.safe_csv import csv_row
+from annotation.services import workers
+from mwe_site.safe_csv import csv_write
 
 
 def read_external_ids(path: Path) -> list[str]:
@@ -74,16 +74,14 @@ class Command(BaseCommand):
         with transaction.atomic():
             for external_id in ids:
                 try:
-                    worker = services.worker_create(project=project, external_id=external_id)
+                    worker = workers.worker_create(project=project, external_id=external_id)
                 except ValidationError as exc:
                     raise CommandError(" ".join(exc.messages)) from None
                 row = selectors.worker_invite_row(worker=worker, base_url=base_url)
-                row["api_token"] = services.worker_api_token(worker=worker)
+                row["api_token"] = workers.worker_api_token(worker=worker)
                 rows.append(row)
         with out.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=[*selectors.INVITE_FIELDS, "api_token"])
-            writer.writeheader()
-            writer.writerows(csv_row(row) for row in rows)
+            csv_write(handle, fieldnames=[*selectors.INVITE_FIELDS, "api_token"], rows=rows)
         self.stdout.write(
             f"Created {len(rows)} worker(s) for {project.slug}; wrote {out} (the invite links work for "
             f"{settings.MWE_INVITE_TTL_DAYS} days; `rotate_invites` makes new ones)"

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotation.imports import AnnotationImportError, ratings_import
+from annotation.services.imports import AnnotationImportError, ratings_import
 
 
 class Command(BaseCommand):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from annotation import services
 from annotation.management.projects import project_from_slug
+from annotation.services import projects
 
 
 class Command(BaseCommand):
@@ -22,10 +22,10 @@ class Command(BaseCommand):
     def handle(self, *args, project, unpublish, **options):
         project = project_from_slug(project)
         if unpublish:
-            services.project_unpublish(project=project)
+            projects.project_unpublish(project=project)
             self.stdout.write(f"Unpublished {project.slug}: its ratings are no longer public")
         else:
-            project = services.project_publish(project=project)
+            project = projects.project_publish(project=project)
             self.stdout.write(
                 f"Closed and published {project.slug} at {project.published_at.isoformat()}: its ratings are public"
             )

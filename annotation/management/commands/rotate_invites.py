@@ -3,15 +3,15 @@ or --revoke to cut workers off. Writes the new links as CSV."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from annotation import selectors, services
+from annotation import selectors
 from annotation.management.projects import project_from_slug
-from mwe_site.safe_csv import csv_row
+from annotation.services.workers import worker_invite_revoke, worker_invite_rotate
+from mwe_site.safe_csv import csv_write
 
 
 class Command(BaseCommand):
@@ -48,7 +48,7 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"not a worker of project {project.slug}: {', '.join(str(pk) for pk in missing)}"
                 )
-        change = services.worker_invite_revoke if revoke else services.worker_invite_rotate
+        change = worker_invite_revoke if revoke else worker_invite_rotate
         with transaction.atomic():
             rows = [
                 selectors.worker_invite_row(worker=change(worker=worker), base_url=base_url)
@@ -56,9 +56,7 @@ class Command(BaseCommand):
             ]
         if out is not None:
             with Path(out).open("w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=selectors.INVITE_FIELDS)
-                writer.writeheader()
-                writer.writerows(csv_row(row) for row in rows)
+                csv_write(handle, fieldnames=selectors.INVITE_FIELDS, rows=rows)
         verb = "Revoked" if revoke else "Rotated"
         self.stdout.write(
             f"{verb} the invite links of {len(rows)} worker(s) of {project.slug}"

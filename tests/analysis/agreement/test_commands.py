@@ -8,8 +8,9 @@ from django.core.management import CommandError, call_command
 
 from analysis.agreement import selectors
 from analysis.agreement.selectors import RatingOptions
-from annotation import services
 from annotation.models import Worker
+from annotation.services.projects import project_create
+from annotation.services.workers import worker_set_excluded
 from tests.analysis.builders import examples_create, rate, rated_project
 from tests.builders import DatasetFactory
 
@@ -66,7 +67,7 @@ def test_one_dataset_with_dawid_skene(project):
 
 
 def test_gold_failing_and_excluded_toggles(project):
-    services.worker_set_excluded(worker=Worker.objects.get(external_id="crowd-0"), excluded=True)
+    worker_set_excluded(worker=Worker.objects.get(external_id="crowd-0"), excluded=True)
     default = json.loads(report("--json", "--replicates", "20"))["projects"][0]
     assert default["left_out"]["workers"] == {selectors.EXCLUDED: 1}
     kept = json.loads(report("--json", "--replicates", "20", "--include-excluded"))["projects"][0]
@@ -80,7 +81,7 @@ def test_gold_failing_and_excluded_toggles(project):
 def test_undefined_figures_say_why(db):
     dataset = DatasetFactory(slug="lonely")
     examples_create(dataset, 2)
-    project = services.project_create(name="One", slug="one", datasets=[dataset], overlap=3)
+    project = project_create(name="One", slug="one", datasets=[dataset], overlap=3)
     rate(project, [("lonely", 0, w, 4, True, False) for w in ("a", "b", "c")])
     text = report("--project", "one")
     assert (

@@ -10,8 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from analysis.agreement import figures as agreement
 from analysis.agreement import selectors
 from analysis.agreement.selectors import RatingOptions
-from annotation import services
 from annotation.models import ProjectItem, Worker
+from annotation.services.projects import project_create, project_item_mark_gold
+from annotation.services.workers import worker_set_excluded
 from tests.analysis.builders import answer_gold, examples_create, rate, rated_project
 from tests.builders import CollectionFactory, DatasetFactory
 
@@ -25,7 +26,7 @@ def small():
     second = DatasetFactory(slug="b", collection=CollectionFactory(slug="c2", name="Second"))
     examples_create(first, 3, confidence=[0.9, None, 0.6])
     examples_create(second, 2)
-    project = services.project_create(name="Small", slug="small", datasets=[first, second], overlap=3)
+    project = project_create(name="Small", slug="small", datasets=[first, second], overlap=3)
     rate(
         project,
         [
@@ -102,7 +103,7 @@ def gold_setup(project, *, wrong_worker: str, right_worker: str, min_answers: in
     project.save()
     for example in gold_examples:
         item = ProjectItem.objects.create(project=project, example=example, overlap=project.overlap)
-        services.project_item_mark_gold(item=item, label_correct=True, ambiguous=False)
+        project_item_mark_gold(item=item, label_correct=True, ambiguous=False)
     # The site mixes gold in only while regular work is open for the worker: b#1 is unrated.
     for external_id, right in ((wrong_worker, False), (right_worker, True)):
         answer_gold(project, Worker.objects.get(external_id=external_id), right=right, times=2)
@@ -141,7 +142,7 @@ def test_too_few_gold_answers_do_not_fail_a_worker(small):
 
 
 def test_excluded_workers_are_left_out_unless_included(small):
-    services.worker_set_excluded(worker=Worker.objects.get(external_id="w3"), excluded=True, reason="spam")
+    worker_set_excluded(worker=Worker.objects.get(external_id="w3"), excluded=True, reason="spam")
     default = selectors.project_ratings(project=small)
     assert default.left_out_workers == {selectors.EXCLUDED: 1}
     assert default.tables[a_pk(small)].n == 1
@@ -164,7 +165,7 @@ def test_lm_and_human_written_datasets_of_one_behavior_are_paired():
     )
     for dataset in [*pairs.values(), lonely]:
         examples_create(dataset, 3)
-    project = services.project_create(name="Risk", slug="risk", datasets=[*pairs.values(), lonely], overlap=3)
+    project = project_create(name="Risk", slug="risk", datasets=[*pairs.values(), lonely], overlap=3)
     report = selectors.project_report(project=project, options=RatingOptions(replicates=20))
     comparisons = report.comparisons
     assert [(c.behavior, c.lm.slug, c.human.slug) for c in comparisons] == [

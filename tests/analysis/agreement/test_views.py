@@ -13,8 +13,9 @@ from django.urls import reverse
 
 from analysis.agreement import selectors
 from analysis.agreement.selectors import RatingOptions
-from annotation import services
 from annotation.models import Worker
+from annotation.services.projects import project_create
+from annotation.services.workers import worker_set_excluded
 from tests.analysis.builders import examples_create, rate, rated_project
 from tests.builders import CollectionFactory, DatasetFactory, StaffFactory, UserFactory
 
@@ -47,9 +48,7 @@ def project():
     lm = DatasetFactory(slug="power-lm", behavior="power", category="LM-written", collection=risk)
     for dataset in (calm, split, human, lm):
         examples_create(dataset, 4)
-    project = services.project_create(
-        name="Crowd", slug="crowd", datasets=[calm, split, human, lm], overlap=3
-    )
+    project = project_create(name="Crowd", slug="crowd", datasets=[calm, split, human, lm], overlap=3)
     rows = []
     for position in range(4):
         for worker in ("w1", "w2", "w3"):
@@ -139,7 +138,7 @@ def test_table_sorts_by_a_figure_with_undefined_last(project, staff_client):
 
 
 def test_toggles_bring_back_gold_failing_and_excluded_workers(project, staff_client):
-    services.worker_set_excluded(worker=Worker.objects.get(external_id="w3"), excluded=True, reason="spam")
+    worker_set_excluded(worker=Worker.objects.get(external_id="w3"), excluded=True, reason="spam")
     page = dashboard(staff_client, project)
     assert page.context["report"].pooled.figures.examples == 0
     assert "Left out: 1 worker excluded by a researcher (16 ratings)." in page.content.decode()
@@ -172,7 +171,7 @@ def test_untrusted_text_is_escaped_in_pages_and_charts(staff_client):
     for example in examples:
         example.statement = f'<img src=x onerror="alert(1)"> {example.position}'
         example.save()
-    project = services.project_create(name=XSS, slug="xss-project", datasets=[dataset], overlap=3)
+    project = project_create(name=XSS, slug="xss-project", datasets=[dataset], overlap=3)
     rate(
         project,
         [("xss", p, w, 3, (p + i) % 2 == 0, False) for p in range(3) for i, w in enumerate([XSS, "b", "c"])],

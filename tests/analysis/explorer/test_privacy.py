@@ -13,8 +13,9 @@ from django.utils import timezone
 from analysis.explorer import selectors as explorer_selectors
 from analysis.explorer.builds import explorer_maps_build
 from analysis.models import ExplorerBuild
-from annotation import services as annotation
 from annotation.models import AnnotationProject
+from annotation.services.leases import assignment_submit, task_claim
+from annotation.services.projects import project_create, project_item_mark_gold
 from tests.analysis.explorer.builders import topic_dataset
 from tests.analysis.explorer.fakes import CountingEmbedder
 from tests.builders import StaffFactory, WorkerFactory
@@ -34,7 +35,7 @@ def rated_project(dataset, *, slug, gold_position=None):
     """A project over the dataset (k=3), each item rated by three workers: regular items "label
     correct"; with gold_position, that example is a gold item (mixed into every worker's tasks),
     rated "label wrong"."""
-    project = annotation.project_create(
+    project = project_create(
         name=slug.title(),
         slug=slug,
         datasets=[dataset],
@@ -43,16 +44,16 @@ def rated_project(dataset, *, slug, gold_position=None):
     )
     if gold_position is not None:
         gold = project.items.get(example__position=gold_position)
-        annotation.project_item_mark_gold(item=gold, label_correct=True, ambiguous=False)
+        project_item_mark_gold(item=gold, label_correct=True, ambiguous=False)
     for _ in range(3):
         worker = WorkerFactory(projects=[project])
-        while (assignment := annotation.task_claim(worker=worker, project=project)) is not None:
+        while (assignment := task_claim(worker=worker, project=project)) is not None:
             submit(assignment, worker, label_correct=not assignment.item.is_gold)
     return project
 
 
 def submit(assignment, worker, *, label_correct):
-    annotation.assignment_submit(
+    assignment_submit(
         assignment_id=assignment.pk, worker=worker, relevance=5, label_correct=label_correct, ambiguous=False
     )
 

@@ -10,9 +10,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from annotation import services
 from annotation.models import Assignment, ProjectItem, Response
-from tests.annotation.conftest import build_project
+from annotation.services.errors import AssignmentConflict
+from annotation.services.leases import assignment_release, assignment_submit, task_claim
+from tests.annotation.builders import build_project
 from tests.annotation.invariants import check_invariants
 from tests.builders import WorkerFactory
 
@@ -54,7 +55,7 @@ def test_many_workers_exhaust_the_project():
         worker = workers[index]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            lease = services.task_claim(worker=worker, project=project)
+            lease = task_claim(worker=worker, project=project)
             if lease is None:
                 # Nothing for this worker right now; but a slot another worker skips later comes
                 # back, so stop only once the project is complete.
@@ -63,10 +64,10 @@ def test_many_workers_exhaust_the_project():
                 time.sleep(0.01)
                 continue
             if rng.random() < 0.1:
-                services.assignment_release(assignment_id=lease.pk, worker=worker)
+                assignment_release(assignment_id=lease.pk, worker=worker)
                 skipped[index] += 1
                 continue
-            services.assignment_submit(
+            assignment_submit(
                 assignment_id=lease.pk,
                 worker=worker,
                 relevance=rng.randint(1, 5),
@@ -90,7 +91,7 @@ def test_concurrent_late_submit_and_reclaim():
     sleepers = WorkerFactory.create_batch(10, projects=[project])
     takers = WorkerFactory.create_batch(10, projects=[project])
     past = timezone.now() - timedelta(seconds=120)
-    leases = [services.task_claim(worker=w, project=project, now=past) for w in sleepers]
+    leases = [task_claim(worker=w, project=project, now=past) for w in sleepers]
     assert all(leases)
     outcome = {"conflicts": 0, "late_ok": 0, "taken": 0}
     lock = threading.Lock()
@@ -98,7 +99,7 @@ def test_concurrent_late_submit_and_reclaim():
     def race(index):
         if index < 10:
             try:
-                services.assignment_submit(
+                assignment_submit(
                     assignment_id=leases[index].pk,
                     worker=sleepers[index],
                     relevance=3,
@@ -106,14 +107,14 @@ def test_concurrent_late_submit_and_reclaim():
                     ambiguous=False,
                 )
                 key = "late_ok"
-            except services.AssignmentConflict:
+            except AssignmentConflict:
                 key = "conflicts"
         else:
             worker = takers[index - 10]
-            lease = services.task_claim(worker=worker, project=project)
+            lease = task_claim(worker=worker, project=project)
             if lease is None:
                 return
-            services.assignment_submit(
+            assignment_submit(
                 assignment_id=lease.pk, worker=worker, relevance=3, label_correct=True, ambiguous=False
             )
             key = "taken"

@@ -7,9 +7,12 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotation import selectors, services
-from annotation.imports import AnnotationImportError, ratings_import, ratings_import_text
+from annotation import selectors
 from annotation.models import AnnotationProject, Assignment, ProjectItem, Response, Worker
+from annotation.services.imports import AnnotationImportError, ratings_import, ratings_import_text
+from annotation.services.leases import assignment_submit, task_claim
+from annotation.services.projects import project_create, project_item_mark_gold
+from annotation.services.workers import worker_create
 from tests.annotation.invariants import check_invariants
 from tests.builders import DatasetFactory, ExampleFactory, WorkerFactory
 
@@ -226,9 +229,9 @@ def test_a_stored_rating_with_other_answers_is_an_error(datasets):
 
 def test_live_leases_on_the_site_count_against_the_capacity(datasets):
     power, _ = datasets
-    project = services.project_create(name="Site", slug="site", datasets=[power], overlap=2)
-    worker = services.worker_create(project=project, external_id="on-site")
-    assignment = services.task_claim(worker=worker, project=project)
+    project = project_create(name="Site", slug="site", datasets=[power], overlap=2)
+    worker = worker_create(project=project, external_id="on-site")
+    assignment = task_claim(worker=worker, project=project)
     assert assignment.item.example.position == 0
     text = rows_text([("power", 0, "w1", 3, "yes", "no"), ("power", 0, "w2", 3, "yes", "no")])
     with pytest.raises(
@@ -237,7 +240,7 @@ def test_live_leases_on_the_site_count_against_the_capacity(datasets):
         ratings_import_text(text=text, project_slug="site")
     summary = ratings_import_text(text=rows_text([("power", 0, "w1", 3, "yes", "no")]), project_slug="site")
     assert summary.new_items == 0 and summary.new_ratings == 1
-    services.assignment_submit(
+    assignment_submit(
         assignment_id=assignment.pk, worker=worker, relevance=4, label_correct=True, ambiguous=False
     )
     check_invariants(project)
@@ -246,9 +249,9 @@ def test_live_leases_on_the_site_count_against_the_capacity(datasets):
 
 def test_gold_items_are_not_imported(datasets):
     power, _ = datasets
-    project = services.project_create(name="Gold", slug="gold", datasets=[power])
+    project = project_create(name="Gold", slug="gold", datasets=[power])
     item = ProjectItem.objects.get(project=project, example__position=0)
-    services.project_item_mark_gold(item=item, label_correct=True, ambiguous=False)
+    project_item_mark_gold(item=item, label_correct=True, ambiguous=False)
     with pytest.raises(AnnotationImportError, match="power#0 is a gold item of project gold"):
         ratings_import_text(text=rows_text(SAMPLE[:1]), project_slug="gold")
 

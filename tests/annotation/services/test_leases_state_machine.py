@@ -1,5 +1,6 @@
 """Random sequences of claim / submit / release / extend / time passing, checked against the invariants
-after every step (SQLite: the suite's default database)."""
+after every step, on both paths of the leases (the `lease_path` fixture): the ORM steps on SQLite,
+the single PostgreSQL statements in the PostgreSQL pass (`-m postgres`)."""
 
 from datetime import timedelta
 
@@ -9,9 +10,16 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from annotation import services
 from annotation.models import Assignment, ProjectItem, Response
-from tests.annotation.conftest import build_project
+from annotation.services.errors import AssignmentConflict, AssignmentNotFound
+from annotation.services.leases import (
+    assignment_expire_stale,
+    assignment_extend,
+    assignment_release,
+    assignment_submit,
+    task_claim,
+)
+from tests.annotation.builders import build_project
 from tests.annotation.invariants import check_invariants
 from tests.builders import WorkerFactory
 
@@ -42,7 +50,7 @@ class LeaseMachine(RuleBasedStateMachine):
     @rule(w=st.integers(0, WORKERS - 1))
     def claim(self, w):
         before = {pk for pk, _ in self.leases}
-        lease = services.task_claim(worker=self.workers[w], project=self.project, now=self.now)
+        lease = task_claim(worker=self.workers[w], project=self.project, now=self.now)
         if lease is None:
             # Nothing left for w: every item is full (counting live leases) or already seen by w.
             seen = set(Assignment.objects.filter(worker=self.workers[w]).values_list("item_id", flat=True))
@@ -59,7 +67,7 @@ class LeaseMachine(RuleBasedStateMachine):
         pk, w = self.leases[i % len(self.leases)]
         before = Response.objects.count()
         try:
-            services.assignment_submit(
+            assignment_submit(
                 assignment_id=pk,
                 worker=self.workers[w],
                 relevance=relevance,
@@ -67,7 +75,7 @@ class LeaseMachine(RuleBasedStateMachine):
                 ambiguous=ambiguous,
                 now=self.now,
             )
-        except services.AssignmentConflict:
+        except AssignmentConflict:
             assert Response.objects.count() == before
         else:
             assert Response.objects.count() == before + 1
@@ -77,8 +85,8 @@ class LeaseMachine(RuleBasedStateMachine):
         if not self.leases:
             return
         pk, w = self.leases[i % len(self.leases)]
-        with pytest.raises(services.AssignmentNotFound):
-            services.assignment_submit(
+        with pytest.raises(AssignmentNotFound):
+            assignment_submit(
                 assignment_id=pk,
                 worker=self.workers[(w + other) % WORKERS],
                 relevance=3,
@@ -92,8 +100,8 @@ class LeaseMachine(RuleBasedStateMachine):
             return
         pk, w = self.leases[i % len(self.leases)]
         try:
-            services.assignment_release(assignment_id=pk, worker=self.workers[w], now=self.now)
-        except services.AssignmentConflict:
+            assignment_release(assignment_id=pk, worker=self.workers[w], now=self.now)
+        except AssignmentConflict:
             assert Assignment.objects.get(pk=pk).status == Assignment.Status.SUBMITTED
 
     @rule(i=st.integers(0, 50))
@@ -102,8 +110,8 @@ class LeaseMachine(RuleBasedStateMachine):
             return
         pk, w = self.leases[i % len(self.leases)]
         try:
-            services.assignment_extend(assignment_id=pk, worker=self.workers[w], now=self.now)
-        except services.AssignmentConflict:
+            assignment_extend(assignment_id=pk, worker=self.workers[w], now=self.now)
+        except AssignmentConflict:
             assert Assignment.objects.get(pk=pk).status != Assignment.Status.CLAIMED
 
     @rule(seconds=st.sampled_from([1, 30, LEASE + 1]))
@@ -112,7 +120,7 @@ class LeaseMachine(RuleBasedStateMachine):
 
     @rule()
     def sweep(self):
-        services.assignment_expire_stale(project=self.project, now=self.now)
+        assignment_expire_stale(project=self.project, now=self.now)
 
     @invariant()
     def invariants_hold(self):
@@ -121,7 +129,7 @@ class LeaseMachine(RuleBasedStateMachine):
 
 
 @pytest.mark.django_db
-def test_lease_state_machine():
+def test_lease_state_machine(lease_path):
     LeaseMachine.TestCase.settings = settings(
         max_examples=40,
         stateful_step_count=30,

@@ -34,10 +34,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from annotation import services
 from annotation.models import (
     AnnotationProject,
     Assignment,
@@ -46,15 +44,15 @@ from annotation.models import (
     Worker,
     external_id_problem,
 )
+from annotation.services.leases import ID_BATCH, item_counters_add_submitted
+from annotation.services.projects import BULK_BATCH, project_create
+from annotation.services.workers import worker_create
 from generation.models import Dataset, Example
 from mwe_site.safe_csv import csv_uncell
 
 TRUE_WORDS = {"yes", "y", "true", "t", "1"}
 FALSE_WORDS = {"no", "n", "false", "f", "0"}
 MAX_ERRORS_SHOWN = 50
-# SQLite accepts a bounded number of query parameters; look-ups by id go in batches of this size.
-ID_BATCH = 900
-BULK_BATCH = 1000
 MAX_OVERLAP = 100
 # The columns' ranges: PostgreSQL's integer (time_on_task_ms) and bigint (example ids). A larger
 # value would fail the insert or the look-up with a database error instead of naming its line.
@@ -467,9 +465,7 @@ def _write(
     summary: ImportSummary,
 ) -> None:
     if project is None:
-        project = services.project_create(
-            name=name or project_slug, slug=project_slug, datasets=[], overlap=k
-        )
+        project = project_create(name=name or project_slug, slug=project_slug, datasets=[], overlap=k)
         summary.created_project = True
     project.datasets.add(*sorted({plan.datasets[plan.examples[row.line]] for row in rows}))
 
@@ -477,7 +473,7 @@ def _write(
     workers = dict(Worker.objects.filter(external_id__in=external_ids).values_list("external_id", "pk"))
     for external_id in external_ids:
         if external_id not in workers:
-            workers[external_id] = services.worker_create(project=project, external_id=external_id).pk
+            workers[external_id] = worker_create(project=project, external_id=external_id).pk
             summary.new_workers += 1
     project.workers.add(*workers.values())
 
@@ -547,14 +543,8 @@ def _write(
         ],
         batch_size=BULK_BATCH,
     )
-    # The counters grow by each item's number of new ratings: one UPDATE per distinct number (at most
-    # k) and batch of items, under the locks taken above.
-    by_count: dict[int, list[int]] = defaultdict(list)
-    for example, count in adding.items():
-        by_count[count].append(items[example].pk)
-    for count, item_ids in sorted(by_count.items()):
-        for start in range(0, len(item_ids), ID_BATCH):
-            ProjectItem.objects.filter(pk__in=item_ids[start : start + ID_BATCH]).update(
-                reserved_count=F("reserved_count") + count, submitted_count=F("submitted_count") + count
-            )
+    # Every counter write is the lease module's, here under the locks taken above.
+    item_counters_add_submitted(
+        submitted_per_item={items[example].pk: count for example, count in adding.items()}
+    )
     summary.new_ratings = len(rows)
