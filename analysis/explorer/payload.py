@@ -86,7 +86,7 @@ def payload_encode(
 
 
 def payload_decode(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The inverse of payload_encode (what explorer.js does in the browser); for tests and tools."""
+    """The inverse of payload_encode (what static/js/explorer/data.js does in the browser); for tests and tools."""
     raw = gzip.decompress(data)
     if raw[:4] != PAYLOAD_MAGIC:
         raise ValueError("not an explorer payload")
