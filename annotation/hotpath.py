@@ -138,7 +138,34 @@ def worker_project_sql(vendor: str, *, by_slug: bool) -> str:
     )
 
 
-class _TokenCache:
+class _ExpiringCache:
+    """Rows by key, each kept `seconds`; emptied whole when full (a worker's next request refills
+    its entry). Only column values are kept, and every request makes model instances of its own."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict = {}
+        self._lock = threading.Lock()
+
+    def _lookup(self, key) -> tuple[bool, tuple | None]:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return False, None
+        return True, entry[1]
+
+    def _store(self, key, row: tuple | None, *, seconds: float) -> None:
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + seconds, row)
+
+    def clear(self, *args, **kwargs) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class _TokenCache(_ExpiringCache):
     """Recent token look-ups of this process, so that a worker's stream of API requests does not pay
     one authentication query each. Safe because:
 
@@ -151,27 +178,15 @@ class _TokenCache:
       row, not this cache (see services.leases.task_claim);
     - keys are SHA-256 digests of the tokens, and unknown tokens are never cached."""
 
-    MAX_ENTRIES = 10_000
-
-    def __init__(self) -> None:
-        self._entries: dict[bytes, tuple[float, tuple]] = {}
-        self._lock = threading.Lock()
-
     @staticmethod
     def _digest(key: str) -> bytes:
         return hashlib.sha256(key.encode()).digest()
 
     def get(self, key: str) -> tuple | None:
-        entry = self._entries.get(self._digest(key))
-        if entry is None or entry[0] < time.monotonic():
-            return None
-        return entry[1]
+        return self._lookup(self._digest(key))[1]
 
     def put(self, key: str, row: tuple, *, seconds: float) -> None:
-        with self._lock:
-            if len(self._entries) >= self.MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[self._digest(key)] = (time.monotonic() + seconds, row)
+        self._store(self._digest(key), row, seconds=seconds)
 
     def drop(self, *, key: str | None = None, user_id: int | None = None) -> None:
         with self._lock:
@@ -183,10 +198,6 @@ class _TokenCache:
                 for digest, (_, row) in list(self._entries.items()):
                     if row[user_index] == user_id:
                         del self._entries[digest]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
 
 
 token_cache = _TokenCache()
@@ -205,35 +216,19 @@ def drop_cached_worker(sender, instance, **kwargs) -> None:
         token_cache.drop(user_id=instance.user_id)
 
 
-class _ProjectCache:
+class _ProjectCache(_ExpiringCache):
     """Recent answers of `selectors.worker_project` in this process, so that a worker's claims do not
     pay a project look-up each: the same lifetime as the token cache (`MWE_API_TOKEN_CACHE_SECONDS`),
     and emptied in this process whenever a project, a worker or a membership changes. A project
     deactivated, or a worker removed from it, in another process stops handing out work within those
     seconds; what a claim may take is still decided by the claim statement (overlap, exclusion,
-    leases), never by this cache. Only column values are kept; every request gets its own instance."""
-
-    MAX_ENTRIES = 10_000
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[int, str | None], tuple[float, tuple | None]] = {}
-        self._lock = threading.Lock()
+    leases), never by this cache. "No project" (None) is an answer too, hence `get`'s found flag."""
 
     def get(self, key: tuple[int, str | None]) -> tuple[bool, tuple | None]:
-        entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
-            return False, None
-        return True, entry[1]
+        return self._lookup(key)
 
     def put(self, key: tuple[int, str | None], row: tuple | None, *, seconds: float) -> None:
-        with self._lock:
-            if len(self._entries) >= self.MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[key] = (time.monotonic() + seconds, row)
-
-    def clear(self, *args, **kwargs) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._store(key, row, seconds=seconds)
 
 
 project_cache = _ProjectCache()
