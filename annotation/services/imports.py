@@ -16,8 +16,9 @@ Columns (a header line names them; others are ignored and reported):
 The whole file is validated before anything is written, and every error names its line. Then one
 transaction writes it, through the same invariants as ratings made on the site: each rating is a
 submitted `Assignment` with its `Response`, and the item's `reserved_count` and `submitted_count`
-grow with it, never past the item's `overlap` (the database's CheckConstraints guard this too; the
-items are locked while their counters change). Workers are found or created by external id and
+grow with it (written by services.leases, the counters' one writer), never past the item's
+`overlap` (the database's CheckConstraints guard this too; the items are locked while their
+counters change). Workers are found or created by external id and
 enrolled in the project; a missing project is created with `overlap` = the largest number of
 ratings of one example in the file (or the one given). Importing the same file again changes
 nothing: a rating already stored with the same answers is skipped, one stored with different
