@@ -20,19 +20,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
-import shutil
 import sys
-import tempfile
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 from django.db.models import Avg, Count, Q
 from django.urls import reverse
 
@@ -47,6 +42,7 @@ from analysis.models import (
     TextEmbedding,
 )
 from generation.models import Dataset, EvaluationItem, EvaluationRun, Example
+from mwe_site.filecache import filecache_entry_get_or_build, filecache_prune, filecache_root
 
 # Fields a page never needs from a build row; deferred so that listing builds stays cheap.
 HEAVY_FIELDS = ("payload", "example_ids", "coordinates", "cluster_labels", "text_hashes")
@@ -59,8 +55,6 @@ QUERY_THREADS = 1
 # array, so this bounds descriptors, not memory.
 MAPS_OPEN = 8
 MAP_FOLDER = "explorer-maps"
-# A folder being written that is older than this was left by a process that died while writing.
-ABANDONED_SECONDS = 3600
 
 
 class _Lru:
@@ -152,10 +146,6 @@ def explorer_clusters(*, build: ExplorerBuild) -> list[ExplorerCluster]:
 # ----------------------------------------------------------------------------- per-point arrays
 
 
-def _maps_folder() -> Path:
-    return Path(settings.VAR_DIR) / MAP_FOLDER
-
-
 def _build_key(build: ExplorerBuild) -> str:
     # Not the id alone: ids restart in a new database (a test's, a restored backup's) that may
     # share VAR_DIR with files written for another.
@@ -165,13 +155,16 @@ def _build_key(build: ExplorerBuild) -> str:
 
 def _arrays_mapped(*, build: ExplorerBuild, kind: str, write) -> dict[str, np.ndarray]:
     """The build's arrays of one kind, memory-mapped read-only from their files, which `write(folder)`
-    creates on first use. Each process maps the same files, so the OS keeps one copy."""
-    folder = _maps_folder() / f"{_build_key(build)}.{kind}"
+    creates on first use (mwe_site.filecache). Each process maps the same files, so the OS keeps one
+    copy; when two processes write the same folder at once, one copy is kept."""
+    root = filecache_root(name=MAP_FOLDER)
+    key = f"{_build_key(build)}.{kind}"
 
     def load() -> dict[str, np.ndarray]:
         for attempt in range(2):
-            if not folder.is_dir():
-                _arrays_store(folder=folder, write=write)
+            folder, built = filecache_entry_get_or_build(root=root, key=key, build=write)
+            if built:
+                _arrays_prune(root=root)
             try:
                 return {path.stem: np.load(path, mmap_mode="r") for path in sorted(folder.glob("*.npy"))}
             except FileNotFoundError:
@@ -180,44 +173,16 @@ def _arrays_mapped(*, build: ExplorerBuild, kind: str, write) -> dict[str, np.nd
                     raise
         raise AssertionError("unreachable")
 
-    return _open_maps.get(str(folder), load)
+    return _open_maps.get(str(root / key), load)
 
 
-def _arrays_store(*, folder: Path, write) -> None:
-    """Writes a folder of arrays under a temporary name and renames it into place, so a process
-    never maps a half-written file; when two processes write the same folder, the first rename wins
-    and the other's copy is dropped."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=".writing-", dir=folder.parent))
-    try:
-        write(temporary)
-        try:
-            os.rename(temporary, folder)
-        except OSError:
-            if not folder.is_dir():
-                raise
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-    _arrays_prune(parent=folder.parent)
-
-
-def _arrays_prune(*, parent: Path) -> None:
-    """Removes the files of builds that no longer exist (two builds of each map are kept) and
-    folders abandoned mid-write. A process still serving a removed build keeps its mapping."""
+def _arrays_prune(*, root: Path) -> None:
+    """Removes the files of builds that no longer exist (two builds of each map are kept)."""
     current = {
         _build_key(build)
         for build in ExplorerBuild.objects.succeeded().only("pk", "created_at", "input_fingerprint")
     }
-    for entry in parent.iterdir():
-        if entry.name.startswith(".writing-"):
-            try:
-                abandoned = time.time() - entry.stat().st_mtime > ABANDONED_SECONDS
-            except FileNotFoundError:
-                continue
-            if abandoned:
-                shutil.rmtree(entry, ignore_errors=True)
-        elif entry.name.split(".")[0] not in current:
-            shutil.rmtree(entry, ignore_errors=True)
+    filecache_prune(root=root, keep=lambda name: name.split(".")[0] in current)
 
 
 @dataclass(frozen=True)

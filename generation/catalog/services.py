@@ -3,11 +3,8 @@ balance) goes through `dataset_refresh_stats`, so the catalog never disagrees wi
 
 from __future__ import annotations
 
-import fcntl
 import gzip
-import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +20,7 @@ from django.utils.text import slugify
 from generation.catalog import formats, selectors
 from generation.catalog.formats import EvalsFormatError, ParsedFile
 from generation.models import Collection, Dataset, Example
+from mwe_site.filecache import filecache_entry_get_or_build, filecache_prune, filecache_root
 
 BULK_BATCH = 1000
 SLUG = re.compile(r"[-a-zA-Z0-9_]+")
@@ -388,6 +386,8 @@ def evals_import(
 
 # --- The dataset download's file cache (generation.catalog.views.dataset_download) -----------------------------
 
+EXPORTS_FOLDER = "exports"
+
 
 @dataclass(frozen=True)
 class DatasetExportFiles:
@@ -396,52 +396,43 @@ class DatasetExportFiles:
 
 
 def dataset_export_files(*, dataset: Dataset) -> DatasetExportFiles:
-    """The dataset's JSONL export as two files under VAR_DIR/exports (as written and gzipped), named
-    by its content version (selectors.dataset_export_version); written on the first request for a
-    version, served as files from then on.
+    """The dataset's JSONL export as two files (as written and gzipped) in a folder under
+    VAR_DIR/exports named by its content version (selectors.dataset_export_version); written on the
+    first request for a version (mwe_site.filecache), served as files from then on.
 
     Streaming the export from the database for every download cost a query over every example and
     the Python to format each one, per download: 20 parallel downloads of a 34 MB dataset took 131 s
     and starved the annotation API. Written once, a download is a file read (sendfile), gzip is done
     once instead of per request, and memory stays bounded (lines are written as they are read).
 
-    One process writes a version while the others wait for it (a lock file per dataset), so parallel
-    first downloads cost one export. Files appear whole (written under a temporary name, then
-    renamed); older versions' files are removed. A download that read the dataset's version just
-    before an import committed may write the new examples under the old name; no request asks for
-    the old version after that commit, so nobody is served a wrong version."""
-    version = selectors.dataset_export_version(dataset=dataset)
-    folder = Path(settings.VAR_DIR) / "exports"
-    folder.mkdir(parents=True, exist_ok=True)
-    files = DatasetExportFiles(
-        plain=folder / f"dataset-{version}.jsonl", gzip=folder / f"dataset-{version}.jsonl.gz"
+    One process writes a version while the others wait for it (a lock per dataset), so parallel
+    first downloads cost one export; older versions' files are removed. A download that read the
+    dataset's version just before an import committed may write the new examples under the old
+    name; no request asks for the old version after that commit, so nobody is served a wrong
+    version."""
+    key = f"dataset-{selectors.dataset_export_version(dataset=dataset)}"
+    root = filecache_root(name=EXPORTS_FOLDER)
+    folder, built = filecache_entry_get_or_build(
+        root=root,
+        key=key,
+        build=lambda folder: _dataset_export_write(dataset=dataset, folder=folder),
+        lock=f"dataset-{dataset.pk}",
     )
-    if files.plain.exists() and files.gzip.exists():
-        return files
-    with open(folder / f".lock-dataset-{dataset.pk}", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if files.plain.exists() and files.gzip.exists():  # written while this one waited
-            return files
-        _dataset_export_write(dataset=dataset, files=files)
-        for stale in folder.glob(f"dataset-{dataset.pk}-*"):
-            if stale not in (files.plain, files.gzip):
-                stale.unlink(missing_ok=True)
-    return files
+    if built:
+        mine = f"dataset-{dataset.pk}-"
+        filecache_prune(root=root, keep=lambda name: name == key or not name.startswith(mine))
+    return DatasetExportFiles(plain=folder / "dataset.jsonl", gzip=folder / "dataset.jsonl.gz")
 
 
-def _dataset_export_write(*, dataset: Dataset, files: DatasetExportFiles) -> None:
-    folder = files.plain.parent
-    plain = tempfile.NamedTemporaryFile(dir=folder, prefix=".export-", delete=False)  # noqa: SIM115
-    packed = tempfile.NamedTemporaryFile(dir=folder, prefix=".export-", delete=False)  # noqa: SIM115
-    try:
-        # mtime=0: the same examples give the same bytes, whenever they are written.
-        with plain, packed, gzip.GzipFile(fileobj=packed, mode="wb", compresslevel=6, mtime=0) as zipped:
-            for line in selectors.dataset_export_lines(dataset=dataset):
-                data = line.encode("utf-8")
-                plain.write(data)
-                zipped.write(data)
-        os.replace(packed.name, files.gzip)
-        os.replace(plain.name, files.plain)
-    finally:
-        for leftover in (plain.name, packed.name):
-            Path(leftover).unlink(missing_ok=True)
+def _dataset_export_write(*, dataset: Dataset, folder: Path) -> None:
+    # mtime=0 and no file name in the gzip header: the same examples give the same bytes, whenever
+    # and under whichever temporary name they are written.
+    with (
+        open(folder / "dataset.jsonl", "wb") as plain,
+        open(folder / "dataset.jsonl.gz", "wb") as packed,
+        gzip.GzipFile(filename="", fileobj=packed, mode="wb", compresslevel=6, mtime=0) as zipped,
+    ):
+        for line in selectors.dataset_export_lines(dataset=dataset):
+            data = line.encode("utf-8")
+            plain.write(data)
+            zipped.write(data)
