@@ -13,7 +13,7 @@ from django.views.generic import DetailView, FormView, ListView, TemplateView
 
 from generation.catalog import selectors, services
 from generation.catalog.forms import ImportForm
-from generation.jobs.services import import_job_create
+from generation.catalog.jobs import import_job_create
 from generation.models import Collection, Dataset, Example
 from mwe_site.pagination import LastPageOnOverflowMixin
 from mwe_site.permissions import StaffRequiredMixin

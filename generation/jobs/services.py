@@ -1,23 +1,26 @@
 """Background jobs: the one place that creates jobs, moves them through their states and records
 their progress. Task bodies (generation.jobs.tasks) call these; views and commands never set a job's
-status themselves."""
+status themselves.
+
+What a job of each kind does lives with the part that owns the work (generation.catalog.jobs,
+generation.evaluation.jobs, generation.pipeline.jobs, analysis.explorer.jobs); each app hands those
+handlers to job_handler_register from its AppConfig.ready, so this module imports none of them."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import logging
-import shutil
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from celery import current_app
+from celery.canvas import Signature
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.files.uploadedfile import UploadedFile
 from django.db import (
     DEFAULT_DB_ALIAS,
     DatabaseError,
@@ -30,23 +33,9 @@ from django.db import (
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django.utils.text import get_valid_filename
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
-from generation.catalog.formats import EvalsFormatError
-from generation.catalog.services import ImportResult, evals_import
-from generation.evaluation.services import EvaluationError, evaluation_run_execute
-from generation.lm import LanguageModel, LMError, load_model
 from generation.models import EvaluationRun, GenerationRun, Job
-from generation.pipeline.run import (
-    GenerationCancelled,
-    GenerationError,
-    Models,
-    Progress,
-    generation_counts,
-    generation_run_execute,
-    run_spec,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +70,20 @@ def job_queue(kind: str) -> str:
     return MODEL_QUEUE if kind in MODEL_JOB_KINDS else settings.CELERY_TASK_DEFAULT_QUEUE
 
 
-def _send(job: Job) -> None:
-    from generation.jobs.tasks import run_job
+# The name the task that runs a job (generation.jobs.tasks.run_job) is registered under. Jobs are sent
+# by this name, not through the task object, because the task module imports this one.
+RUN_JOB_TASK = "generation.run_job"
 
+
+def _run_job_task() -> Signature:
+    # The registered task's own apply_async when this process has loaded it (every process that loads
+    # Django: GenerationConfig.ready imports it), so task_always_eager still runs a job inline.
+    return current_app.signature(RUN_JOB_TASK)
+
+
+def _send(job: Job) -> None:
     try:
-        run_job.apply_async((job.pk,), queue=job_queue(job.kind))
+        _run_job_task().apply_async((job.pk,), queue=job_queue(job.kind))
     except BrokerUnavailable as exc:
         # The job is saved and stays queued: the next sweep (job_requeue_stale) sends it once the
         # broker answers again. Failing the request would not undo the committed job.
@@ -149,109 +147,7 @@ def job_fail(*, job: Job, error: str, result: dict[str, Any] | None = None) -> N
     )
 
 
-# ----------------------------------------------------------------------------- imports
-
-
-def _upload_dir() -> Path:
-    return Path(settings.VAR_DIR) / "uploads"
-
-
-def import_job_create(
-    *,
-    upload: UploadedFile,
-    slug: str | None,
-    collection_slug: str | None,
-    created_by: AbstractBaseUser | None,
-) -> Job:
-    """Stores an uploaded released-format file and queues its import."""
-    name = get_valid_filename(Path(upload.name or "upload.jsonl").name) or "upload.jsonl"
-    if not name.endswith(".jsonl"):
-        name += ".jsonl"
-    folder = _upload_dir() / uuid.uuid4().hex
-    folder.mkdir(parents=True)
-    with (folder / name).open("wb") as handle:
-        for chunk in upload.chunks():
-            handle.write(chunk)
-    return job_create(
-        kind=Job.Kind.IMPORT,
-        params={
-            "path": str(folder / name),
-            "filename": name,
-            "slug": slug or None,
-            "collection": collection_slug or None,
-        },
-        created_by=created_by,
-    )
-
-
-def _import_cleanup(job: Job) -> None:
-    # The upload is only an input: the database holds the data and its sha256 once the job is over.
-    shutil.rmtree(Path(job.params["path"]).parent, ignore_errors=True)
-
-
-def _run_import(job: Job) -> None:
-    params = job.params
-    path = Path(params["path"])
-    job_progress(job=job, done=0, total=1, message=f"Validating {params['filename']}")
-    try:
-        results = evals_import(
-            paths=[path],
-            slug=params.get("slug"),
-            collection_slug=params.get("collection"),
-            created_by=job.created_by,
-        )
-    except EvalsFormatError as exc:
-        job_fail(job=job, error=str(exc).replace(str(path), params["filename"]))
-    else:
-        _import_finish(job, results)
-    # Only once the outcome is recorded: a job interrupted before then runs again, from its upload.
-    _import_cleanup(job)
-
-
-def _import_finish(job: Job, results: list[ImportResult]) -> None:
-    params = job.params
-    path = Path(params["path"])
-    summary = [
-        {
-            "status": r.status,
-            "dataset": r.dataset_slug,
-            "format": r.format,
-            "examples": r.example_count,
-            "warnings": r.warnings,
-            "message": r.message.replace(str(path), params["filename"]),
-        }
-        for r in results
-    ]
-    failed = [r for r in results if r.status == "failed"]
-    if failed:
-        job_fail(
-            job=job,
-            error="\n".join(s["message"] for s in summary if s["status"] == "failed"),
-            result={"files": summary},
-        )
-    else:
-        job_finish(
-            job=job, result={"files": summary}, message=f"{results[0].status} {results[0].dataset_slug}"
-        )
-
-
-# ----------------------------------------------------------------------------- evaluations
-
-MAX_LOADED_MODELS = 2  # a generator and a discriminator
-_loaded_models: dict[str, LanguageModel] = {}
-
-
-def _model_for(spec: str) -> LanguageModel:
-    """Models a worker process used last, kept loaded: loading takes longer than scoring a small
-    dataset, and consecutive jobs usually name the same models."""
-    if spec not in _loaded_models:
-        while len(_loaded_models) >= MAX_LOADED_MODELS:
-            _loaded_models.pop(next(iter(_loaded_models))).close()
-        _loaded_models[spec] = load_model(spec)
-    return _loaded_models[spec]
-
-
-def _job_for_run(
+def job_create_for_run(
     *, kind: str, run: EvaluationRun | GenerationRun, created_by: AbstractBaseUser | None
 ) -> Job:
     """Queues the job that carries out a run, and links the run to it, in one transaction."""
@@ -262,99 +158,41 @@ def _job_for_run(
     return job
 
 
-def evaluation_job_create(*, run: EvaluationRun, created_by: AbstractBaseUser | None) -> Job:
-    return _job_for_run(kind=Job.Kind.EVALUATE, run=run, created_by=created_by)
-
-
-def _run_evaluation(job: Job) -> None:
-    run = EvaluationRun.objects.select_related("dataset").get(pk=job.params["run_id"])
-    job_progress(job=job, done=0, message=f"Loading {run.model_spec}")
-    model = _model_for(run.model_spec)
-
-    def progress(done: int, total: int) -> None:
-        job_progress(job=job, done=done, total=total, message=f"Scoring {run.dataset.slug}")
-
-    try:
-        evaluation_run_execute(run=run, model=model, progress=progress)
-    except (EvaluationError, LMError) as exc:
-        job_fail(job=job, error=str(exc), result={"run": run.pk})
-        return
-    job_finish(
-        job=job,
-        result={"run": run.pk, "percent_matching": run.percent_matching, "items": run.item_count},
-        message=f"{run.percent_matching:.1f}% matching behavior on {run.item_count} items",
-    )
-
-
-# ----------------------------------------------------------------------------- generation
-
-
-def generation_job_create(*, run: GenerationRun, created_by: AbstractBaseUser | None) -> Job:
-    return _job_for_run(kind=Job.Kind.GENERATE, run=run, created_by=created_by)
-
-
 def job_cancel(*, job: Job) -> None:
-    """Asks a running job to stop; it does so at its next checkpoint. A queued one stops at once."""
+    """Asks a running job to stop; it does so at its next checkpoint (its handler asks
+    generation.jobs.selectors.job_cancel_requested). A queued one stops at once."""
     Job.objects.filter(pk=job.pk).update(cancel_requested=True)
     Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
         status=Job.Status.CANCELLED, finished_at=timezone.now()
     )
 
 
-def _cancel_requested(job: Job) -> bool:
-    return Job.objects.filter(pk=job.pk, cancel_requested=True).exists()
+def job_cancelled(*, job: Job) -> None:
+    """Records that a running job stopped at a checkpoint because it was asked to (job_cancel)."""
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.CANCELLED, finished_at=timezone.now())
 
 
-def _run_generation(job: Job) -> None:
-    from generation.lm.embeddings import load_embedder
+# ----------------------------------------------------------------------------- handlers
 
-    run = GenerationRun.objects.get(pk=job.params["run_id"])
-    spec = run_spec(run)
-    job_progress(job=job, done=0, message=f"Loading {spec.generator}")
-    models = Models(
-        generator=_model_for(spec.generator),
-        discriminator=_model_for(spec.discriminator),
-        embedder=load_embedder(),
-    )
-
-    def report(stage: str, done: int, total: int) -> None:
-        job_progress(job=job, done=done, total=total, message=f"{stage.capitalize()} candidates")
-
-    try:
-        generation_run_execute(
-            run=run,
-            models=models,
-            progress=Progress(report=report, should_cancel=lambda: _cancel_requested(job)),
-        )
-    except GenerationCancelled:
-        Job.objects.filter(pk=job.pk).update(status=Job.Status.CANCELLED, finished_at=timezone.now())
-        return
-    except (GenerationError, LMError) as exc:
-        job_fail(job=job, error=str(exc), result={"generation_run": run.pk})
-        return
-    counts = generation_counts(run=run)
-    job_finish(
-        job=job,
-        result={"generation_run": run.pk, "dataset": run.dataset.slug, **counts},
-        message=f"{counts['kept']} of {counts['generated']} candidates kept in {run.dataset.slug}",
-    )
+# What each kind of job does, and what to tidy once one has failed for good (a handler tidies after
+# itself once it has recorded an outcome). Filled by job_handler_register only.
+JOB_HANDLERS: dict[str, Callable[[Job], None]] = {}
+JOB_CLEANUPS: dict[str, Callable[[Job], None]] = {}
 
 
-JOB_HANDLERS: dict[str, Callable[[Job], None]] = {
-    Job.Kind.IMPORT: _run_import,
-    Job.Kind.EVALUATE: _run_evaluation,
-    Job.Kind.GENERATE: _run_generation,
-}
-# What to tidy once a job has failed for good (its handler tidies after it has recorded an outcome).
-JOB_CLEANUPS: dict[str, Callable[[Job], None]] = {Job.Kind.IMPORT: _import_cleanup}
-
-
-def job_handler_register(*, kind: str, handler: Callable[[Job], None]) -> None:
-    """Lets another app run its own kind of job (the explorer build lives in `analysis`), from its
-    AppConfig.ready, without this module importing that app."""
+def job_handler_register(
+    *, kind: str, handler: Callable[[Job], None], cleanup: Callable[[Job], None] | None = None
+) -> None:
+    """Plugs in what a kind of job does (and what to tidy if it fails for good); each app calls this
+    from its AppConfig.ready for the kinds it owns, so that every process that loads Django knows
+    them and this module imports none of them."""
     if kind not in Job.Kind.values:
         raise ValueError(f"unknown job kind {kind!r}")
     JOB_HANDLERS[kind] = handler
+    if cleanup is None:
+        JOB_CLEANUPS.pop(kind, None)
+    else:
+        JOB_CLEANUPS[kind] = cleanup
 
 
 def job_run(*, job_id: int) -> None:
@@ -555,8 +393,6 @@ def job_requeue_stale(*, older_than: timedelta, now: datetime | None = None) -> 
 
 
 def _requeue_stale(*, cutoff: datetime) -> int:
-    from generation.jobs.tasks import run_job
-
     waiting_jobs: Counter[str] = Counter()
     stale: dict[str, list[Job]] = defaultdict(list)
     for job in Job.objects.filter(status=Job.Status.QUEUED).only("pk", "kind", "created_at").order_by("pk"):
@@ -569,15 +405,16 @@ def _requeue_stale(*, cutoff: datetime) -> int:
     if not stale and not orphans:
         return 0
 
-    with run_job.app.connection_for_write() as conn:
+    with current_app.connection_for_write() as conn:
         lost = [
             job
             for queue, jobs in stale.items()
             if _messages_waiting(conn, queue) < waiting_jobs[queue]
             for job in jobs
         ]
+        task = _run_job_task()
         for job in lost + orphans:
-            run_job.apply_async((job.pk,), queue=job_queue(job.kind), connection=conn)
+            task.apply_async((job.pk,), queue=job_queue(job.kind), connection=conn)
     if lost or orphans:
         logger.warning(
             "sent again: queued jobs %s (their queue lacked messages), running jobs %s (no live worker)",

@@ -1,10 +1,13 @@
+"""The Celery task that runs a job. generation.jobs.services sends it by its registered name
+(RUN_JOB_TASK) and never imports this module, which imports that one."""
+
 from celery import shared_task
 from django.conf import settings
 
-from generation.jobs.services import JobInterrupted, job_give_up, job_retry_delay, job_run
+from generation.jobs.services import RUN_JOB_TASK, JobInterrupted, job_give_up, job_retry_delay, job_run
 
 
-@shared_task(name="generation.run_job", acks_late=True, bind=True)
+@shared_task(name=RUN_JOB_TASK, acks_late=True, bind=True)
 def run_job(self, job_id: int) -> None:
     try:
         job_run(job_id=job_id)

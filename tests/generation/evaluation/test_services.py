@@ -11,8 +11,8 @@ from statsmodels.stats.proportion import proportion_confint
 
 from generation.catalog.services import dataset_refresh_stats
 from generation.evaluation import services as evaluation
+from generation.evaluation.jobs import evaluation_job_create
 from generation.evaluation.services import EvalItem, EvaluationError
-from generation.jobs.services import evaluation_job_create
 from generation.lm import LMError
 from generation.models import Dataset, EvaluationItem, EvaluationRun, Job
 from tests.builders import DatasetFactory, ExampleFactory, StaffFactory
@@ -214,9 +214,9 @@ def test_runs_refuse_unlabelled_datasets_bad_formats_and_specs(dataset):
 
 
 def test_evaluation_job_runs_and_reports(dataset, monkeypatch, django_capture_on_commit_callbacks):
-    from generation.jobs import services as jobs
+    from generation.evaluation import jobs as evaluation_jobs
 
-    monkeypatch.setattr(jobs, "_model_for", lambda spec: yes_lover(dataset))
+    monkeypatch.setattr(evaluation_jobs, "worker_model", lambda spec: yes_lover(dataset))
     run = evaluation.evaluation_run_create(
         dataset=dataset, model_spec="smollm2-135m", prompt_format="plain", limit=5
     )

@@ -187,9 +187,9 @@ def test_unlabelled_datasets_offer_no_form(client):
 def test_starting_a_run_queues_a_job_that_scores_it(
     client, dataset, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from generation.jobs import services as jobs
+    from generation.evaluation import jobs as evaluation_jobs
 
-    monkeypatch.setattr(jobs, "_model_for", lambda spec: yes_lover(dataset))
+    monkeypatch.setattr(evaluation_jobs, "worker_model", lambda spec: yes_lover(dataset))
     staff = StaffFactory()
     client.force_login(staff)
     with django_capture_on_commit_callbacks(execute=True):
@@ -217,9 +217,9 @@ def test_starting_a_run_queues_a_job_that_scores_it(
 
 
 def test_a_sample_size_is_passed_on(client, dataset, monkeypatch, django_capture_on_commit_callbacks):
-    from generation.jobs import services as jobs
+    from generation.evaluation import jobs as evaluation_jobs
 
-    monkeypatch.setattr(jobs, "_model_for", lambda spec: yes_lover(dataset))
+    monkeypatch.setattr(evaluation_jobs, "worker_model", lambda spec: yes_lover(dataset))
     client.force_login(StaffFactory())
     with django_capture_on_commit_callbacks(execute=True):
         client.post(

@@ -8,7 +8,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 from django.urls import reverse
 
-from generation.jobs.services import job_run
+from generation.jobs import services as jobs
+from generation.jobs.services import JOB_CLEANUPS, JOB_HANDLERS, job_run
 from generation.models import Dataset, Example, Job
 from tests.builders import StaffFactory, UserFactory
 
@@ -157,18 +158,51 @@ def test_a_job_page_links_to_what_the_job_makes(staff_client, kind, params, link
 
 def test_model_work_is_sent_to_its_own_queue(monkeypatch, django_capture_on_commit_callbacks):
     """Workers on machines with accelerators take the "models" queue; imports go to "default"."""
-    from generation.jobs.services import job_create
     from generation.jobs.tasks import run_job
 
     sent = []
-    monkeypatch.setattr(run_job, "apply_async", lambda args, queue: sent.append((args[0], queue)))
+    # The job machinery sends the task by its name; what it finds under that name is this task.
+    monkeypatch.setattr(run_job, "apply_async", lambda args, kwargs, queue: sent.append((args[0], queue)))
     with django_capture_on_commit_callbacks(execute=True):
-        jobs = {kind: job_create(kind=kind, params={}, created_by=None) for kind in Job.Kind.values}
+        created = {kind: jobs.job_create(kind=kind, params={}, created_by=None) for kind in Job.Kind.values}
     assert sorted(sent) == sorted(
         [
-            (jobs["import"].pk, "default"),
-            (jobs["evaluate"].pk, "models"),
-            (jobs["generate"].pk, "models"),
-            (jobs["explore"].pk, "models"),
+            (created["import"].pk, "default"),
+            (created["evaluate"].pk, "models"),
+            (created["generate"].pk, "models"),
+            (created["explore"].pk, "models"),
         ]
     )
+
+
+def test_every_kind_of_job_has_a_handler_once_django_is_loaded():
+    # The apps register them from AppConfig.ready; a kind left out would fail each of its jobs.
+    assert set(JOB_HANDLERS) == set(Job.Kind.values)
+    assert set(JOB_CLEANUPS) == {Job.Kind.IMPORT}
+
+
+def test_a_handler_is_registered_for_a_known_kind_only(monkeypatch):
+    handlers, cleanups = {}, {Job.Kind.IMPORT: print}
+    monkeypatch.setattr(jobs, "JOB_HANDLERS", handlers)
+    monkeypatch.setattr(jobs, "JOB_CLEANUPS", cleanups)
+    with pytest.raises(ValueError, match="unknown job kind 'sing'"):
+        jobs.job_handler_register(kind="sing", handler=print)
+    # Registering a kind again replaces its handler and its cleanup, a missing cleanup included.
+    jobs.job_handler_register(kind=Job.Kind.IMPORT, handler=repr)
+    assert handlers == {Job.Kind.IMPORT: repr} and cleanups == {}
+
+
+def test_a_job_that_fails_is_tidied_by_its_kinds_cleanup(monkeypatch):
+    tidied = []
+
+    def crash(job: Job) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(JOB_HANDLERS, Job.Kind.IMPORT, crash)
+    monkeypatch.setitem(JOB_CLEANUPS, Job.Kind.IMPORT, lambda job: tidied.append(job.pk))
+    job = Job.objects.create(kind=Job.Kind.IMPORT)
+    with pytest.raises(RuntimeError, match="boom"):
+        job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED and job.error == "RuntimeError: boom"
+    assert tidied == [job.pk]

@@ -280,12 +280,13 @@ def test_the_job_runs_a_generation_and_can_be_cancelled(
 ):
     from generation.jobs import services as jobs
     from generation.lm import embeddings
+    from generation.pipeline import jobs as pipeline_jobs
 
-    monkeypatch.setattr(jobs, "_model_for", lambda s: models.generator)
+    monkeypatch.setattr(pipeline_jobs, "worker_model", lambda s: models.generator)
     monkeypatch.setattr(embeddings, "load_embedder", lambda: models.embedder)
     run = generation_run_create(spec=spec(slug="power-job", per_label=2, keep_per_label=1, batch_size=2))
     with django_capture_on_commit_callbacks(execute=True):
-        job = jobs.generation_job_create(run=run, created_by=None)
+        job = pipeline_jobs.generation_job_create(run=run, created_by=None)
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.result["dataset"] == "power-job" and job.result["generated"] == 4
