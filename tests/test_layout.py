@@ -162,6 +162,21 @@ def test_no_module_imports_another_that_imports_it_back():
     assert cycles(import_graph().module_level) == []
 
 
+def test_the_job_machinery_imports_none_of_the_work_it_runs():
+    # Each part registers its kinds of job from its AppConfig.ready (generation.apps, analysis.apps);
+    # generation.jobs knows only the Job model and the LM layer (the worker's loaded models).
+    imports = import_graph()
+    parts = ("generation.catalog", "generation.evaluation", "generation.pipeline", "analysis", "annotation")
+    reached = {
+        (name, target)
+        for name in imports.module_level
+        if name == "generation.jobs" or name.startswith("generation.jobs.")
+        for target in imports.module_level[name] | imports.function_level[name]
+        if target.startswith(parts)
+    }
+    assert reached == set()
+
+
 def test_a_cycle_is_found():
     # The detector itself: a three-module ring and a pair are found; a chain and a self-import are not.
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"e"}, "e": {"d", "f"}, "f": set(), "g": {"g"}}

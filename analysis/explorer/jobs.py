@@ -14,6 +14,7 @@ from django.db import transaction
 from analysis.explorer.builds import explorer_maps_build
 from analysis.explorer.errors import ExplorerError
 from analysis.explorer.points import explorer_datasets
+from generation.jobs.services import job_create, job_fail, job_finish, job_progress
 from generation.lm import LMError
 from generation.models import Job
 
@@ -38,8 +39,6 @@ def explorer_job_create(
 ) -> Job:
     """Queues a build, or returns the one already queued or running: two builds at once would
     compute the same maps twice."""
-    from generation.jobs.services import job_create
-
     if datasets is not None:
         explorer_datasets(slugs=datasets)  # unknown slugs fail here, not later on the worker
     with transaction.atomic():
@@ -79,7 +78,6 @@ def _job_params(params: dict[str, Any]) -> dict[str, Any]:
 def explorer_job_run(job: Job) -> None:
     """The explorer job's handler (registered by analysis.apps): builds the maps and reports
     progress on the job, so its page shows how far the build got."""
-    from generation.jobs.services import job_fail, job_finish, job_progress
     from generation.lm import load_model
     from generation.lm.embeddings import load_embedder
 
