@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from analysis.explorer.errors import ExplorerError
+from generation.catalog import formats
 from generation.models import Dataset, Example
 
 
@@ -28,9 +29,7 @@ def explorer_points(*, datasets: Sequence[Dataset]) -> list[Point]:
             "id",
             "dataset_id",
             "position",
-            "statement",
-            "question",
-            "extra",
+            *formats.TEXT_COLUMNS,
             "answer_matching_behavior",
             "label_confidence",
         )

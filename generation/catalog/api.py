@@ -3,6 +3,7 @@
 import django_filters
 from rest_framework import viewsets
 
+from generation.catalog import formats
 from generation.catalog.selectors import matching_answer_q
 from generation.catalog.serializers import CollectionSerializer, DatasetSerializer, ExampleSerializer
 from generation.models import Collection, Dataset, Example
@@ -55,5 +56,7 @@ class ExampleViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Example.objects.select_related("dataset").order_by("dataset_id", "position")
     serializer_class = ExampleSerializer
     filterset_class = ExampleFilter
-    search_fields = ["question", "statement"]
+    # Where an example's text is, Winogender sentences included (formats.TEXT_LOOKUPS), as the
+    # dataset page's search (selectors.example_text_q).
+    search_fields = list(formats.TEXT_LOOKUPS)
     ordering_fields = ["position", "label_confidence", "id"]

@@ -115,6 +115,23 @@ FORMATS = {
 }
 
 
+# An example's text, the one a person reads and searches and the explorer embeds: its statement,
+# else its question, else (Winogender files have neither) the sentence with a blank, else the
+# occupation. Example.text, the pages' and the API's searches and the importer all read it here.
+TEXT_FIELDS = ("statement", "question")
+TEXT_EXTRA_KEYS = ("sentence_with_blank", "occupation")
+# The same places as query lookups (for searches) and the columns they are in (for .only()).
+TEXT_LOOKUPS = (*TEXT_FIELDS, *(f"extra__{key}" for key in TEXT_EXTRA_KEYS))
+TEXT_COLUMNS = (*TEXT_FIELDS, "extra")
+
+
+def record_text(*, statement: str, question: str, extra: dict[str, Any]) -> str:
+    for value in (statement, question, *(extra.get(key, "") for key in TEXT_EXTRA_KEYS)):
+        if value:
+            return value
+    return ""
+
+
 @dataclass
 class ParsedRecord:
     """One line of a file, split into the columns the Example model has and the rest."""
@@ -132,12 +149,7 @@ class ParsedRecord:
 
     @property
     def text(self) -> str:
-        return (
-            self.statement
-            or self.question
-            or self.extra.get("sentence_with_blank", "")
-            or self.extra.get("occupation", "")
-        )
+        return record_text(statement=self.statement, question=self.question, extra=self.extra)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,15 @@ def matching_answer_q(label: str) -> Q:
     return Q(answer_matching_behavior=label) | Q(answer_matching_behavior=f" {label}")
 
 
+def example_text_q(*, search: str) -> Q:
+    """Examples whose text (formats.TEXT_LOOKUPS, wherever a format keeps it) contains `search`,
+    ignoring case."""
+    condition = Q()
+    for lookup in formats.TEXT_LOOKUPS:
+        condition |= Q(**{f"{lookup}__icontains": search})
+    return condition
+
+
 def example_list(
     *,
     dataset: Dataset,
@@ -46,12 +55,7 @@ def example_list(
     queryset = Example.objects.filter(dataset=dataset)
     search = search.strip()
     if search:
-        queryset = queryset.filter(
-            Q(question__icontains=search)
-            | Q(statement__icontains=search)
-            | Q(extra__sentence_with_blank__icontains=search)
-            | Q(extra__occupation__icontains=search)
-        )
+        queryset = queryset.filter(example_text_q(search=search))
     if label.strip():
         queryset = queryset.filter(matching_answer_q(label))
     return queryset.order_by(*EXAMPLE_SORTS.get(sort, EXAMPLE_SORTS["position"]))
