@@ -67,7 +67,7 @@ def run_list(
     """Succeeded runs, narrowed by the overview's filters, in one of RUN_SORTS' orders."""
     runs = _filtered_runs(
         model_spec=model_spec, prompt_format=prompt_format, collection=collection, dataset=dataset
-    ).filter(status=EvaluationRun.Status.SUCCEEDED)
+    ).succeeded()
     return runs.order_by(*RUN_SORTS.get(sort, RUN_SORTS[DEFAULT_RUN_SORT]))
 
 
@@ -83,7 +83,7 @@ def run_list_unfinished(
 
 def run_filter_options() -> dict[str, list]:
     """What the overview's filters offer: model specs and collections that have a succeeded run."""
-    succeeded = EvaluationRun.objects.filter(status=EvaluationRun.Status.SUCCEEDED)
+    succeeded = EvaluationRun.objects.succeeded()
     specs = list(succeeded.order_by("model_spec").values_list("model_spec", flat=True).distinct())
     collections = list(
         Collection.objects.filter(datasets__evaluation_runs__status=EvaluationRun.Status.SUCCEEDED)
@@ -124,7 +124,8 @@ def run_item_list(*, run: EvaluationRun, only_mismatches: bool = False) -> Query
 def run_compare_candidates(*, run: EvaluationRun) -> list[EvaluationRun]:
     """Other succeeded runs on the same dataset, latest first (a page offers them to compare with)."""
     return list(
-        EvaluationRun.objects.filter(dataset_id=run.dataset_id, status=EvaluationRun.Status.SUCCEEDED)
+        EvaluationRun.objects.succeeded()
+        .filter(dataset_id=run.dataset_id)
         .exclude(pk=run.pk)
         .order_by("-created_at", "-id")[:100]
     )

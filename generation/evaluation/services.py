@@ -155,7 +155,7 @@ def _choices(matching: str, not_matching: str | list[str] | None) -> tuple[str, 
 
 
 def items_from_dataset(dataset: Dataset) -> list[EvalItem]:
-    if dataset.purpose != Dataset.Purpose.EVALUATION or not dataset.label_counts:
+    if not dataset.is_scorable:
         raise EvaluationError(
             f"'{dataset.slug}' is {dataset.get_purpose_display().lower()} without a gold answer per item; "
             "only labelled evaluation datasets can be scored"

@@ -19,8 +19,8 @@ from django.views.generic import FormView, ListView, TemplateView
 
 from generation.evaluation import charts, selectors
 from generation.evaluation.forms import EvaluateForm
+from generation.evaluation.jobs import evaluation_job_create
 from generation.evaluation.services import EvaluationError, evaluation_run_create
-from generation.jobs.services import evaluation_job_create
 from generation.lm import ModelSpecError
 from generation.models import Dataset, EvaluationRun, PromptFormat
 from mwe_site.pagination import LastPageOnOverflowMixin
@@ -39,11 +39,6 @@ RUN_SORT_COLUMNS = [
     ("items", "Items"),
     ("finished", "Finished"),
 ]
-
-
-def is_scorable(dataset: Dataset) -> bool:
-    """Whether a dataset has a gold answer per item (the same rule evaluation_run_create applies)."""
-    return dataset.purpose == Dataset.Purpose.EVALUATION and bool(dataset.label_counts)
 
 
 def _query_without(request, *names: str) -> str:
@@ -76,11 +71,11 @@ class EvaluateView(StaffRequiredMixin, FormView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context.update(dataset=self.dataset, scorable=is_scorable(self.dataset))
+        context.update(dataset=self.dataset, scorable=self.dataset.is_scorable)
         return context
 
     def post(self, request, *args, **kwargs):
-        if not is_scorable(self.dataset):
+        if not self.dataset.is_scorable:
             return self.render_to_response(self.get_context_data(), status=400)
         return super().post(request, *args, **kwargs)
 
@@ -127,10 +122,9 @@ class RunDetailView(LastPageOnOverflowMixin, ListView):
         context = super().get_context_data(**kwargs)
         run = self.run
         job = run.job
-        in_progress = run.status in (EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING)
-        # A job that died before the run started (the model failed to load) leaves the run queued:
-        # its error is on the job, and the page must stop waiting for it.
-        stalled = in_progress and job is not None and job.is_finished
+        in_progress = run.is_in_progress
+        # The job's error explains a stalled run; the page stops waiting for it.
+        stalled = run.is_stalled
         for item in context["items"]:
             item.choice_rows = [
                 {

@@ -5,10 +5,14 @@ files land in the same tables, so every other app (annotation, analysis, the exp
 reads one kind of dataset whatever its origin.
 """
 
+from __future__ import annotations
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+
+from generation.catalog.formats import record_text
 
 
 class Collection(models.Model):
@@ -53,6 +57,13 @@ class DatasetPurpose(models.TextChoices):
     REFERENCE = "reference", "Reference material"
 
 
+class DatasetQuerySet(models.QuerySet):
+    def on_map(self) -> DatasetQuerySet:
+        """The datasets the explorer's global map is drawn from: evaluation datasets with examples
+        (few-shot prompts and reference lists are inputs to generation, not evaluations)."""
+        return self.filter(purpose=DatasetPurpose.EVALUATION, example_count__gt=0)
+
+
 class Dataset(models.Model):
     Kind = DatasetKind
     Origin = DatasetOrigin
@@ -94,6 +105,8 @@ class Dataset(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = DatasetQuerySet.as_manager()
+
     class Meta:
         ordering = ["collection__name", "slug"]
         constraints = [
@@ -123,6 +136,11 @@ class Dataset(models.Model):
     @property
     def is_labelled(self) -> bool:
         return bool(self.label_counts)
+
+    @property
+    def is_scorable(self) -> bool:
+        """Whether a model can be scored on it: an evaluation dataset with a gold answer per item."""
+        return self.purpose == DatasetPurpose.EVALUATION and self.is_labelled
 
 
 class Example(models.Model):
@@ -165,12 +183,7 @@ class Example(models.Model):
     @property
     def text(self) -> str:
         """The text a person reads: the statement, the question, or a Winogender sentence."""
-        return (
-            self.statement
-            or self.question
-            or self.extra.get("sentence_with_blank", "")
-            or self.extra.get("occupation", "")
-        )
+        return record_text(statement=self.statement, question=self.question, extra=self.extra)
 
     @property
     def not_matching_answers(self) -> list[str]:

@@ -1,12 +1,11 @@
 """Evaluation runs: one model scored on one dataset, item by item."""
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from generation.models.base import RunBase, Status
 from generation.models.catalog import Dataset, Example
-from generation.models.jobs import Job
 
 
 class PromptFormat(models.TextChoices):
@@ -15,25 +14,15 @@ class PromptFormat(models.TextChoices):
     CHAT = "chat", "The model's chat template"
 
 
-class RunStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-class EvaluationRun(models.Model):
+class EvaluationRun(RunBase):
     """One model scored on one dataset (or a stratified sample of it) in one prompt format.
 
     The score is the share of items where the argmax over the answer choices of
     log p(answer | prompt) is the behavior-matching answer (Perez et al., 2022)."""
 
     Format = PromptFormat
-    Status = RunStatus
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="evaluation_runs")
-    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     model_spec = models.CharField(max_length=500)
     model_name = models.CharField(max_length=300, blank=True)
     model_fingerprint = models.CharField(max_length=200, blank=True)
@@ -45,8 +34,6 @@ class EvaluationRun(models.Model):
         null=True, blank=True, help_text="Stratified sample size; empty: all."
     )
     seed = models.IntegerField(default=0)
-    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
-    error = models.TextField(blank=True)
 
     # Written only by generation.evaluation.services from the stored items.
     item_count = models.PositiveIntegerField(default=0)
@@ -58,19 +45,12 @@ class EvaluationRun(models.Model):
     items_per_second = models.FloatField(null=True, blank=True)
     seconds = models.FloatField(null=True, blank=True)
 
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(RunBase.Meta):
         constraints = [
             models.CheckConstraint(
                 condition=Q(prompt_format__in=PromptFormat.values), name="run_prompt_format_valid"
             ),
-            models.CheckConstraint(condition=Q(status__in=RunStatus.values), name="run_status_valid"),
+            models.CheckConstraint(condition=Q(status__in=Status.values), name="run_status_valid"),
         ]
 
     def __str__(self) -> str:

@@ -6,6 +6,8 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+from generation.models.base import FINISHED, Status, StatusQuerySet
+
 
 class JobKind(models.TextChoices):
     IMPORT = "import", "Import a dataset file"
@@ -14,25 +16,16 @@ class JobKind(models.TextChoices):
     EXPLORE = "explore", "Build the explorer map"
 
 
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
 class Job(models.Model):
     """Long work that runs on a Celery worker (imports now; generation, evaluation and embedding
     later). Progress and outcome live here, not in a Celery result backend, so the site shows them
     with one query and they survive a broker restart."""
 
     Kind = JobKind
-    Status = JobStatus
-    FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+    Status = Status
 
     kind = models.CharField(max_length=30, choices=JobKind.choices)
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     params = models.JSONField(default=dict, blank=True)
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
@@ -48,11 +41,13 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
+    objects = StatusQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=JobKind.values), name="job_kind_valid"),
-            models.CheckConstraint(condition=Q(status__in=JobStatus.values), name="job_status_valid"),
+            models.CheckConstraint(condition=Q(status__in=Status.values), name="job_status_valid"),
         ]
 
     def __str__(self) -> str:
@@ -63,7 +58,7 @@ class Job(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in self.FINISHED
+        return self.status in FINISHED
 
     @property
     def percent(self) -> float | None:

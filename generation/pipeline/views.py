@@ -14,17 +14,17 @@ from django.views import View
 from django.views.generic import DetailView, FormView, ListView
 
 from generation.evaluation.selectors import run_error_visible
-from generation.jobs.services import generation_job_create, job_cancel
+from generation.jobs.services import job_cancel
 from generation.models import Candidate, GenerationRun
 from generation.pipeline import selectors
 from generation.pipeline.forms import GenerateForm
+from generation.pipeline.jobs import generation_job_create
 from generation.pipeline.run import GenerationError, generation_run_create
 from mwe_site.pagination import LastPageOnOverflowMixin
 from mwe_site.permissions import StaffRequiredMixin
 
 CANDIDATES_PER_PAGE = 50
 RUNS_PER_PAGE = 50
-IN_PROGRESS = (GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING)
 
 
 def _as_text(value) -> str:
@@ -42,23 +42,6 @@ def _provenance(info: dict) -> dict:
         "versions": sorted((info.get("versions") or {}).items()),
         "details": [(k, _as_text(v)) for k, v in sorted((info.get("details") or {}).items())],
     }
-
-
-def _calibration(calibration: dict) -> list[tuple[str, list[tuple[str, str]]]]:
-    """The phases a run calibrated, as the pipeline records them ({phase: {"method": "batch",
-    "mean_answer": {question: each choice's mean probability}}, None for a phase it did not):
-    [(phase, [(question, its choices' means)])]."""
-    return [
-        (
-            phase,
-            sorted(
-                (question, " / ".join(f"{p:.3f}" for p in means))
-                for question, means in entry["mean_answer"].items()
-            ),
-        )
-        for phase, entry in calibration.items()
-        if entry
-    ]
 
 
 class GenerateView(StaffRequiredMixin, FormView):
@@ -107,17 +90,16 @@ class GenerationDetailView(LastPageOnOverflowMixin, ListView):
             "label": {label.strip(): label for label in self.summary.labels}.get(
                 get.get("label", "").strip(), ""
             ),
-            "reason": get.get("reason", "") if get.get("reason") in dict(self.summary.reasons) else "",
+            "category": get.get("category", "") if get.get("category") in self.summary.categories else "",
         }
         return selectors.candidate_list(run=self.run, **self.filters)
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         run, job = self.run, self.run.job
-        in_progress = run.status in IN_PROGRESS
-        # A job that ended before the run did (the model failed to load, or a queued job was
-        # cancelled) leaves the run queued or running: the page must say so and stop refreshing.
-        stalled = in_progress and job is not None and job.is_finished
+        in_progress = run.is_in_progress
+        # The page says why a stalled run stopped and stops refreshing.
+        stalled = run.is_stalled
         on_page = {c.pk for c in context["candidates"]}
         for candidate in context["candidates"]:
             # A twin on this page is a jump down the table; elsewhere, its own page.
@@ -132,6 +114,7 @@ class GenerationDetailView(LastPageOnOverflowMixin, ListView):
         query = self.request.GET.copy()
         query.pop("page", None)
         discriminator = run.discriminator_info or {}
+        calibration = discriminator.get("calibration") or {}
         context.update(
             run=run,
             job=job,
@@ -143,10 +126,11 @@ class GenerationDetailView(LastPageOnOverflowMixin, ListView):
             generator=_provenance(run.generator_info or {}),
             discriminator=_provenance(discriminator),
             embedder=_provenance(discriminator.get("embedder") or {}),
-            calibration=_calibration(discriminator.get("calibration") or {}),
+            calibration_method=calibration.get("method", ""),
+            calibration_bias=sorted((calibration.get("p_yes_mean") or {}).items()),
             counts=self.summary.counts,
             dropped=self.summary.dropped,
-            reasons=self.summary.reasons,
+            categories=self.summary.categories,
             labels=[(label, label.strip()) for label in self.summary.labels],
             decisions=Candidate.Decision.choices,
             filters={**self.filters, "label": self.filters["label"].strip()},
@@ -163,7 +147,7 @@ class GenerationCancelView(StaffRequiredMixin, View):
 
     def post(self, request, pk: int):
         run = get_object_or_404(GenerationRun.objects.select_related("job"), pk=pk)
-        if run.job is not None and run.status in IN_PROGRESS and not run.job.is_finished:
+        if run.job is not None and run.is_in_progress and not run.is_stalled:
             job_cancel(job=run.job)
         return redirect(run)
 

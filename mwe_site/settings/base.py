@@ -280,7 +280,7 @@ SPECTACULAR_SETTINGS = {
     # Several models have a "status"; name the annotation lease's enum explicitly.
     "ENUM_NAME_OVERRIDES": {
         "AssignmentStatusEnum": "annotation.models.AssignmentStatus",
-        "RunStatusEnum": "generation.models.RunStatus",
+        "RunStatusEnum": "generation.models.Status",
     },
 }
 
