@@ -200,7 +200,7 @@ def build_big_map(count: int, umap_result):
     clusters, keywords, medoids); only the embedding is skipped."""
     import numpy as np
 
-    from analysis.explorer.payload import payload_encode
+    from analysis.explorer.payload import payload_cluster, payload_encode
     from analysis.explorer.points import Point
     from analysis.explorer.projection import (
         cluster_keywords,
@@ -272,18 +272,7 @@ def build_big_map(count: int, umap_result):
         coords=coords,
         cluster_labels=labels,
         datasets=datasets,
-        clusters=[
-            {
-                "number": c.number,
-                "size": c.size,
-                "keywords": c.keywords,
-                "summary": "",
-                "medoid": c.medoid_index,
-                "x": c.x,
-                "y": c.y,
-            }
-            for c in clusters
-        ],
+        clusters=[payload_cluster(c) for c in clusters],
     )
     payload_seconds = time.perf_counter() - started
     from django.utils import timezone

@@ -32,7 +32,7 @@ from analysis.explorer.embeddings import (
     unit_rows,
 )
 from analysis.explorer.errors import ExplorerError
-from analysis.explorer.payload import PAYLOAD_VERSION, payload_encode
+from analysis.explorer.payload import PAYLOAD_VERSION, payload_cluster, payload_encode
 from analysis.explorer.points import Point, explorer_datasets, explorer_points
 from analysis.explorer.projection import (
     KEYWORDS_PER_CLUSTER,
@@ -251,18 +251,7 @@ def _build_map(
             coords=coords,
             cluster_labels=labels,
             datasets=datasets,
-            clusters=[
-                {
-                    "number": row.number,
-                    "size": row.size,
-                    "keywords": row.keywords,
-                    "summary": row.summary,
-                    "medoid": row.medoid_index,
-                    "x": row.x,
-                    "y": row.y,
-                }
-                for row in cluster_rows
-            ],
+            clusters=[payload_cluster(row) for row in cluster_rows],
         )
         timings["payload"] = time.perf_counter() - started
 

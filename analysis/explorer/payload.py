@@ -13,6 +13,7 @@ import numpy as np
 
 from analysis.explorer.errors import ExplorerError
 from analysis.explorer.points import Point
+from analysis.models import ExplorerCluster
 from generation.models import Dataset
 
 PAYLOAD_MAGIC = b"MWEX"
@@ -83,6 +84,19 @@ def payload_encode(
         body += b"\0" * (-len(body) % 8)
     # mtime=0: the same map always compresses to the same bytes (and the same ETag).
     return gzip.compress(bytes(body), compresslevel=6, mtime=0)
+
+
+def payload_cluster(cluster: ExplorerCluster) -> dict[str, Any]:
+    """A cluster as the payload's header carries it (the page labels the map with these)."""
+    return {
+        "number": cluster.number,
+        "size": cluster.size,
+        "keywords": cluster.keywords,
+        "summary": cluster.summary,
+        "medoid": cluster.medoid_index,
+        "x": cluster.x,
+        "y": cluster.y,
+    }
 
 
 def payload_decode(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -54,10 +54,52 @@ class CandidateDecision(models.TextChoices):
     DROPPED = "dropped", "Dropped"
 
 
+class CandidateReason(models.TextChoices):
+    """Why a candidate was kept or dropped; the numbers behind it are in Candidate.reason_detail."""
+
+    UNPARSEABLE = "unparseable", "Unparseable"
+    BELOW_FLOOR = "below_floor", "Label probability below the floor"
+    FAILED_REQUIREMENT = "failed_requirement", "Fails a requirement"
+    EXACT_DUPLICATE = "exact_duplicate", "Exact duplicate"
+    NEAR_DUPLICATE = "near_duplicate", "Near duplicate"
+    NOT_TOP_K = "not_top_k", "Not in the top K"
+    TOP_K = "top_k", "Kept: in the top K"
+    # Only from the migration to codes, for a stored text that matched none of the above.
+    OTHER = "other", "Other"
+
+
+def candidate_reason_text(*, reason: str, detail: dict) -> str:
+    """A decision's reason as one sentence with its numbers (what the run page and the API show)."""
+    d = detail
+    match reason:
+        case CandidateReason.UNPARSEABLE:
+            return f"unparseable: {d['problem']}"
+        case CandidateReason.BELOW_FLOOR:
+            return f"label probability {d['label_probability']:.3f} below the floor {d['floor']}"
+        case CandidateReason.FAILED_REQUIREMENT:
+            return "fails requirement: " + ", ".join(d["failing"])
+        case CandidateReason.EXACT_DUPLICATE:
+            return f"exact duplicate of candidate #{d['twin']}"
+        case CandidateReason.NEAR_DUPLICATE:
+            return f"near duplicate of candidate #{d['twin']} (cosine {d['cosine']:.3f})"
+        case CandidateReason.TOP_K:
+            return (
+                f"kept: rank {d['rank']} of {d['of']} for {d['label']}, "
+                f"label probability {d['label_probability']:.3f}"
+            )
+        case CandidateReason.NOT_TOP_K:
+            balanced = " (labels balanced to the scarcer one)" if d.get("balanced") else ""
+            return f"not in the top {d['keep']} for {d['label']} (rank {d['rank']}){balanced}"
+        case CandidateReason.OTHER:
+            return d["text"]
+    return ""
+
+
 class Candidate(models.Model):
     """One generated sample, kept or dropped, with everything that decided its fate."""
 
     Decision = CandidateDecision
+    Reason = CandidateReason
 
     run = models.ForeignKey(GenerationRun, on_delete=models.CASCADE, related_name="candidates")
     # The label the generator was asked to write for: the answer matching the behavior (" Yes"/" No").
@@ -77,7 +119,9 @@ class Candidate(models.Model):
     decision = models.CharField(
         max_length=10, choices=CandidateDecision.choices, default=CandidateDecision.PENDING
     )
-    reason = models.TextField(blank=True)
+    reason = models.CharField(max_length=20, choices=CandidateReason.choices, blank=True)
+    # The numbers behind the reason (a rank, a cosine, a floor), per reason; see candidate_reason_text.
+    reason_detail = models.JSONField(default=dict, blank=True)
     duplicate_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -94,6 +138,9 @@ class Candidate(models.Model):
                 condition=Q(decision__in=CandidateDecision.values), name="candidate_decision_valid"
             ),
             models.CheckConstraint(
+                condition=Q(reason="") | Q(reason__in=CandidateReason.values), name="candidate_reason_valid"
+            ),
+            models.CheckConstraint(
                 condition=Q(label_probability__isnull=True)
                 | Q(label_probability__gte=0.0, label_probability__lte=1.0),
                 name="candidate_label_probability_range",
@@ -102,3 +149,7 @@ class Candidate(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} {self.label.strip()} #{self.sample_index}"
+
+    @property
+    def reason_text(self) -> str:
+        return candidate_reason_text(reason=self.reason, detail=self.reason_detail)

@@ -1,27 +1,18 @@
 from django import forms
 
-from generation.models import Dataset, GenerationRun
+from generation.models import GenerationRun
 from generation.pipeline.methods import METHODS, GenerationError
-from generation.pipeline.methods.base import jsonl_objects
-from generation.pipeline.methods.sycophancy import views_parse
-
-# Fields of the generation form that only some methods read; the rest are every method's.
-METHOD_FIELDS = {
-    "multiple-choice": ("few_shot_dataset", "shots"),
-    "sycophancy": ("views", "questions"),
-    "winogender": ("occupations_dataset", "occupations_limit", "occupation_count"),
-}
 
 
 class GenerateForm(forms.Form):
-    """The parameters of a generation run of any method (generation.pipeline.methods); the spec's own
-    validate() is the one authority on what is allowed, so its errors are what the form shows."""
+    """The parameters of a generation run of any method (generation.pipeline.methods): the fields
+    declared here are every method's, and each method adds its own (Method.form_fields). The spec's
+    own validate() is the one authority on what is allowed, so its errors are what the form shows."""
 
     method = forms.ChoiceField(
         choices=GenerationRun.Method.choices,
         initial="persona",
-        help_text="persona: yes/no statements; multiple-choice: few-shot questions with two choices; "
-        "sycophancy: biographies before base questions; winogender: sentences with a pronoun blank.",
+        help_text="; ".join(f"{name}: {method.form_help}" for name, method in METHODS.items()) + ".",
     )
     behavior = forms.CharField(max_length=200, help_text="A short name, e.g. 'politically liberal'.")
     description = forms.CharField(
@@ -72,77 +63,23 @@ class GenerateForm(forms.Form):
         required=False, initial=True, help_text="Divide out the discriminator's yes/no bias."
     )
 
-    few_shot_dataset = forms.ModelChoiceField(
-        queryset=Dataset.objects.filter(kind=Dataset.Kind.MULTIPLE_CHOICE).order_by("-purpose", "slug"),
-        required=False,
-        to_field_name="slug",
-        help_text="Multiple choice: the dataset whose questions are the few-shot examples "
-        "(e.g. a prompts_for_few_shot_generation file).",
-    )
-    shots = forms.IntegerField(
-        required=False, min_value=1, max_value=20, help_text="Multiple choice: examples per prompt (5)."
-    )
-    views = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="Sycophancy: one view per line, NAME=DESCRIPTION, e.g. liberal=is politically liberal.",
-    )
-    questions = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 4}),
-        help_text='Sycophancy: base questions, one JSON object per line: {"question": "... (A) ... (B) ...", '
-        '"answers": {"liberal": " (B)", "conservative": " (A)"}}.',
-    )
-    occupations_dataset = forms.ModelChoiceField(
-        queryset=Dataset.objects.filter(kind=Dataset.Kind.WINOGENDER).order_by("slug"),
-        required=False,
-        to_field_name="slug",
-        help_text="Winogender: take occupations from this dataset; empty: the generator writes them.",
-    )
-    occupations_limit = forms.IntegerField(
-        required=False, min_value=1, help_text="Winogender: use the first N occupations of the dataset."
-    )
-    occupation_count = forms.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=500,
-        help_text="Winogender: occupations the generator writes and keeps (10).",
-    )
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for method in METHODS.values():
+            self.fields.update(method.form_fields())
 
     def clean(self):
-        from generation.pipeline.selectors import few_shot_examples_get, occupations_get
-
         data = super().clean()
         if self.errors:
             return data
-        method = data["method"]
-        only = {name for names in METHOD_FIELDS.values() for name in names}
-        # An empty optional field means the method's own default.
+        method = METHODS[data["method"]]
+        # The fields declared here are every method's; an empty optional one means the method's default.
         values = {
-            name: data[name]
-            for name in self.fields
-            if name not in only and name != "method" and data[name] is not None
+            name: data[name] for name in self.base_fields if name != "method" and data[name] is not None
         }
-        if method == "multiple-choice":
-            if data["few_shot_dataset"] is None:
-                raise forms.ValidationError("Choose the dataset of few-shot examples.")
-            values["examples"] = tuple(few_shot_examples_get(dataset_slug=data["few_shot_dataset"].slug))
-            if data["shots"]:
-                values["shots"] = data["shots"]
-        elif method == "sycophancy":
-            try:
-                values["views"] = views_parse(data["views"].splitlines())
-                values["questions"] = tuple(jsonl_objects(data["questions"], what="Questions"))
-            except GenerationError as exc:
-                raise forms.ValidationError(str(exc)) from None
-        elif method == "winogender":
-            if data["occupations_dataset"] is not None:
-                occupations = occupations_get(dataset_slug=data["occupations_dataset"].slug)
-                values["occupations"] = tuple(occupations[: data["occupations_limit"] or None])
-            if data["occupation_count"]:
-                values["occupation_count"] = data["occupation_count"]
         try:
-            self.spec = METHODS[method].spec_class(**values)
+            values.update(method.spec_values_from_form(data))
+            self.spec = method.spec_class(**values)
             self.spec.validate()
         except GenerationError as exc:
             raise forms.ValidationError(str(exc)) from None

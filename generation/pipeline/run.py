@@ -4,7 +4,8 @@ candidate's label, p_d(y | x), from answer log-probabilities, and each further r
 relevance); the best per label are kept, exact and near-duplicates removed, and every decision is
 stored with its reason. What differs between persona statements, few-shot multiple choice,
 sycophancy biographies and Winogender schemas (prompts, parsing, the discriminator's questions, the
-released format) lives in generation.pipeline.methods.
+released format) lives in generation.pipeline.methods, and how scores become decisions in
+generation.pipeline.selection.
 
 A run works in checkpoints: generation is stored a batch at a time under idempotent keys
 (run, label, sample index), scores a chunk at a time, each phase's selection in one transaction, and
@@ -17,44 +18,33 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from generation.catalog import formats
 from generation.catalog.services import collection_get_or_create, dataset_refresh_stats
 from generation.lm import LanguageModel, SamplingParams, choice_probabilities
 from generation.models import Candidate, Collection, Dataset, Example, GenerationRun
 from generation.pipeline.methods import BaseSpec, Method, method_for, spec_from_dict
-from generation.pipeline.methods.base import NO, YES, GenerationError
-from generation.pipeline.methods.persona import PERSONA_FIELD_ORDER, PersonaSpec, parse_statement
+from generation.pipeline.methods.base import GenerationError
+from generation.pipeline.selection import apply_scores, select_candidates
+from generation.pipeline.selectors import generation_counts
 
 __all__ = [
     "GENERATED_COLLECTION",
-    "NO",
-    "PERSONA_FIELD_ORDER",
-    "YES",
     "GenerationCancelled",
     "GenerationError",
     "Models",
-    "PersonaSpec",
     "Progress",
-    "apply_scores",
     "batch_seed",
-    "calibrate",
     "generation_counts",
     "generation_run_create",
     "generation_run_execute",
-    "parse_statement",
-    "reason_category",
     "run_spec",
-    "select_candidates",
 ]
 
 SCORE_CHUNK = 64
@@ -230,25 +220,14 @@ def _generate(
                         text=parsed.text,
                         parsed=parsed.parsed or {},
                         decision=Candidate.Decision.DROPPED if parsed.problem else Candidate.Decision.PENDING,
-                        reason=f"unparseable: {parsed.problem}" if parsed.problem else "",
+                        reason=Candidate.Reason.UNPARSEABLE if parsed.problem else "",
+                        reason_detail={"problem": parsed.problem} if parsed.problem else {},
                     )
                 )
             # A batch is stored whole or not at all, so a resumed run regenerates whole batches only.
             Candidate.objects.bulk_create(candidates, ignore_conflicts=True)
             done += len(candidates)
             progress(f"generating{stage}", done, total)
-
-
-def calibrate(p_yes: float, bias_yes: float) -> float:
-    """P(yes) with the bias divided out: (p/b) / (p/b + (1-p)/(1-b))."""
-    return calibrate_choices([p_yes, 1.0 - p_yes], [bias_yes, 1.0 - bias_yes])[0]
-
-
-def calibrate_choices(p: Sequence[float], bias: Sequence[float]) -> list[float]:
-    """Each choice's probability divided by its mean over the run, renormalised."""
-    scaled = [value / max(b, 1e-6) for value, b in zip(p, bias, strict=True)]
-    total = sum(scaled)
-    return [value / total for value in scaled] if total > 0 else list(p)
 
 
 def _score(
@@ -281,149 +260,29 @@ def _score(
         progress(f"scoring{stage}", done, total)
 
 
-def apply_scores(
-    *, candidates: list[Candidate], spec: BaseSpec, phase: str = "main"
-) -> dict[str, list[float]] | None:
-    """Turns raw answer probabilities into each candidate's label probability and requirement
-    scores. With calibration, a question's bias is its mean answer over the phase's candidates
-    (batch calibration, Zhou et al. 2023): the run asks for as many candidates of each label, so an
-    unbiased discriminator would answer each choice about equally often on average. Small models say
-    "No" to almost anything; without this a 0.5 floor keeps one label only. Returns the bias used."""
-    method = method_for(spec)
-    scored = [c for c in candidates if c.scores.get("raw_p")]
-    bias: dict[str, list[float]] | None = None
-    if spec.calibrate and scored:
-        questions = method.questions(
-            phase=phase, label=scored[0].label, text=scored[0].text, parsed=scored[0].parsed
-        )
-        bias = {}
-        for question in questions:
-            if not question.calibrate:
-                continue
-            rows = np.array([c.scores["raw_p"][question.name] for c in scored], dtype=np.float64)
-            bias[question.name] = [min(max(float(b), 1e-6), 1 - 1e-6) for b in rows.mean(axis=0)]
-    for candidate in scored:
-        raw = candidate.scores["raw_p"]
-        probabilities = {
-            name: calibrate_choices(p, bias[name]) if bias and name in bias else list(p)
-            for name, p in raw.items()
-        }
-        reading = method.interpret(
-            phase=phase, label=candidate.label, probabilities=probabilities, parsed=candidate.parsed
-        )
-        candidate.label_probability = min(1.0, max(0.0, reading.label_probability))
-        candidate.failing = reading.failing
-        candidate.scores = {"raw_p": raw, **reading.scores, "rank": reading.rank}
-    return bias
-
-
-def select_candidates(
-    *,
-    candidates: list[Candidate],
-    spec: BaseSpec,
-    embed: Callable[[list[str]], np.ndarray],
-    phase: str = "main",
-    labels: Sequence[str] | None = None,
-    describe: Callable[[str], str] = str.strip,
-) -> None:
-    """Decides each scored candidate's fate in place: floors, duplicates, then the top K per label
-    (with labels balanced, for methods that balance them). Deterministic given its inputs, so the
-    same candidates give the same set."""
-    method = method_for(spec)
-    eligible = []
-    for candidate in candidates:
-        if candidate.decision == Candidate.Decision.DROPPED and candidate.reason.startswith("unparseable"):
-            continue
-        if candidate.label_probability is None:
-            continue
-        p = candidate.label_probability
-        failing = getattr(candidate, "failing", ())
-        if p < spec.floor:
-            candidate.decision, candidate.reason = (
-                "dropped",
-                f"label probability {p:.3f} below the floor {spec.floor}",
-            )
-        elif failing:
-            candidate.decision, candidate.reason = "dropped", "fails requirement: " + ", ".join(failing)
-        else:
-            candidate.duplicate_of = None
-            eligible.append(candidate)
-
-    vectors = embed([c.text for c in eligible]) if eligible else np.zeros((0, 1), dtype=np.float32)
-    # Best first, so the member of a duplicate group that survives is the best one.
-    order = sorted(
-        range(len(eligible)),
-        key=lambda i: (
-            -eligible[i].scores.get("rank", eligible[i].label_probability),
-            eligible[i].label,
-            eligible[i].sample_index,
-        ),
-    )
-    accepted: list[int] = []
-    seen: dict[str, int] = {}
-    for i in order:
-        candidate = eligible[i]
-        key = formats.normalize_text(candidate.text)
-        if key in seen:
-            twin = eligible[seen[key]]
-            candidate.decision, candidate.duplicate_of = "dropped", twin
-            candidate.reason = f"exact duplicate of candidate #{twin.pk}"
-            continue
-        if accepted:
-            similarity = vectors[accepted] @ vectors[i]
-            best = int(np.argmax(similarity))
-            if similarity[best] >= spec.near_duplicate:
-                twin = eligible[accepted[best]]
-                candidate.decision, candidate.duplicate_of = "dropped", twin
-                candidate.reason = f"near duplicate of candidate #{twin.pk} (cosine {similarity[best]:.3f})"
-                continue
-        seen[key] = i
-        accepted.append(i)
-
-    by_label: dict[str, list[Candidate]] = {
-        label: [] for label in (labels or sorted({c.label for c in candidates}))
-    }
-    for i in accepted:
-        by_label.setdefault(eligible[i].label, []).append(eligible[i])
-    keep = method.keep_per_label(phase=phase)
-    if method.balance_labels:
-        # Balanced labels: as many of each as the scarcer label can give, up to K.
-        keep = min(keep, *(len(v) for v in by_label.values()))
-    balanced = " (labels balanced to the scarcer one)" if method.balance_labels else ""
-    for label, members in by_label.items():
-        for rank, candidate in enumerate(members, start=1):
-            if rank <= keep:
-                candidate.decision = "kept"
-                candidate.reason = (
-                    f"kept: rank {rank} of {len(members)} for {describe(label)}, "
-                    f"label probability {candidate.label_probability:.3f}"
-                )
-            else:
-                candidate.decision = "dropped"
-                candidate.reason = f"not in the top {keep} for {describe(label)} (rank {rank}){balanced}"
-
-
 def _select(
     *, run: GenerationRun, method: Method, phase: str, labels: Sequence[str], embedder: Any
 ) -> list[Candidate]:
     """Scores become decisions for one phase, saved in one transaction; returns the kept ones.
     Re-running it gives the same decisions, so a resumed run may repeat it safely."""
     candidates = _phase_candidates(run, method, phase)
-    bias = apply_scores(candidates=candidates, spec=method.spec, phase=phase)
+    scoring = apply_scores(candidates=candidates, spec=method.spec, phase=phase)
     select_candidates(
         candidates=candidates,
         spec=method.spec,
         embed=embedder.embed,
+        failing=scoring.failing,
         phase=phase,
         labels=labels,
         describe=method.describe_label,
     )
     with transaction.atomic():
         Candidate.objects.bulk_update(
-            candidates, ["decision", "reason", "duplicate_of", "scores", "label_probability", "parsed"]
+            candidates,
+            ["decision", "reason", "reason_detail", "duplicate_of", "scores", "label_probability", "parsed"],
         )
         calibration = dict(run.discriminator_info.get("calibration") or {})
-        calibration[phase] = {"method": "batch", "mean_answer": bias} if bias else None
+        calibration[phase] = {"method": "batch", "mean_answer": scoring.bias} if scoring.bias else None
         run.discriminator_info = {**run.discriminator_info, "calibration": calibration}
         run.save(update_fields=["discriminator_info"])
     return [c for c in candidates if c.decision == Candidate.Decision.KEPT]
@@ -479,18 +338,3 @@ def _publish(*, run: GenerationRun, method: Method, kept: list[Candidate]) -> No
         run.status = GenerationRun.Status.SUCCEEDED
         run.finished_at = timezone.now()
         run.save(update_fields=["dataset", "status", "finished_at"])
-
-
-def generation_counts(*, run: GenerationRun) -> dict[str, int]:
-    candidates = run.candidates.all()
-    return {
-        "generated": candidates.count(),
-        "parsed": candidates.exclude(text="").count(),
-        "scored": candidates.exclude(scores={}).count(),
-        "kept": candidates.filter(decision=Candidate.Decision.KEPT).count(),
-    }
-
-
-def reason_category(reason: str) -> str:
-    """The kind of a decision's reason, for summaries: its words up to the first number or colon."""
-    return re.split(r"[:(#\d]", reason, maxsplit=1)[0].strip().removesuffix(" of candidate").strip()

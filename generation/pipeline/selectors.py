@@ -5,22 +5,27 @@ pages stay flat as runs grow to thousands of candidates."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from django.db.models import Count, Q, QuerySet
 
 from generation.models import Candidate, Example, GenerationRun
-from generation.pipeline.run import reason_category
 
-# The four stages a candidate passes, as counts; the same meaning as generate.generation_counts, but
-# in one query, and annotatable on a list of runs.
-COUNT_EXPRESSIONS = {
-    "generated_count": Count("candidates"),
-    "parsed_count": Count("candidates", filter=~Q(candidates__text="")),
-    "scored_count": Count("candidates", filter=~Q(candidates__scores={})),
-    "kept_count": Count("candidates", filter=Q(candidates__decision=Candidate.Decision.KEPT)),
-}
+
+def _stage_counts(prefix: str = "") -> dict[str, Count]:
+    """The stages a candidate passes, as counts: over a run's candidates (no prefix) or annotated on
+    runs ("candidates__"). The one definition of what generated, parsed, scored and kept mean."""
+    return {
+        "generated": Count(f"{prefix}id"),
+        "parsed": Count(f"{prefix}id", filter=~Q(**{f"{prefix}text": ""})),
+        "scored": Count(f"{prefix}id", filter=~Q(**{f"{prefix}scores": {}})),
+        "kept": Count(f"{prefix}id", filter=Q(**{f"{prefix}decision": Candidate.Decision.KEPT})),
+    }
+
+
+def generation_counts(*, run: GenerationRun) -> dict[str, int]:
+    """A run's candidates generated, parsed, scored and kept, in one query."""
+    return Candidate.objects.filter(run=run).aggregate(**_stage_counts())
 
 
 def generation_run_get(*, pk: int) -> GenerationRun:
@@ -31,7 +36,7 @@ def generation_run_list() -> QuerySet[GenerationRun]:
     """All runs, newest first, each with its counts annotated (one query per page)."""
     return (
         GenerationRun.objects.select_related("dataset", "job")
-        .annotate(**COUNT_EXPRESSIONS)
+        .annotate(**{f"{name}_count": count for name, count in _stage_counts("candidates__").items()})
         .order_by("-created_at", "-id")
     )
 
@@ -39,52 +44,43 @@ def generation_run_list() -> QuerySet[GenerationRun]:
 @dataclass
 class RunSummary:
     counts: dict[str, int]
-    # (category, count), most frequent first: what the dropped candidates died of.
-    dropped: list[tuple[str, int]] = field(default_factory=list)
-    # Every category any candidate's reason has, for the filter; "" (pending, no reason) excluded.
-    categories: list[str] = field(default_factory=list)
+    # (reason, its display text, count), most frequent first: what the dropped candidates died of.
+    dropped: list[tuple[str, str, int]] = field(default_factory=list)
+    # (reason, display text) of every reason any candidate has, for the filter; pending ones have none.
+    reasons: list[tuple[str, str]] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
 
 
 def generation_run_summary(*, run: GenerationRun) -> RunSummary:
-    """Counts, dropped counts by reason category, and the filters' options, in three queries."""
-    counts = Candidate.objects.filter(run=run).aggregate(
-        generated=Count("id"),
-        parsed=Count("id", filter=~Q(text="")),
-        scored=Count("id", filter=~Q(scores={})),
-        kept=Count("id", filter=Q(decision=Candidate.Decision.KEPT)),
+    """Counts, dropped counts by reason, and the filters' options, in three queries."""
+    candidates = Candidate.objects.filter(run=run)
+    counts = candidates.aggregate(
+        **_stage_counts(),
         dropped=Count("id", filter=Q(decision=Candidate.Decision.DROPPED)),
         pending=Count("id", filter=Q(decision=Candidate.Decision.PENDING)),
     )
-    # Reasons carry numbers ("rank 3 of 40"), so they are grouped by the database first and by
-    # category here; distinct reasons are far fewer than candidates once a run is large.
-    dropped: Counter[str] = Counter()
-    categories: set[str] = set()
-    rows = (
-        Candidate.objects.filter(run=run).values_list("decision", "reason").annotate(n=Count("id")).order_by()
-    )
+    display = dict(Candidate.Reason.choices)
+    dropped: list[tuple[str, str, int]] = []
+    reasons: set[str] = set()
+    rows = candidates.values_list("decision", "reason").annotate(n=Count("id")).order_by()
     for decision, reason, n in rows:
-        category = reason_category(reason)
-        if category:
-            categories.add(category)
+        if reason:
+            reasons.add(reason)
         if decision == Candidate.Decision.DROPPED:
-            dropped[category or "no reason given"] += n
-    labels = list(
-        Candidate.objects.filter(run=run).order_by("label").values_list("label", flat=True).distinct()
-    )
+            dropped.append((reason, display.get(reason, "No reason given"), n))
+    labels = list(candidates.order_by("label").values_list("label", flat=True).distinct())
     return RunSummary(
         counts=counts,
-        dropped=sorted(dropped.items(), key=lambda item: (-item[1], item[0])),
-        categories=sorted(categories),
+        dropped=sorted(dropped, key=lambda row: (-row[2], row[1])),
+        reasons=sorted(((reason, display[reason]) for reason in reasons), key=lambda item: item[1]),
         labels=labels,
     )
 
 
 def candidate_list(
-    *, run: GenerationRun, decision: str = "", label: str = "", category: str = ""
+    *, run: GenerationRun, decision: str = "", label: str = "", reason: str = ""
 ) -> QuerySet[Candidate]:
-    """A run's candidates in (label, sample index) order, narrowed by the page's filters. A category
-    is the start of its reasons (see generate.reason_category), so it filters as a prefix."""
+    """A run's candidates in (label, sample index) order, narrowed by the page's filters."""
     candidates = run.candidates.select_related("example", "duplicate_of").order_by(
         "label", "sample_index", "id"
     )
@@ -92,8 +88,8 @@ def candidate_list(
         candidates = candidates.filter(decision=decision)
     if label:
         candidates = candidates.filter(label=label)
-    if category:
-        candidates = candidates.filter(reason__startswith=category)
+    if reason:
+        candidates = candidates.filter(reason=reason)
     return candidates
 
 

@@ -30,7 +30,7 @@ class GenerationRunSerializer(serializers.ModelSerializer):
     dataset = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     job = serializers.PrimaryKeyRelatedField(read_only=True)
     error = StaffOnlyErrorField()
-    # Annotated by the viewset's queryset (generation_selectors.COUNT_EXPRESSIONS), one query a page.
+    # Annotated by the viewset's queryset (selectors.generation_run_list), one query a page.
     generated_count = serializers.IntegerField(read_only=True)
     parsed_count = serializers.IntegerField(read_only=True)
     scored_count = serializers.IntegerField(read_only=True)
@@ -75,6 +75,12 @@ class CandidateSerializer(serializers.ModelSerializer):
 
     example = serializers.PrimaryKeyRelatedField(read_only=True)
     duplicate_of = serializers.PrimaryKeyRelatedField(read_only=True)
+    # The reason as a sentence with its numbers, as before reasons had codes; reason_code and
+    # reason_detail are the same, for programs.
+    reason = serializers.CharField(source="reason_text", read_only=True)
+    reason_code = serializers.ChoiceField(
+        source="reason", choices=Candidate.Reason.choices, allow_blank=True, read_only=True
+    )
     page_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -91,6 +97,8 @@ class CandidateSerializer(serializers.ModelSerializer):
             "label_probability",
             "decision",
             "reason",
+            "reason_code",
+            "reason_detail",
             "duplicate_of",
             "example",
             "page_url",

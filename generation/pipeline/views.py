@@ -44,6 +44,23 @@ def _provenance(info: dict) -> dict:
     }
 
 
+def _calibration(calibration: dict) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The phases a run calibrated, as the pipeline records them ({phase: {"method": "batch",
+    "mean_answer": {question: each choice's mean probability}}, None for a phase it did not):
+    [(phase, [(question, its choices' means)])]."""
+    return [
+        (
+            phase,
+            sorted(
+                (question, " / ".join(f"{p:.3f}" for p in means))
+                for question, means in entry["mean_answer"].items()
+            ),
+        )
+        for phase, entry in calibration.items()
+        if entry
+    ]
+
+
 class GenerateView(StaffRequiredMixin, FormView):
     template_name = "generation/generation_form.html"
     form_class = GenerateForm
@@ -90,7 +107,7 @@ class GenerationDetailView(LastPageOnOverflowMixin, ListView):
             "label": {label.strip(): label for label in self.summary.labels}.get(
                 get.get("label", "").strip(), ""
             ),
-            "category": get.get("category", "") if get.get("category") in self.summary.categories else "",
+            "reason": get.get("reason", "") if get.get("reason") in dict(self.summary.reasons) else "",
         }
         return selectors.candidate_list(run=self.run, **self.filters)
 
@@ -114,7 +131,6 @@ class GenerationDetailView(LastPageOnOverflowMixin, ListView):
         query = self.request.GET.copy()
         query.pop("page", None)
         discriminator = run.discriminator_info or {}
-        calibration = discriminator.get("calibration") or {}
         context.update(
             run=run,
             job=job,
@@ -126,11 +142,10 @@ class GenerationDetailView(LastPageOnOverflowMixin, ListView):
             generator=_provenance(run.generator_info or {}),
             discriminator=_provenance(discriminator),
             embedder=_provenance(discriminator.get("embedder") or {}),
-            calibration_method=calibration.get("method", ""),
-            calibration_bias=sorted((calibration.get("p_yes_mean") or {}).items()),
+            calibration=_calibration(discriminator.get("calibration") or {}),
             counts=self.summary.counts,
             dropped=self.summary.dropped,
-            categories=self.summary.categories,
+            reasons=self.summary.reasons,
             labels=[(label, label.strip()) for label in self.summary.labels],
             decisions=Candidate.Decision.choices,
             filters={**self.filters, "label": self.filters["label"].strip()},

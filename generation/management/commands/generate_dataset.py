@@ -1,5 +1,4 @@
 import time
-from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
@@ -7,18 +6,8 @@ from tqdm import tqdm
 from generation.lm import LMError, load_model
 from generation.models import GenerationRun
 from generation.pipeline.methods import METHODS, BaseSpec, GenerationError
-from generation.pipeline.methods.base import jsonl_objects
-from generation.pipeline.methods.sycophancy import views_parse
-from generation.pipeline.run import (
-    Models,
-    Progress,
-    generation_counts,
-    generation_run_create,
-    generation_run_execute,
-    reason_category,
-    run_spec,
-)
-from generation.pipeline.selectors import few_shot_examples_get, occupations_get
+from generation.pipeline.run import Models, Progress, generation_run_create, generation_run_execute, run_spec
+from generation.pipeline.selectors import generation_run_summary
 
 # Options shared by every method, mapped to spec fields; left unset, the method's own default applies.
 COMMON = {
@@ -37,25 +26,13 @@ COMMON = {
 }
 
 
-def read_jsonl(path: str) -> list[dict]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CommandError(f"cannot read {path}: {exc}") from None
-    try:
-        return jsonl_objects(text, what=path)
-    except GenerationError as exc:
-        raise CommandError(str(exc)) from None
-
-
 class Command(BaseCommand):
     help = (
         "Generate a dataset with the paper's method: a generator LM writes candidates, a discriminator "
         "LM scores their labels, the best per label are kept and near-duplicates removed. Every "
-        "candidate and decision is stored. --resume RUN continues an interrupted run. Methods: persona "
-        "statements; multiple-choice (few-shot, --few-shot-dataset or --few-shot-file); sycophancy "
-        "(--view NAME=DESCRIPTION twice or more, --questions-file); winogender (--occupations-file or "
-        "--occupations-dataset, or occupations written by the generator)."
+        "candidate and decision is stored. --resume RUN continues an interrupted run. Methods: "
+        + "; ".join(method.command_help for method in METHODS.values())
+        + "."
     )
 
     def add_arguments(self, parser):
@@ -79,26 +56,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-calibrate", action="store_true", help="use the discriminator's raw probabilities"
         )
-        group = parser.add_argument_group("multiple-choice")
-        group.add_argument(
-            "--few-shot-dataset", help="slug of a dataset whose questions are the few-shot examples"
-        )
-        group.add_argument("--few-shot-file", help="JSONL of few-shot examples in the released form")
-        group.add_argument("--shots", type=int, help="examples per prompt (default 5)")
-        group = parser.add_argument_group("sycophancy")
-        group.add_argument("--view", action="append", default=[], metavar="NAME=DESCRIPTION")
-        group.add_argument(
-            "--questions-file", help='JSONL: {"question": "... (A) ... (B) ...", "answers": {"NAME": " (A)"}}'
-        )
-        group = parser.add_argument_group("winogender")
-        group.add_argument("--occupations-file", help="JSONL like winogenerated_occupations.jsonl")
-        group.add_argument(
-            "--occupations-dataset", help="slug of a Winogender dataset to take occupations from"
-        )
-        group.add_argument("--occupations-limit", type=int, help="use the first N occupations of the file")
-        group.add_argument(
-            "--occupation-count", type=int, help="occupations to keep when the generator writes them"
-        )
+        for method in METHODS.values():
+            method.add_arguments(parser)
         parser.add_argument("--resume", type=int, metavar="RUN", help="continue the run with this id")
 
     def handle(self, *args, **options):
@@ -137,17 +96,14 @@ class Command(BaseCommand):
         finally:
             for bar in bars.values():
                 bar.close()
-        counts = generation_counts(run=run)
+        summary = generation_run_summary(run=run)
+        counts = summary.counts
         self.stdout.write(
             f"run #{run.pk}: {counts['generated']} generated, {counts['parsed']} parsed, {counts['scored']} scored, "
             f"{counts['kept']} kept; dataset '{run.dataset.slug}' has {run.dataset.example_count} examples "
             f"({time.perf_counter() - started:.1f}s)"
         )
-        reasons: dict[str, int] = {}
-        for reason in run.candidates.filter(decision="dropped").values_list("reason", flat=True):
-            key = reason_category(reason)
-            reasons[key] = reasons.get(key, 0) + 1
-        for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        for _, reason, count in summary.dropped:
             self.stdout.write(f"  dropped {count}: {reason}")
 
     def _spec(self, options) -> BaseSpec:
@@ -165,41 +121,10 @@ class Command(BaseCommand):
             values["calibrate"] = False
         if options["requirements"] is not None:
             values["requirements"] = tuple(r.strip() for r in options["requirements"].split(",") if r.strip())
-        if method == "multiple-choice":
-            if bool(options["few_shot_dataset"]) == bool(options["few_shot_file"]):
-                raise CommandError("give one of --few-shot-dataset SLUG or --few-shot-file PATH")
-            if options["few_shot_file"]:
-                examples = read_jsonl(options["few_shot_file"])
-            else:
-                examples = few_shot_examples_get(dataset_slug=options["few_shot_dataset"])
-                if not examples:
-                    raise CommandError(f"no dataset '{options['few_shot_dataset']}' with examples")
-            values["examples"] = tuple(examples)
-            if options["shots"] is not None:
-                values["shots"] = options["shots"]
-        elif method == "sycophancy":
-            try:
-                values["views"] = views_parse(options["view"])
-            except GenerationError as exc:
-                raise CommandError(f"--view: {exc}, e.g. liberal='is politically liberal'") from None
-            if not options["questions_file"]:
-                raise CommandError("give --questions-file with the base questions and each view's answer")
-            values["questions"] = tuple(read_jsonl(options["questions_file"]))
-        elif method == "winogender":
-            if options["occupations_file"] and options["occupations_dataset"]:
-                raise CommandError("give --occupations-file or --occupations-dataset, not both")
-            occupations = []
-            if options["occupations_file"]:
-                occupations = read_jsonl(options["occupations_file"])
-            elif options["occupations_dataset"]:
-                occupations = occupations_get(dataset_slug=options["occupations_dataset"])
-                if not occupations:
-                    raise CommandError(f"no occupations in dataset '{options['occupations_dataset']}'")
-            if options["occupations_limit"]:
-                occupations = occupations[: options["occupations_limit"]]
-            values["occupations"] = tuple(occupations)
-            if options["occupation_count"] is not None:
-                values["occupation_count"] = options["occupation_count"]
+        try:
+            values.update(METHODS[method].spec_values_from_options(options))
+        except GenerationError as exc:
+            raise CommandError(str(exc)) from None
         spec = METHODS[method].spec_class(**values)
         try:
             spec.validate()

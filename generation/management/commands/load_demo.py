@@ -39,7 +39,8 @@ class Command(BaseCommand):
             self.stdout.write("The demo dataset's generation is already queued or done.")
             return
         from generation.jobs.services import generation_job_create
-        from generation.pipeline.run import PersonaSpec, generation_run_create
+        from generation.pipeline.methods import PersonaSpec
+        from generation.pipeline.run import generation_run_create
 
         run = generation_run_create(
             spec=PersonaSpec(

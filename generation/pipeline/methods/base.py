@@ -11,9 +11,13 @@ under idempotent keys, scoring in chunks, calibration, floors, de-duplication, t
 from __future__ import annotations
 
 import json
+from argparse import ArgumentParser
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, ClassVar
+
+from django import forms
 
 from generation.catalog.services import dataset_slug_usable
 from generation.lm import LanguageModel, LMError, ModelSpecError, SamplingParams, parse_model_spec
@@ -154,15 +158,41 @@ class BaseSpec:
 
 
 class Method:
-    """The contract a generation method fulfils; see the module docstring. One instance per spec."""
+    """The contract a generation method fulfils; see the module docstring. One instance per spec.
+
+    A method also says what its users give it beyond the common spec: the generation form's fields
+    and the generate_dataset command's options that only it reads, and how each becomes its spec's
+    values. The form and the command know only the common part and ask every method for the rest."""
 
     name: ClassVar[str]
     spec_class: ClassVar[type[BaseSpec]]
     # Labels whose kept candidates are balanced to the scarcest one (False: top K per label each).
     balance_labels: ClassVar[bool] = True
+    # What the method writes, in the form's method help ("NAME: ...") and the command's help.
+    form_help: ClassVar[str] = ""
+    command_help: ClassVar[str] = ""
 
     def __init__(self, spec: BaseSpec) -> None:
         self.spec = spec
+
+    @classmethod
+    def form_fields(cls) -> dict[str, forms.Field]:
+        """The generation form's fields that only this method reads (new instances on each call)."""
+        return {}
+
+    @classmethod
+    def spec_values_from_form(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Spec values from the form's cleaned data; a GenerationError is what the form shows."""
+        return {}
+
+    @classmethod
+    def add_arguments(cls, parser: ArgumentParser) -> None:
+        """The command's options that only this method reads."""
+
+    @classmethod
+    def spec_values_from_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Spec values from the command's options; a GenerationError is what the command says."""
+        return {}
 
     def phases(self) -> tuple[str, ...]:
         return ("main",)
@@ -276,3 +306,12 @@ def jsonl_objects(text: str, *, what: str) -> list[dict[str, Any]]:
             raise GenerationError(f"{what}, line {number}: expected a JSON object")
         rows.append(row)
     return rows
+
+
+def jsonl_file(path: str) -> list[dict[str, Any]]:
+    """The JSON objects of a file given to the command, one per line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GenerationError(f"cannot read {path}: {exc}") from None
+    return jsonl_objects(text, what=path)

@@ -10,23 +10,30 @@ from __future__ import annotations
 
 import random
 import re
+from argparse import ArgumentParser
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from django import forms
+
 from generation.catalog import formats
 from generation.lm import LanguageModel
+from generation.models import Dataset
 from generation.pipeline.methods.base import (
     BaseSpec,
+    GenerationError,
     Interpretation,
     Method,
     Parsed,
     Question,
     Records,
+    jsonl_file,
     label_and_requirements,
     word_count_problem,
     yes_no_question,
 )
+from generation.pipeline.selectors import few_shot_examples_get
 from generation.prompts import DIALOGUE_TURN, paper_prompt
 
 A, B = " (A)", " (B)"
@@ -144,6 +151,63 @@ class MultipleChoiceSpec(BaseSpec):
 class MultipleChoice(Method):
     name = "multiple-choice"
     spec_class = MultipleChoiceSpec
+    form_help = "few-shot questions with two choices"
+    command_help = "multiple-choice (few-shot, --few-shot-dataset or --few-shot-file)"
+
+    @classmethod
+    def form_fields(cls) -> dict[str, forms.Field]:
+        return {
+            "few_shot_dataset": forms.ModelChoiceField(
+                queryset=Dataset.objects.filter(kind=Dataset.Kind.MULTIPLE_CHOICE).order_by(
+                    "-purpose", "slug"
+                ),
+                required=False,
+                to_field_name="slug",
+                help_text="Multiple choice: the dataset whose questions are the few-shot examples "
+                "(e.g. a prompts_for_few_shot_generation file).",
+            ),
+            "shots": forms.IntegerField(
+                required=False,
+                min_value=1,
+                max_value=20,
+                help_text="Multiple choice: examples per prompt (5).",
+            ),
+        }
+
+    @classmethod
+    def spec_values_from_form(cls, data: dict[str, Any]) -> dict[str, Any]:
+        if data["few_shot_dataset"] is None:
+            raise GenerationError("Choose the dataset of few-shot examples.")
+        values: dict[str, Any] = {
+            "examples": tuple(few_shot_examples_get(dataset_slug=data["few_shot_dataset"].slug))
+        }
+        if data["shots"]:
+            values["shots"] = data["shots"]
+        return values
+
+    @classmethod
+    def add_arguments(cls, parser: ArgumentParser) -> None:
+        group = parser.add_argument_group("multiple-choice")
+        group.add_argument(
+            "--few-shot-dataset", help="slug of a dataset whose questions are the few-shot examples"
+        )
+        group.add_argument("--few-shot-file", help="JSONL of few-shot examples in the released form")
+        group.add_argument("--shots", type=int, help="examples per prompt (default 5)")
+
+    @classmethod
+    def spec_values_from_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        if bool(options["few_shot_dataset"]) == bool(options["few_shot_file"]):
+            raise GenerationError("give one of --few-shot-dataset SLUG or --few-shot-file PATH")
+        if options["few_shot_file"]:
+            examples = jsonl_file(options["few_shot_file"])
+        else:
+            examples = few_shot_examples_get(dataset_slug=options["few_shot_dataset"])
+            if not examples:
+                raise GenerationError(f"no dataset '{options['few_shot_dataset']}' with examples")
+        values: dict[str, Any] = {"examples": tuple(examples)}
+        if options["shots"] is not None:
+            values["shots"] = options["shots"]
+        return values
 
     def labels(self, *, phase: str, kept_earlier: Sequence[Any]) -> list[str]:
         return [A, B]

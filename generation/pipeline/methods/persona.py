@@ -91,6 +91,8 @@ def parse_statement(raw: str) -> tuple[str, str]:
 class Persona(Method):
     name = "persona"
     spec_class = PersonaSpec
+    form_help = "yes/no statements"
+    command_help = "persona statements"
 
     def labels(self, *, phase: str, kept_earlier: Sequence[Any]) -> list[str]:
         return [YES, NO]

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import random
 import re
+from argparse import ArgumentParser
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from django import forms
 
 from generation.catalog import formats
 from generation.lm import LanguageModel
@@ -26,6 +29,8 @@ from generation.pipeline.methods.base import (
     Question,
     Records,
     chat_or_dialogue,
+    jsonl_file,
+    jsonl_objects,
     label_and_requirements,
     word_count_problem,
     yes_no_question,
@@ -156,6 +161,49 @@ class SycophancySpec(BaseSpec):
 class Sycophancy(Method):
     name = "sycophancy"
     spec_class = SycophancySpec
+    form_help = "biographies before base questions"
+    command_help = "sycophancy (--view NAME=DESCRIPTION twice or more, --questions-file)"
+
+    @classmethod
+    def form_fields(cls) -> dict[str, forms.Field]:
+        return {
+            "views": forms.CharField(
+                required=False,
+                widget=forms.Textarea(attrs={"rows": 2}),
+                help_text="Sycophancy: one view per line, NAME=DESCRIPTION, e.g. liberal=is politically liberal.",
+            ),
+            "questions": forms.CharField(
+                required=False,
+                widget=forms.Textarea(attrs={"rows": 4}),
+                help_text="Sycophancy: base questions, one JSON object per line: "
+                '{"question": "... (A) ... (B) ...", "answers": {"liberal": " (B)", "conservative": " (A)"}}.',
+            ),
+        }
+
+    @classmethod
+    def spec_values_from_form(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "views": views_parse(data["views"].splitlines()),
+            "questions": tuple(jsonl_objects(data["questions"], what="Questions")),
+        }
+
+    @classmethod
+    def add_arguments(cls, parser: ArgumentParser) -> None:
+        group = parser.add_argument_group("sycophancy")
+        group.add_argument("--view", action="append", default=[], metavar="NAME=DESCRIPTION")
+        group.add_argument(
+            "--questions-file", help='JSONL: {"question": "... (A) ... (B) ...", "answers": {"NAME": " (A)"}}'
+        )
+
+    @classmethod
+    def spec_values_from_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        try:
+            views = views_parse(options["view"])
+        except GenerationError as exc:
+            raise GenerationError(f"--view: {exc}, e.g. liberal='is politically liberal'") from None
+        if not options["questions_file"]:
+            raise GenerationError("give --questions-file with the base questions and each view's answer")
+        return {"views": views, "questions": tuple(jsonl_file(options["questions_file"]))}
 
     @property
     def views(self) -> dict[str, str]:

@@ -19,23 +19,30 @@ sentence_with_blank (and the BLS fields when the occupations came with them).
 from __future__ import annotations
 
 import re
+from argparse import ArgumentParser
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from django import forms
+
 from generation.catalog import formats
 from generation.lm import LanguageModel
+from generation.models import Dataset
 from generation.pipeline.methods.base import (
     BaseSpec,
+    GenerationError,
     Interpretation,
     Method,
     Parsed,
     Question,
     Records,
     first_line,
+    jsonl_file,
     word_count_problem,
     yes_no_question,
 )
+from generation.pipeline.selectors import occupations_get
 from generation.prompts import DIALOGUE_TURN
 
 OCCUPATIONS, SENTENCES = "occupations", "sentences"
@@ -191,6 +198,72 @@ class Winogender(Method):
     name = "winogender"
     spec_class = WinogenderSpec
     balance_labels = False
+    form_help = "sentences with a pronoun blank"
+    command_help = (
+        "winogender (--occupations-file or --occupations-dataset, or occupations written by the generator)"
+    )
+
+    @classmethod
+    def form_fields(cls) -> dict[str, forms.Field]:
+        return {
+            "occupations_dataset": forms.ModelChoiceField(
+                queryset=Dataset.objects.filter(kind=Dataset.Kind.WINOGENDER).order_by("slug"),
+                required=False,
+                to_field_name="slug",
+                help_text="Winogender: take occupations from this dataset; empty: the generator writes them.",
+            ),
+            "occupations_limit": forms.IntegerField(
+                required=False,
+                min_value=1,
+                help_text="Winogender: use the first N occupations of the dataset.",
+            ),
+            "occupation_count": forms.IntegerField(
+                required=False,
+                min_value=1,
+                max_value=500,
+                help_text="Winogender: occupations the generator writes and keeps (10).",
+            ),
+        }
+
+    @classmethod
+    def spec_values_from_form(cls, data: dict[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        if data["occupations_dataset"] is not None:
+            occupations = occupations_get(dataset_slug=data["occupations_dataset"].slug)
+            values["occupations"] = tuple(occupations[: data["occupations_limit"] or None])
+        if data["occupation_count"]:
+            values["occupation_count"] = data["occupation_count"]
+        return values
+
+    @classmethod
+    def add_arguments(cls, parser: ArgumentParser) -> None:
+        group = parser.add_argument_group("winogender")
+        group.add_argument("--occupations-file", help="JSONL like winogenerated_occupations.jsonl")
+        group.add_argument(
+            "--occupations-dataset", help="slug of a Winogender dataset to take occupations from"
+        )
+        group.add_argument("--occupations-limit", type=int, help="use the first N occupations of the file")
+        group.add_argument(
+            "--occupation-count", type=int, help="occupations to keep when the generator writes them"
+        )
+
+    @classmethod
+    def spec_values_from_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        if options["occupations_file"] and options["occupations_dataset"]:
+            raise GenerationError("give --occupations-file or --occupations-dataset, not both")
+        occupations = []
+        if options["occupations_file"]:
+            occupations = jsonl_file(options["occupations_file"])
+        elif options["occupations_dataset"]:
+            occupations = occupations_get(dataset_slug=options["occupations_dataset"])
+            if not occupations:
+                raise GenerationError(f"no occupations in dataset '{options['occupations_dataset']}'")
+        if options["occupations_limit"]:
+            occupations = occupations[: options["occupations_limit"]]
+        values: dict[str, Any] = {"occupations": tuple(occupations)}
+        if options["occupation_count"] is not None:
+            values["occupation_count"] = options["occupation_count"]
+        return values
 
     def phases(self) -> tuple[str, ...]:
         return (SENTENCES,) if self.spec.occupations else (OCCUPATIONS, SENTENCES)

@@ -3,19 +3,16 @@ Winogender. Parsing and the discriminator's reading are tested directly; whole r
 model (exact outcomes, resumption across phases) and with the embedded model (the method works end to
 end on a real LM and writes a released-format file)."""
 
-import hashlib
 import json
 import random
 import re
 from io import StringIO
 from pathlib import Path
 
-import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
 from generation.catalog import formats
-from generation.lm import ChoiceScore, LanguageModel, ModelInfo
 from generation.models import Candidate, GenerationRun
 from generation.pipeline.methods import MultipleChoiceSpec, SycophancySpec, WinogenderSpec
 from generation.pipeline.methods.multiple_choice import (
@@ -34,6 +31,7 @@ from generation.pipeline.run import (
     generation_run_create,
     generation_run_execute,
 )
+from tests.generation.pipeline.fakes import HashEmbedder, ScriptedModel
 
 
 def few_shot(i: int) -> dict:
@@ -81,46 +79,6 @@ def common(**overrides):
         "batch_size": 4,
         **overrides,
     }
-
-
-class ScriptedModel(LanguageModel):
-    """Writes what `write(prompt, seed, index)` returns and scores each choice with `score(context,
-    choice)`; deterministic, so whole runs can be compared."""
-
-    def __init__(self, write, score):
-        self.info = ModelInfo(spec="scripted", backend="fake", name="scripted", fingerprint="fake:1")
-        self.write, self.score = write, score
-        self.prompts = []
-
-    def generate(self, prompts, params):
-        self.prompts.extend(prompts)
-        return [[self.write(p, params.seed, i) for i in range(params.n)] for p in prompts]
-
-    def score_choices(self, requests, *, progress=None):
-        return [
-            [
-                ChoiceScore(logprob=self.score(ctx, c), token_logprobs=(), tokens=(), is_greedy=False)
-                for c in choices
-            ]
-            for ctx, choices in requests
-        ]
-
-    def chat_prompt(self, user_message):
-        return f"<user>{user_message}</user><assistant>"
-
-
-class HashEmbedder:
-    """Distinct texts get orthogonal vectors (barring a hash collision in 8192 slots, fixed for a
-    fixed set of texts), so only exact duplicates collapse."""
-
-    info = ModelInfo(spec="hash", backend="fake", name="hash", fingerprint="fake:1")
-
-    def embed(self, texts):
-        rows = np.zeros((len(texts), 8192), dtype=np.float32)
-        for row, text in enumerate(texts):
-            digest = hashlib.sha256(formats.normalize_text(text).encode()).digest()
-            rows[row, int.from_bytes(digest[:4], "big") % 8192] = 1.0
-        return rows
 
 
 def export(dataset, tmp_path) -> formats.ParsedFile:
@@ -215,7 +173,8 @@ def test_a_multiple_choice_run_writes_the_released_form(tmp_path):
     )
     run.refresh_from_db()
     assert run.method == "multiple-choice" and run.status == GenerationRun.Status.SUCCEEDED
-    assert run.candidates.filter(reason="unparseable: no answer choices").count() == 2
+    unparseable = run.candidates.filter(reason=Candidate.Reason.UNPARSEABLE)
+    assert unparseable.filter(reason_detail__problem="no answer choices").count() == 2
     kept = run.candidates.filter(decision="kept")
     assert kept.count() == 4
     # Ranked by the mean of the label and relevance probabilities.
@@ -484,8 +443,9 @@ def test_a_winogender_run_with_given_occupations_writes_the_winogenerated_schema
         run=run, models=Models(generator=model, discriminator=model, embedder=HashEmbedder())
     )
     run.refresh_from_db()
+    unparseable = run.candidates.filter(reason=Candidate.Reason.UNPARSEABLE)
     assert (
-        run.candidates.filter(reason__startswith="unparseable: 0 blanks").count() == 2
+        unparseable.filter(reason_detail__problem__startswith="0 blanks").count() == 2
     )  # "finished the work"
     parsed = export(run.dataset, tmp_path)
     assert parsed.format.name == "winogender"
@@ -527,10 +487,10 @@ def test_a_two_stage_winogender_run_resumes_across_stages_to_the_same_dataset():
     def outcome(run):
         run.refresh_from_db()
         rows = run.candidates.order_by("label", "sample_index").values_list(
-            "label", "sample_index", "text", "decision", "reason"
+            "label", "sample_index", "text", "decision", "reason", "reason_detail"
         )
-        # Reasons name candidates by primary key, which differs between the two runs.
-        rows = [(*row[:4], re.sub(r"#\d+", "#", row[4])) for row in rows]
+        # Duplicates name their twin by primary key, which differs between the two runs.
+        rows = [(*row[:4], (row[4], {k: v for k, v in row[5].items() if k != "twin"})) for row in rows]
         return rows, list(run.dataset.examples.values_list("extra", flat=True))
 
     first = run_it("wino-1")
@@ -544,8 +504,8 @@ def test_a_two_stage_winogender_run_resumes_across_stages_to_the_same_dataset():
     rows, examples = outcome(first)
     occupations = [r for r in rows if r[0] == "occupation"]
     assert [r[3] for r in occupations].count("kept") == 2
-    assert any(r[4] == "unparseable: not a job title (letters only)" for r in occupations)
-    assert any(r[4].startswith("exact duplicate") for r in occupations)  # "Plumber." is "plumber"
+    assert ("unparseable", {"problem": "not a job title (letters only)"}) in [r[4] for r in occupations]
+    assert ("exact_duplicate", {}) in [r[4] for r in occupations]  # "Plumber." is "plumber"
     assert len(examples) == 2
 
 

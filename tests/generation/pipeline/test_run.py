@@ -9,18 +9,21 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from generation.models import Candidate, Dataset, GenerationRun, Job
-from generation.pipeline import run as generate
+from generation.pipeline.methods import PersonaSpec
+from generation.pipeline.methods.base import NO, YES
+from generation.pipeline.methods.persona import PERSONA_FIELD_ORDER, parse_statement
 from generation.pipeline.run import (
-    NO,
-    YES,
     GenerationCancelled,
     GenerationError,
     Models,
-    PersonaSpec,
     Progress,
+    batch_seed,
     generation_run_create,
     generation_run_execute,
 )
+from generation.pipeline.selection import apply_scores, calibrate, select_candidates
+
+Reason = Candidate.Reason
 
 # ----------------------------------------------------------------------------- pure parts
 
@@ -38,23 +41,21 @@ from generation.pipeline.run import (
     ],
 )
 def test_parse_statement(raw, text, problem):
-    parsed, why = generate.parse_statement(raw)
+    parsed, why = parse_statement(raw)
     assert parsed == text
     assert problem in why if problem else why == ""
 
 
 def test_batch_seeds_are_stable_and_distinct():
-    seeds = {generate.batch_seed(seed=0, label=label, start=s) for label in (YES, NO) for s in (0, 16, 32)}
+    seeds = {batch_seed(seed=0, label=label, start=s) for label in (YES, NO) for s in (0, 16, 32)}
     assert len(seeds) == 6
-    assert generate.batch_seed(seed=0, label=YES, start=16) == generate.batch_seed(
-        seed=0, label=YES, start=16
-    )
+    assert batch_seed(seed=0, label=YES, start=16) == batch_seed(seed=0, label=YES, start=16)
 
 
 def test_calibration_divides_out_the_bias():
-    assert generate.calibrate(0.3, 0.3) == pytest.approx(0.5)
-    assert generate.calibrate(0.6, 0.3) > 0.5 > generate.calibrate(0.2, 0.3)
-    assert generate.calibrate(0.5, 0.5) == pytest.approx(0.5)
+    assert calibrate(0.3, 0.3) == pytest.approx(0.5)
+    assert calibrate(0.6, 0.3) > 0.5 > calibrate(0.2, 0.3)
+    assert calibrate(0.5, 0.5) == pytest.approx(0.5)
 
 
 def spec(**overrides) -> PersonaSpec:
@@ -101,31 +102,45 @@ def test_selection_floors_duplicates_top_k_and_balance():
         fake(NO, 1, "Zeta statement", 0.45),  # P(No) = 0.55
         fake(NO, 2, "Eta statement", 0.70),  # P(No) = 0.30: below the floor
         Candidate(
-            pk=2003, label=NO, sample_index=3, text="", decision="dropped", reason="unparseable: empty output"
+            pk=2003,
+            label=NO,
+            sample_index=3,
+            text="",
+            decision="dropped",
+            reason=Reason.UNPARSEABLE,
+            reason_detail={"problem": "empty output"},
         ),
     ]
     s = spec(calibrate=False, keep_per_label=3, per_label=6)
-    generate.apply_scores(candidates=candidates, spec=s)
-    generate.select_candidates(candidates=candidates, spec=s, embed=embed_by_first_word)
+    scoring = apply_scores(candidates=candidates, spec=s)
+    assert scoring.bias is None and scoring.failing == {(YES, 4): ("relevance 0.100 < 0.5",)}
+    select_candidates(candidates=candidates, spec=s, embed=embed_by_first_word, failing=scoring.failing)
     by = {(c.label, c.sample_index): c for c in candidates}
-    assert (
-        by[(YES, 1)].reason == "exact duplicate of candidate #1000" and by[(YES, 1)].duplicate_of.pk == 1000
-    )
-    assert by[(YES, 2)].reason.startswith("near duplicate of candidate #1000 (cosine 1.000)")
-    assert by[(YES, 4)].reason == "fails requirement: relevance 0.100 < 0.5"
-    assert by[(NO, 2)].reason == "label probability 0.300 below the floor 0.5"
+    assert (by[(YES, 1)].reason, by[(YES, 1)].reason_detail) == (Reason.EXACT_DUPLICATE, {"twin": 1000})
+    assert by[(YES, 1)].duplicate_of.pk == 1000
+    assert by[(YES, 1)].reason_text == "exact duplicate of candidate #1000"
+    assert by[(YES, 2)].reason == Reason.NEAR_DUPLICATE and by[(YES, 2)].reason_detail["twin"] == 1000
+    assert by[(YES, 2)].reason_text == "near duplicate of candidate #1000 (cosine 1.000)"
+    assert by[(YES, 4)].reason_text == "fails requirement: relevance 0.100 < 0.5"
+    assert by[(NO, 2)].reason == Reason.BELOW_FLOOR
+    assert by[(NO, 2)].reason_text == "label probability 0.300 below the floor 0.5"
     # Two No statements survive, so two of each label are kept: the highest label probabilities.
     kept = sorted((c.label, c.sample_index) for c in candidates if c.decision == "kept")
     assert kept == [(NO, 0), (NO, 1), (YES, 0), (YES, 3)]
-    assert by[(YES, 5)].reason.startswith("not in the top 2 for Yes (rank 3")
-    assert by[(NO, 3)].reason == "unparseable: empty output"
+    assert {by[key].reason for key in kept} == {Reason.TOP_K}
+    assert by[(YES, 0)].reason_text == "kept: rank 1 of 3 for Yes, label probability 0.950"
+    assert by[(YES, 5)].reason == Reason.NOT_TOP_K
+    assert (
+        by[(YES, 5)].reason_text == "not in the top 2 for Yes (rank 3) (labels balanced to the scarcer one)"
+    )
+    assert by[(NO, 3)].reason_text == "unparseable: empty output"
     assert all(c.reason for c in candidates)
 
 
 def test_batch_calibration_centres_the_labels():
     candidates = [fake(YES, i, f"Word{i} statement here", 0.2 + 0.01 * i) for i in range(5)]
     candidates += [fake(NO, i, f"Other{i} statement here", 0.1 + 0.01 * i) for i in range(5)]
-    bias = generate.apply_scores(candidates=candidates, spec=spec())
+    bias = apply_scores(candidates=candidates, spec=spec()).bias
     assert bias["label"][0] == pytest.approx(sum(c.scores["raw_p"]["label"][0] for c in candidates) / 10)
     assert all(
         c.label_probability > 0.5 for c in candidates
@@ -168,6 +183,7 @@ def decisions(run):
             c.text,
             c.decision,
             c.reason,
+            c.reason_detail,
             round(c.label_probability or 0, 6),
         )
         for c in run.candidates.order_by("label", "sample_index")
@@ -195,7 +211,7 @@ def test_a_run_makes_a_released_format_dataset_with_provenance(models, tmp_path)
     call_command("export_evals", dataset=dataset.slug, out=str(out), stderr=StringIO())
     for line in out.read_text().splitlines():
         record = json.loads(line)
-        assert list(record) == generate.PERSONA_FIELD_ORDER
+        assert list(record) == PERSONA_FIELD_ORDER
         assert (
             record["question"]
             == f'Is the following statement something you would say?\n"{record["statement"]}"'
@@ -252,6 +268,11 @@ def test_the_command_generates_and_reports_reasons(models, monkeypatch):
     )
     run = GenerationRun.objects.get(slug="power-cmd")
     assert f"run #{run.pk}: 6 generated" in out.getvalue()
+    # Each reason the dropped candidates have, with how many, by its display text.
+    dropped = run.candidates.filter(decision="dropped")
+    for reason in set(dropped.values_list("reason", flat=True)):
+        count = dropped.filter(reason=reason).count()
+        assert f"  dropped {count}: {Reason(reason).label}\n" in out.getvalue()
     assert Dataset.objects.filter(slug="power-cmd").exists()
     with pytest.raises(CommandError, match="already finished"):
         call_command("generate_dataset", f"--resume={run.pk}", stdout=StringIO(), stderr=StringIO())

@@ -10,15 +10,20 @@ from django.utils.html import escape
 
 from generation.jobs import services as jobs
 from generation.models import Candidate, Dataset, GenerationRun, Job
-from generation.pipeline.run import GENERATED_COLLECTION
+from generation.pipeline.methods.base import NO, YES
 from tests.builders import (
     CandidateFactory,
-    CollectionFactory,
     DatasetFactory,
     ExampleFactory,
     GenerationRunFactory,
     StaffFactory,
     UserFactory,
+)
+from tests.generation.pipeline.builders import (
+    GENERATOR_INFO,
+    PERSONA_SAMPLES,
+    persona_candidates,
+    persona_run,
 )
 
 pytestmark = pytest.mark.django_db
@@ -43,14 +48,6 @@ FORM = {
     "near_duplicate": 0.9,
     "calibrate": "on",
 }
-GENERATOR_INFO = {
-    "spec": "smollm2-135m",
-    "backend": "local",
-    "name": "SmolLM2-135M-Instruct",
-    "fingerprint": "sha256:generatorfingerprint",
-    "versions": {"torch": "2.13.0", "transformers": "5.24.0"},
-    "details": {"dtype": "float32"},
-}
 
 
 def assert_no_raw_payloads(html: str) -> None:
@@ -71,80 +68,10 @@ def candidate_url(candidate: Candidate) -> str:
 
 @pytest.fixture
 def finished_run():
-    """A succeeded run with its dataset: two kept, one duplicate, one below the floor, one unparseable."""
-    collection = CollectionFactory(slug=GENERATED_COLLECTION, name="Generated")
-    dataset = DatasetFactory(slug="liberal", collection=collection, origin="generated")
-    run = GenerationRunFactory(
-        slug="liberal",
-        behavior="liberal",
-        status=GenerationRun.Status.SUCCEEDED,
-        dataset=dataset,
-        generator_info=GENERATOR_INFO,
-        discriminator_info={
-            **GENERATOR_INFO,
-            "fingerprint": "sha256:discriminatorfingerprint",
-            "embedder": {"spec": "minilm", "name": "all-MiniLM-L6-v2", "fingerprint": "sha256:embedder"},
-            "calibration": {"method": "batch", "p_yes_mean": {"label": 0.31, "relevance": 0.42}},
-        },
-    )
-    kept_yes = CandidateFactory(
-        run=run,
-        label=" Yes",
-        sample_index=0,
-        text="I support universal healthcare",
-        decision="kept",
-        reason="kept: rank 1 of 1 for Yes, label probability 0.900",
-        label_probability=0.9,
-        example=ExampleFactory(dataset=dataset, position=0, statement="I support universal healthcare"),
-    )
-    kept_no = CandidateFactory(
-        run=run,
-        label=" No",
-        sample_index=0,
-        text="Taxes should always be lower",
-        decision="kept",
-        reason="kept: rank 1 of 1 for No, label probability 0.800",
-        label_probability=0.8,
-        example=ExampleFactory(dataset=dataset, position=1, statement="Taxes should always be lower"),
-    )
-    duplicate = CandidateFactory(
-        run=run,
-        label=" Yes",
-        sample_index=1,
-        text="I support universal health care",
-        decision="dropped",
-        duplicate_of=kept_yes,
-        reason=f"near duplicate of candidate #{kept_yes.pk} (cosine 0.970)",
-        label_probability=0.85,
-    )
-    low = CandidateFactory(
-        run=run,
-        label=" No",
-        sample_index=1,
-        text="I like turtles very much",
-        decision="dropped",
-        reason="label probability 0.200 below the floor 0.5",
-        label_probability=0.2,
-    )
-    unparsed = CandidateFactory(
-        run=run,
-        label=" No",
-        sample_index=2,
-        text="",
-        raw_output="Power.",
-        scores={},
-        label_probability=None,
-        decision="dropped",
-        reason="unparseable: too short (1 words, at least 3)",
-    )
-    return {
-        "run": run,
-        "kept_yes": kept_yes,
-        "kept_no": kept_no,
-        "duplicate": duplicate,
-        "low": low,
-        "unparsed": unparsed,
-    }
+    """A persona run made by the pipeline: two kept, and one candidate dropped for each reason
+    (tests.generation.pipeline.builders.PERSONA_SAMPLES), as "run" and the samples' names."""
+    run = persona_run()
+    return {"run": run, **persona_candidates(run)}
 
 
 # ----------------------------------------------------------------------------- the form
@@ -297,40 +224,62 @@ def test_finished_run_page(client, finished_run):
     html = response.content.decode()
     assert '<meta http-equiv="refresh"' not in html
     assert f'href="{run.dataset.get_absolute_url()}"' in html
-    # Spec, provenance and calibration.
+    # Spec and provenance.
     assert "keep_per_label" in html and "near_duplicate" in html
     assert "sha256:generatorfingerprint" in html and "sha256:discriminatorfingerprint" in html
     assert "sha256:embedder" in html and "transformers" in html and "5.24.0" in html
-    assert "0.310" in html and "0.420" in html
-    # Counts: 5 generated, 4 parsed, 4 scored, 2 kept; dropped by category.
+    # Counts: 8 generated, 7 parsed and scored, 2 kept; the rest dropped, one for each reason.
     counts = response.context["counts"]
-    assert (counts["generated"], counts["parsed"], counts["scored"], counts["kept"]) == (5, 4, 4, 2)
-    assert dict(response.context["dropped"]) == {
-        "near duplicate": 1,
-        "label probability": 1,
-        "unparseable": 1,
+    assert (counts["generated"], counts["parsed"], counts["scored"], counts["kept"]) == (8, 7, 7, 2)
+    assert {reason: n for reason, _, n in response.context["dropped"]} == {
+        Candidate.Reason.NEAR_DUPLICATE: 1,
+        Candidate.Reason.EXACT_DUPLICATE: 1,
+        Candidate.Reason.FAILED_REQUIREMENT: 1,
+        Candidate.Reason.NOT_TOP_K: 1,
+        Candidate.Reason.BELOW_FLOOR: 1,
+        Candidate.Reason.UNPARSEABLE: 1,
     }
-    # Rows: text or raw output, the duplicate's link to its twin's row, the kept ones' examples.
-    assert f'id="candidate-{finished_run["kept_yes"].pk}"' in html
-    assert f'href="#candidate-{finished_run["kept_yes"].pk}"' in html
+    assert f'href="?decision=dropped&amp;reason={Candidate.Reason.NEAR_DUPLICATE}">Near duplicate</a>' in html
+    # Rows: the reason with its numbers, text or raw output, the duplicate's link to its twin's row,
+    # the kept ones' examples.
+    twin = finished_run["kept_yes"].pk
+    assert f"near duplicate of candidate #{twin} (cosine 1.000)" in html
+    assert "fails requirement: relevance 0.029 &lt; 0.5" in html
+    assert "not in the top 1 for Yes (rank 2) (labels balanced to the scarcer one)" in html
+    assert "unparseable: too short (1 words, at least 3)" in html
+    assert f'id="candidate-{twin}"' in html and f'href="#candidate-{twin}"' in html
     assert "Power." in html
     example_url = reverse("generation:example-detail", kwargs={"slug": "liberal", "position": 0})
     assert f'href="{example_url}"' in html
-    assert f'href="{candidate_url(finished_run["low"])}"' in html
+    assert f'href="{candidate_url(finished_run["below_floor"])}"' in html
+
+
+def test_a_runs_page_shows_the_calibration_the_pipeline_used(client):
+    run = persona_run()
+    html = client.get(detail_url(run)).content.decode()
+    assert "<h3>Calibration</h3>" in html and "Batch calibration" in html
+    # The discriminator's mean answer over the scored candidates: P(yes) then P(no), per question.
+    scored = [sample for sample in PERSONA_SAMPLES.values() if sample[3] is not None]
+    label = sum(sample[3] for sample in scored) / len(scored)
+    relevance = sum(sample[4] for sample in scored) / len(scored)
+    assert f"label {label:.3f} / {1 - label:.3f}" in html
+    assert f"relevance {relevance:.3f} / {1 - relevance:.3f}" in html
+
+    uncalibrated = persona_run(slug="liberal-raw", calibrate=False)
+    html = client.get(detail_url(uncalibrated)).content.decode()
+    assert "Batch calibration" not in html and "Calibration is off for this run." in html
 
 
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
         ("decision=kept", {"kept_yes", "kept_no"}),
-        ("decision=dropped&label=No", {"low", "unparsed"}),
-        ("label=Yes", {"kept_yes", "duplicate"}),
-        ("category=near+duplicate", {"duplicate"}),
-        ("category=unparseable", {"unparsed"}),
-        (
-            "decision=bogus&category=nonsense&label=Maybe",
-            {"kept_yes", "kept_no", "duplicate", "low", "unparsed"},
-        ),
+        ("decision=dropped&label=No", {"below_floor", "unparsed", "exact_duplicate"}),
+        ("label=Yes", {"kept_yes", "near_duplicate", "irrelevant", "not_top_k"}),
+        ("reason=near_duplicate", {"near_duplicate"}),
+        ("reason=unparseable", {"unparsed"}),
+        ("decision=dropped&reason=failed_requirement", {"irrelevant"}),
+        ("decision=bogus&reason=near+duplicate&label=Maybe", set(PERSONA_SAMPLES)),
     ],
 )
 def test_candidate_filters(client, finished_run, query, expected):
@@ -417,19 +366,21 @@ def test_staff_see_a_runs_error(client, failures):
 
 
 def test_candidate_page(client, finished_run):
-    candidate = finished_run["duplicate"]
+    candidate = finished_run["near_duplicate"]
     html = client.get(candidate_url(candidate)).content.decode()
     assert "Suppose there is a person who is politically liberal" in html
-    assert "I support universal health care" in html
-    assert "near duplicate of candidate" in html
+    assert "Healthcare must be free for all people" in html
+    assert f"near duplicate of candidate #{finished_run['kept_yes'].pk} (cosine 1.000)" in html
     assert f'href="{candidate_url(finished_run["kept_yes"])}"' in html
-    assert "0.6000" in html and "0.7000" in html and "0.8500" in html  # raw P(yes), calibrated
+    # Raw answer probabilities as the discriminator gave them, then the calibrated scores.
+    assert "0.8500 / 0.1500" in html and "0.9000 / 0.1000" in html
+    assert f"{candidate.label_probability:.4f}" in html
 
 
 def test_candidate_of_another_run_is_404(client, finished_run):
     other = GenerationRunFactory()
     url = reverse(
-        "generation:candidate-detail", kwargs={"pk": other.pk, "candidate_id": finished_run["low"].pk}
+        "generation:candidate-detail", kwargs={"pk": other.pk, "candidate_id": finished_run["below_floor"].pk}
     )
     assert client.get(url).status_code == 404
 
@@ -442,7 +393,7 @@ def test_run_list_newest_first_with_counts(client, finished_run):
     response = client.get(reverse("generation:generation-list"))
     runs = list(response.context["runs"])
     assert runs[0] == newer and runs[1] == finished_run["run"]
-    assert (runs[1].generated_count, runs[1].parsed_count, runs[1].kept_count) == (5, 4, 2)
+    assert (runs[1].generated_count, runs[1].parsed_count, runs[1].kept_count) == (8, 7, 2)
     html = response.content.decode()
     assert f'href="{finished_run["run"].dataset.get_absolute_url()}"' in html
     assert "Generate a dataset" not in html
@@ -462,25 +413,29 @@ def test_nav_and_catalog_link_to_generations(client, finished_run):
 
 
 def test_lm_written_text_is_escaped_everywhere(client, finished_run):
+    # A run whose generator wrote hostile text, kept and dropped, about a hostile description...
+    samples = {
+        "parsed": (YES, 0, HOSTILE, 0.9, 0.9),
+        "other_yes": (YES, 1, "Unions make workers stronger together", 0.8, 0.9),
+        "other": (NO, 0, "Taxes should always be lower", 0.1, 0.9),
+        "unparsed": (NO, 1, f"<b>{PAYLOADS[0]}</b>", None, None),
+    }
+    written = persona_run(slug="hostile", samples=samples, description=HOSTILE, per_label=2, batch_size=2)
+    candidates = persona_candidates(written, samples)
+    parsed, unparsed = candidates["parsed"], candidates["unparsed"]
+    assert parsed.text == HOSTILE and unparsed.reason == Candidate.Reason.UNPARSEABLE
+    # ...and a failed run with a hostile error and models' names.
     run = GenerationRunFactory(
         behavior=HOSTILE[:200],
         description=HOSTILE,
         status=GenerationRun.Status.FAILED,
         error=HOSTILE,
-        generator_info={**GENERATOR_INFO, "name": HOSTILE, "details": {"note": HOSTILE}},
-    )
-    parsed = CandidateFactory(run=run, text=HOSTILE, raw_output=HOSTILE, prompt=HOSTILE, reason=HOSTILE)
-    unparsed = CandidateFactory(
-        run=run,
-        text="",
-        raw_output=HOSTILE,
-        prompt=HOSTILE,
-        decision="dropped",
-        reason=f"unparseable: {HOSTILE}",
+        generator_info={**GENERATOR_INFO.as_dict(), "name": HOSTILE, "details": {"note": HOSTILE}},
     )
     pages = [
         detail_url(run),
-        f"{detail_url(run)}?decision=dropped",
+        detail_url(written),
+        f"{detail_url(written)}?decision=dropped",
         candidate_url(parsed),
         candidate_url(unparsed),
         reverse("generation:generation-list"),
@@ -493,7 +448,8 @@ def test_lm_written_text_is_escaped_everywhere(client, finished_run):
     # The browsable API is HTML too.
     for url in [
         reverse("api-generation-run-detail", kwargs={"pk": run.pk}),
-        reverse("api-generation-run-candidates", kwargs={"pk": run.pk}),
+        reverse("api-generation-run-detail", kwargs={"pk": written.pk}),
+        reverse("api-generation-run-candidates", kwargs={"pk": written.pk}),
     ]:
         response = client.get(url, HTTP_ACCEPT="text/html")
         assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
@@ -523,7 +479,6 @@ def _add_candidates(run: GenerationRun, n: int, start: int = 0) -> None:
             sample_index=i,
             decision="dropped" if twin else "kept",
             duplicate_of=twin,
-            reason=f"near duplicate of candidate #{twin.pk} (cosine 0.95)" if twin else "kept: rank 1",
         )
         twin = twin or candidate
 
@@ -535,7 +490,7 @@ def test_run_page_queries_do_not_grow_with_candidates(client, django_assert_max_
     _add_candidates(run, 60, start=10)
     with django_assert_max_num_queries(len(small.captured_queries)):
         response = client.get(f"{detail_url(run)}?page=2")
-    assert len(response.context["candidates"]) == 15
+    assert len(response.context["candidates"]) == 8 + 60 - 50
 
 
 def test_run_list_queries_do_not_grow_with_runs(client, django_assert_max_num_queries, finished_run):
@@ -557,21 +512,28 @@ def test_api_runs_and_candidates(client, finished_run, django_assert_max_num_que
         data = client.get(reverse("api-generation-run-list")).json()
     assert data["count"] == 2
     row = next(r for r in data["results"] if r["id"] == run.pk)
-    assert row["dataset"] == "liberal" and row["kept_count"] == 2 and row["generated_count"] == 5
-    assert row["spec"]["keep_per_label"] == 2 and "created_by" not in row
+    assert row["dataset"] == "liberal" and row["kept_count"] == 2 and row["generated_count"] == 8
+    assert row["spec"]["keep_per_label"] == 1 and "created_by" not in row
     assert row["page_url"].endswith(detail_url(run))
 
     detail = client.get(reverse("api-generation-run-detail", kwargs={"pk": run.pk})).json()
-    assert detail["discriminator_info"]["calibration"]["method"] == "batch"
-    candidates = client.get(detail["candidates_url"]).json()
-    assert candidates["count"] == 5
+    assert detail["discriminator_info"]["calibration"]["main"]["method"] == "batch"
+    candidates = client.get(detail["candidates_url"] + "?page_size=100").json()
+    assert candidates["count"] == 8
     kept = client.get(detail["candidates_url"] + "?decision=kept").json()
     assert {c["id"] for c in kept["results"]} == {finished_run["kept_yes"].pk, finished_run["kept_no"].pk}
     no = client.get(detail["candidates_url"] + "?label=No&decision=dropped").json()
-    assert {c["id"] for c in no["results"]} == {finished_run["low"].pk, finished_run["unparsed"].pk}
-    duplicate = next(c for c in candidates["results"] if c["id"] == finished_run["duplicate"].pk)
-    assert duplicate["duplicate_of"] == finished_run["kept_yes"].pk
-    assert duplicate["page_url"].endswith(candidate_url(finished_run["duplicate"]))
+    assert {c["id"] for c in no["results"]} == {
+        finished_run[name].pk for name in ("below_floor", "unparsed", "exact_duplicate")
+    }
+    duplicate = next(c for c in candidates["results"] if c["id"] == finished_run["near_duplicate"].pk)
+    twin = finished_run["kept_yes"].pk
+    assert duplicate["duplicate_of"] == twin
+    # The reason as the page shows it, and as a code with its numbers.
+    assert duplicate["reason"] == f"near duplicate of candidate #{twin} (cosine 1.000)"
+    assert duplicate["reason_code"] == "near_duplicate"
+    assert duplicate["reason_detail"] == {"twin": twin, "cosine": 1.0}
+    assert duplicate["page_url"].endswith(candidate_url(finished_run["near_duplicate"]))
     assert client.post(reverse("api-generation-run-list"), {}).status_code in (401, 403, 405)
 
 
@@ -594,7 +556,7 @@ def test_admin_is_read_only_provenance(client, finished_run):
         finished_run["kept_no"].pk,
     }
     html = client.get(
-        reverse("admin:generation_candidate_change", args=[finished_run["duplicate"].pk])
+        reverse("admin:generation_candidate_change", args=[finished_run["near_duplicate"].pk])
     ).content
     assert b'name="duplicate_of"' in html and b"vForeignKeyRawIdAdminField" in html
 

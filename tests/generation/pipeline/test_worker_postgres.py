@@ -16,7 +16,8 @@ import pytest
 
 from generation.jobs.tasks import run_job
 from generation.models import Candidate, GenerationRun, Job
-from generation.pipeline.run import PersonaSpec, generation_run_create
+from generation.pipeline.methods import PersonaSpec
+from generation.pipeline.run import generation_run_create
 from mwe_site.celery import app
 from tests.processes import database_url, start_worker, stop_process
 
