@@ -36,5 +36,4 @@ def topic_dataset(slug: str, *, per_topic: int = 12, topics=TOPICS, **kwargs) ->
 
 def latest_build(dataset: Dataset | None = None) -> ExplorerBuild:
     """The newest build of a dataset's map, or of the global map."""
-    scope = ExplorerBuild.Scope.DATASET if dataset else ExplorerBuild.Scope.GLOBAL
-    return ExplorerBuild.objects.filter(scope=scope, dataset=dataset).order_by("-pk").first()
+    return ExplorerBuild.objects.of_map(dataset=dataset).order_by("-pk").first()
