@@ -1,6 +1,7 @@
 """Pages of dataset generation: starting a run (staff), the list of runs, a run with its candidates
 and one candidate (public: a generated dataset is public, and so is how it was made). Thin views over
-generation.pipeline.run and generation.jobs.services (writes) and generation.pipeline.selectors (reads)."""
+generation.pipeline.run, generation.pipeline.jobs and generation.jobs.services (writes) and
+generation.pipeline.selectors (reads)."""
 
 from __future__ import annotations
 
