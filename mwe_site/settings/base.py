@@ -96,7 +96,7 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # psycopg prepares a statement once it has run this many times on one connection. Only cursors
-    # that bind parameters on the server use it (annotation.selectors.hot_cursor: the annotation
+    # that bind parameters on the server use it (annotation.hotpath.hot_cursor: the annotation
     # API's claim, submit and authentication), never the ORM's. Empty turns it off, as a
     # transaction-mode connection pooler needs.
     _prepare_threshold = os.environ.get("DATABASE_PREPARE_THRESHOLD", "5")
@@ -265,7 +265,7 @@ if CACHE_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# How long a web process reuses an API token look-up (annotation.selectors.token_cache): a deleted
+# How long a web process reuses an API token look-up (annotation.hotpath.token_cache): a deleted
 # token or a deactivated user keeps working in other processes for at most this long. 0 turns it off.
 MWE_API_TOKEN_CACHE_SECONDS = float(os.environ.get("MWE_API_TOKEN_CACHE_SECONDS", "5"))
 

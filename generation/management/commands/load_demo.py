@@ -38,7 +38,7 @@ class Command(BaseCommand):
         if GenerationRun.objects.filter(slug=DEMO_SLUG).exists():
             self.stdout.write("The demo dataset's generation is already queued or done.")
             return
-        from generation.jobs.services import generation_job_create
+        from generation.pipeline.jobs import generation_job_create
         from generation.pipeline.methods import PersonaSpec
         from generation.pipeline.run import generation_run_create
 
@@ -71,7 +71,7 @@ class Command(BaseCommand):
     def _queue_explorer(self) -> None:
         """The explorer's maps of the catalog, built by the worker; maps whose examples did not change
         since their last build are kept, so running this again costs little."""
-        from analysis.explorer.services import explorer_job_create
+        from analysis.explorer.jobs import explorer_job_create
 
         job = explorer_job_create(created_by=None)
         self.stdout.write(f"Queued the explorer's maps (job #{job.pk}); see /explore/ .")

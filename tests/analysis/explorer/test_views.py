@@ -14,8 +14,9 @@ from analysis.explorer import selectors as explorer_selectors
 from analysis.explorer.builds import explorer_maps_build
 from analysis.explorer.payload import payload_decode
 from analysis.models import ExplorerBuild
-from annotation import services as annotation
 from annotation.models import AnnotationProject
+from annotation.services.leases import assignment_submit, task_claim
+from annotation.services.projects import project_create
 from generation.models import Job
 from tests.analysis.explorer.builders import topic_dataset
 from tests.analysis.explorer.fakes import CountingEmbedder, ScriptedSummaryModel
@@ -76,7 +77,7 @@ def test_page_shows_the_map_publicly(client, embedder):
     assert (
         'id="explorer-config"' in content
         and "plotly/plotly-strict.min.js" in content
-        and "js/explorer.js" in content
+        and '<script type="module" src="/static/js/explorer/main.js">' in content
     )
     assert "All datasets (24)" in content and "four-topics (24)" in content
 
@@ -195,11 +196,11 @@ def test_a_point_has_its_example_and_nearest_neighbours_in_embedding_space(clien
 def rate(dataset, *, workers: int, correct):
     """Every example of the dataset rated by `workers` workers; correct(example, worker_number)
     decides each rating's label_correct."""
-    project = annotation.project_create(name="Check", slug="check", datasets=[dataset], overlap=workers)
+    project = project_create(name="Check", slug="check", datasets=[dataset], overlap=workers)
     for number in range(workers):
         worker = WorkerFactory(projects=[project])
-        while (assignment := annotation.task_claim(worker=worker, project=project)) is not None:
-            annotation.assignment_submit(
+        while (assignment := task_claim(worker=worker, project=project)) is not None:
+            assignment_submit(
                 assignment_id=assignment.pk,
                 worker=worker,
                 relevance=4,
@@ -215,13 +216,13 @@ def test_human_agreement_is_a_share_per_point_and_nan_when_unrated(client, embed
     rated = {e.pk for e in examples[:5]}
     other = topic_dataset("other", per_topic=1)
     other_project = rate(other, workers=1, correct=lambda example, number: True)  # not on this map: ignored
-    project = annotation.project_create(name="Some", slug="some", datasets=[dataset], overlap=3)
+    project = project_create(name="Some", slug="some", datasets=[dataset], overlap=3)
     project.items.exclude(example_id__in=rated).delete()
     for number in range(3):
         worker = WorkerFactory(projects=[project])
-        while (assignment := annotation.task_claim(worker=worker, project=project)) is not None:
+        while (assignment := task_claim(worker=worker, project=project)) is not None:
             example = assignment.item.example
-            annotation.assignment_submit(
+            assignment_submit(
                 assignment_id=assignment.pk,
                 worker=worker,
                 relevance=3,
