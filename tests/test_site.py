@@ -85,7 +85,8 @@ def test_load_demo_without_data_queues_a_demo_generation_once(tmp_path, settings
     from generation.models import GenerationRun, Job
 
     ran = []
-    monkeypatch.setitem(jobs.JOB_HANDLERS, Job.Kind.GENERATE, ran.append)  # the model work is tested elsewhere
+    # The model work is tested elsewhere.
+    monkeypatch.setitem(jobs.JOB_HANDLERS, Job.Kind.GENERATE, ran.append)
     settings.MWE_EVALS_DATA = tmp_path / "missing"
     out = StringIO()
     call_command("load_demo", stdout=out)
