@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -60,16 +61,21 @@ def supervise(commands: dict[str, list[str]]) -> int:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
-    signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
+    # Ctrl-C and SIGTERM only set a flag: a KeyboardInterrupt raised at an arbitrary point could
+    # land inside Popen.poll() while it holds the Popen's wait lock, and stop()'s wait() would then
+    # block on that lock for ever (a CI run saw the launcher outlive Ctrl-C by more than 30 s).
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_args: stopping.set())
     try:
-        while all(process.poll() is None for process in processes.values()):
-            time.sleep(0.5)
+        while not stopping.is_set() and all(process.poll() is None for process in processes.values()):
+            stopping.wait(0.5)
+        if stopping.is_set():
+            return 0
         failed = [name for name, process in processes.items() if process.poll() not in (None, 0)]
         if failed:
             print(f"{', '.join(failed)} exited; stopping the rest.", file=sys.stderr, flush=True)
         return 1 if failed else 0
-    except KeyboardInterrupt:
-        return 0
     finally:
         stop()
 
