@@ -106,3 +106,41 @@ def test_what_the_pipeline_writes_reads_as_the_sentences_the_migration_converts(
         code, detail = migration.reason_from_text(candidate.reason_text)
         assert code == candidate.reason
         assert Candidate(reason=code, reason_detail=detail).reason_text == candidate.reason_text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migrations_convert_stored_rows_and_back():
+    """Migrations 0005 and 0006 applied to a database that holds candidates with the old sentences,
+    then unapplied: every row gets its code and numbers, and comes back as the same sentence."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("generation", "0004_methods_and_explore_jobs")]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    try:
+        executor.migrate(before)
+        old = MigrationExecutor(connection).loader.project_state(before).apps
+        run = old.get_model("generation", "GenerationRun").objects.create(
+            method="persona", slug="old-run", behavior="b", description="d"
+        )
+        Candidate_ = old.get_model("generation", "Candidate")
+        ids = {
+            sentence: Candidate_.objects.create(
+                run=run, label="Yes", sample_index=n, prompt="p", reason=sentence
+            ).pk
+            for n, (sentence, _code, _detail) in enumerate(OLD_SENTENCES)
+        }
+
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+        for sentence, code, detail in OLD_SENTENCES:
+            row = Candidate.objects.get(pk=ids[sentence])
+            assert (row.reason, row.reason_detail) == (code, detail)
+
+        executor = MigrationExecutor(connection)
+        executor.migrate(before)
+        for sentence, pk in ids.items():
+            assert Candidate_.objects.get(pk=pk).reason == sentence
+    finally:
+        MigrationExecutor(connection).migrate(latest)
