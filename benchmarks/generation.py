@@ -109,10 +109,10 @@ def pipeline_against_naive(*, model, embedder, common, per_label) -> None:
     from generation.pipeline.methods import PersonaSpec
     from generation.pipeline.run import (
         Models,
-        generation_counts,
         generation_run_create,
         generation_run_execute,
     )
+    from generation.pipeline.selectors import generation_counts
 
     started = time.perf_counter()
     run = generation_run_create(spec=PersonaSpec(slug="bench-pipeline", **common))

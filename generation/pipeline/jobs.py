@@ -16,10 +16,10 @@ from generation.pipeline.run import (
     GenerationError,
     Models,
     Progress,
-    generation_counts,
     generation_run_execute,
     run_spec,
 )
+from generation.pipeline.selectors import generation_counts
 
 
 def generation_job_create(*, run: GenerationRun, created_by: AbstractBaseUser | None) -> Job:

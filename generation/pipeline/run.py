@@ -32,7 +32,6 @@ from generation.models import Candidate, Collection, Dataset, Example, Generatio
 from generation.pipeline.methods import BaseSpec, Method, method_for, spec_from_dict
 from generation.pipeline.methods.base import GenerationError
 from generation.pipeline.selection import apply_scores, select_candidates
-from generation.pipeline.selectors import generation_counts
 
 __all__ = [
     "GENERATED_COLLECTION",
@@ -41,7 +40,6 @@ __all__ = [
     "Models",
     "Progress",
     "batch_seed",
-    "generation_counts",
     "generation_run_create",
     "generation_run_execute",
     "run_spec",

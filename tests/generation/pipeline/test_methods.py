@@ -27,10 +27,10 @@ from generation.pipeline.run import (
     GenerationError,
     Models,
     Progress,
-    generation_counts,
     generation_run_create,
     generation_run_execute,
 )
+from generation.pipeline.selectors import generation_counts
 from tests.generation.pipeline.fakes import HashEmbedder, ScriptedModel
 
 
