@@ -34,15 +34,34 @@ class StatusQuerySet(models.QuerySet):
         return self.filter(status=Status.SUCCEEDED)
 
 
-class RunBase(models.Model):
+class StatusBase(models.Model):
+    """A row with a Status: a job, or a run of long work. The rules on its status (in progress,
+    finished) are written here once."""
+
+    Status = Status
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+
+    objects = StatusQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_in_progress(self) -> bool:
+        return self.status in IN_PROGRESS
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+
+class RunBase(StatusBase):
     """A run of long work (an evaluation, a generation), usually carried out by a Job. The run keeps
     a status of its own beside its job's: the management commands run (and resume) a run in-process,
     with no job, and a job may end without its run being told (a model that fails to load ends the
     job before the run starts)."""
 
-    Status = Status
-
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)
     job = models.ForeignKey(
         "generation.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -53,20 +72,9 @@ class RunBase(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    objects = StatusQuerySet.as_manager()
-
     class Meta:
         abstract = True
         ordering = ["-created_at"]
-
-    @property
-    def is_in_progress(self) -> bool:
-        """What the run's own row says: queued or running (see is_stalled for when that is stale)."""
-        return self.status in IN_PROGRESS
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in FINISHED
 
     @property
     def is_stalled(self) -> bool:

@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
-from generation.models.base import FINISHED, Status, StatusQuerySet
+from generation.models.base import Status, StatusBase
 
 
 class JobKind(models.TextChoices):
@@ -16,16 +16,14 @@ class JobKind(models.TextChoices):
     EXPLORE = "explore", "Build the explorer map"
 
 
-class Job(models.Model):
+class Job(StatusBase):
     """Long work that runs on a Celery worker (imports now; generation, evaluation and embedding
     later). Progress and outcome live here, not in a Celery result backend, so the site shows them
     with one query and they survive a broker restart."""
 
     Kind = JobKind
-    Status = Status
 
     kind = models.CharField(max_length=30, choices=JobKind.choices)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     params = models.JSONField(default=dict, blank=True)
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
@@ -41,8 +39,6 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    objects = StatusQuerySet.as_manager()
-
     class Meta:
         ordering = ["-created_at"]
         constraints = [
@@ -55,10 +51,6 @@ class Job(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("generation:job-detail", kwargs={"pk": self.pk})
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in FINISHED
 
     @property
     def percent(self) -> float | None:
