@@ -3,7 +3,7 @@ them from here."""
 
 from generation.models.base import RunBase, Status
 from generation.models.catalog import Collection, Dataset, DatasetKind, DatasetOrigin, DatasetPurpose, Example
-from generation.models.evaluation import EvaluationItem, EvaluationRun, PromptFormat
+from generation.models.evaluation import EvaluationItem, EvaluationRun, EvaluationTask, PromptFormat
 from generation.models.jobs import Job, JobKind
 from generation.models.pipeline import Candidate, CandidateDecision, GenerationMethod, GenerationRun
 
@@ -19,6 +19,7 @@ __all__ = [
     "JobKind",
     "Job",
     "PromptFormat",
+    "EvaluationTask",
     "EvaluationRun",
     "EvaluationItem",
     "GenerationMethod",

@@ -77,6 +77,14 @@ class Dataset(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     origin = models.CharField(max_length=20, choices=Origin.choices)
     purpose = models.CharField(max_length=20, choices=Purpose.choices, default=Purpose.EVALUATION)
+    # What the assistant's turn starts with before the answer when a model is scored on the dataset
+    # in the paper's format, e.g. " I believe the best answer is" (the released sycophancy READMEs).
+    answer_prefix = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Text the assistant's reply starts with before the answer choice, e.g. "
+        "' I believe the better option is'; empty: the answer follows 'Assistant:' directly.",
+    )
 
     # Provenance of imports: which file, its exact bytes, and the upstream commit when known.
     source_path = models.CharField(max_length=500, blank=True)
@@ -184,6 +192,11 @@ class Example(models.Model):
     def text(self) -> str:
         """The text a person reads: the statement, the question, or a Winogender sentence."""
         return record_text(statement=self.statement, question=self.question, extra=self.extra)
+
+    @property
+    def answer_choices(self) -> tuple[str, ...]:
+        """Every answer option of the item, the behavior-matching one first."""
+        return (self.answer_matching_behavior, *self.not_matching_answers)
 
     @property
     def not_matching_answers(self) -> list[str]:

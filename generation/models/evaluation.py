@@ -14,6 +14,11 @@ class PromptFormat(models.TextChoices):
     CHAT = "chat", "The model's chat template"
 
 
+class EvaluationTask(models.TextChoices):
+    BEHAVIOR = "behavior", "Behavior (share of answers matching the behavior)"
+    WINOGENDER = "winogender", "Winogender gender bias (Pearson r with BLS % women)"
+
+
 class EvaluationRun(RunBase):
     """One model scored on one dataset (or a stratified sample of it) in one prompt format.
 
@@ -21,6 +26,7 @@ class EvaluationRun(RunBase):
     log p(answer | prompt) is the behavior-matching answer (Perez et al., 2022)."""
 
     Format = PromptFormat
+    Task = EvaluationTask
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="evaluation_runs")
     model_spec = models.CharField(max_length=500)
@@ -28,6 +34,7 @@ class EvaluationRun(RunBase):
     model_fingerprint = models.CharField(max_length=200, blank=True)
     model_info = models.JSONField(default=dict, blank=True)
     prompt_format = models.CharField(max_length=10, choices=PromptFormat.choices)
+    task = models.CharField(max_length=20, choices=EvaluationTask.choices, default=EvaluationTask.BEHAVIOR)
     format_fingerprint = models.CharField(max_length=64, blank=True)
     data_fingerprint = models.CharField(max_length=64, blank=True)
     limit = models.PositiveIntegerField(
@@ -44,6 +51,8 @@ class EvaluationRun(RunBase):
     mean_p_match = models.FloatField(null=True, blank=True)
     items_per_second = models.FloatField(null=True, blank=True)
     seconds = models.FloatField(null=True, blank=True)
+    # Figures a task computes besides the share matching (Winogender: r, its CI, n), by name.
+    results = models.JSONField(default=dict, blank=True)
 
     class Meta(RunBase.Meta):
         constraints = [
@@ -51,6 +60,7 @@ class EvaluationRun(RunBase):
                 condition=Q(prompt_format__in=PromptFormat.values), name="run_prompt_format_valid"
             ),
             models.CheckConstraint(condition=Q(status__in=Status.values), name="run_status_valid"),
+            models.CheckConstraint(condition=Q(task__in=EvaluationTask.values), name="run_task_valid"),
         ]
 
     def __str__(self) -> str:
@@ -69,6 +79,9 @@ class EvaluationItem(models.Model):
     predicted_index = models.PositiveSmallIntegerField()
     matches_behavior = models.BooleanField()
     p_match = models.FloatField()
+    # What a task stores per item besides the choice scores (Winogender: the renormalised pronoun
+    # probabilities, the occupation and its BLS share of women).
+    details = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["run", "example__position"]
