@@ -104,7 +104,7 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(Response)
 class ResponseAdmin(admin.ModelAdmin):
-    list_display = ["pk", "project", "item", "worker", "relevance", "label_correct", "ambiguous"]
+    list_display = ["pk", "project", "item", "worker", "relevance", "answer", "label_correct", "ambiguous"]
     list_filter = ["project"]
 
     def has_add_permission(self, request) -> bool:

@@ -97,6 +97,8 @@ class WorkerAPIView(APIView):
             exc = NotFound("No such assignment.")
         elif isinstance(exc, errors.AssignmentConflict):
             exc = Conflict(str(exc))
+        elif isinstance(exc, errors.InvalidAnswer):
+            exc = ValidationError({"answer": [str(exc)]})
         elif isinstance(exc, errors.WorkerExcluded):
             exc = PermissionDenied("This worker is excluded from annotation.")
         return super().handle_exception(exc)
@@ -131,6 +133,10 @@ class AssignmentSubmitView(WorkerAPIView):
     @extend_schema(
         operation_id="annotation_assignment_submit",
         summary="Submit the ratings of an assignment",
+        description="The worker's answers to the three questions: relevance 1-5, the answer they chose "
+        "(one of the task's answer_options; whether it is the label is worked out on the server and not "
+        "returned) and whether the correct answer is ambiguous. A body with the old `label_correct` "
+        "verdict is refused (400).",
         request=SubmitSerializer,
         responses={201: ResponseSerializer, **ERRORS, **NOT_FOUND, **CONFLICT},
         tags=["annotation"],

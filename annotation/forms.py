@@ -1,18 +1,72 @@
 """The researchers' form for a new annotation project (the create_project command validates its
 arguments through the same form, so the page and the shell accept and refuse exactly the same
-input), and the invite page's form."""
+input), the worker's task form and the invite page's form."""
 
 from __future__ import annotations
 
 from django import forms
 
 from annotation.models import AnnotationProject
-from generation.models import Dataset
+from annotation.selectors import example_answer_options
+from generation.models import Dataset, Example
 
 MAX_INSTRUCTIONS = 20_000
 MAX_LEASE_SECONDS = 24 * 3600
 MAX_PER_LABEL = 100_000
 MAX_SESSIONS_PER_WORKER = 100
+
+
+RELEVANCE_CHOICES = [(1, "1 Horrible"), (2, "2 Bad"), (3, "3 Okay"), (4, "4 Good"), (5, "5 Amazing")]
+YES_NO = [("yes", "Yes"), ("no", "No")]
+# Keys that pick an answer option on the worker page (annotate.js), in the options' order; none of
+# them is taken by another shortcut (1-5 relevance, y/n ambiguity, s skip).
+ANSWER_KEYS = "abcdefgh"
+
+
+class TaskForm(forms.Form):
+    """The paper's crowd task (Perez et al., 2022, §3.3), its three questions in the paper's words.
+    The worker chooses an answer among the example's options and is never shown the label; the
+    ambiguity question is an explicit yes/no that must be answered (an unticked box would read as
+    "no" when the worker merely skipped it)."""
+
+    relevance = forms.TypedChoiceField(
+        choices=RELEVANCE_CHOICES,
+        coerce=int,
+        widget=forms.RadioSelect,
+        label="Is this a good question for testing the described behavior?",
+        help_text="Rate on a 1 (Horrible) - 5 (Amazing) point scale.",
+        error_messages={"required": "Rate the question from 1 (Horrible) to 5 (Amazing)."},
+    )
+    answer = forms.ChoiceField(
+        widget=forms.RadioSelect,
+        label="What is the correct answer to this question? If it's ambiguous, make your best guess anyways.",
+        error_messages={"required": "Choose the correct answer to the question."},
+    )
+    ambiguous = forms.TypedChoiceField(
+        choices=YES_NO,
+        coerce=lambda value: value == "yes",
+        widget=forms.RadioSelect,
+        label="Is it unclear or ambiguous what the 'correct' answer should be?",
+        error_messages={"required": "Say whether the correct answer is unclear or ambiguous."},
+    )
+    # Filled in by static/annotation/annotate.js from the time the page was shown; the server's own
+    # measure (since the claim) caps it, so a wrong clock cannot inflate it.
+    time_on_task_ms = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
+
+    def __init__(self, *args, example: Example, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The value is the option as the example spells it (" Yes"); the worker reads it without
+        # the leading space. The order is neutral (selectors.example_answer_options).
+        self.fields["answer"].choices = [
+            (option, option.strip()) for option in example_answer_options(example=example)
+        ]
+
+    def answer_key(self, index: int) -> str:
+        return ANSWER_KEYS[index] if index < len(ANSWER_KEYS) else ""
+
+    def answer_choices_with_keys(self) -> list[tuple]:
+        """(radio widget, shortcut key) per answer option, for the template."""
+        return [(choice, self.answer_key(index)) for index, choice in enumerate(self["answer"])]
 
 
 class JoinForm(forms.Form):
@@ -35,13 +89,22 @@ class ProjectCreateForm(forms.Form):
         help_text="One or more datasets (hold Ctrl or Cmd to pick several).",
         error_messages={"invalid_choice": "No dataset %(value)s."},
     )
+    per_dataset = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_PER_LABEL,
+        label="Sample per dataset",
+        help_text="N per dataset, balanced over labels: a random sample of this many examples of each "
+        "dataset, split as evenly as its labels allow (the paper rated 100 per dataset); leave empty "
+        "for all examples.",
+    )
     per_label = forms.IntegerField(
         required=False,
         min_value=1,
         max_value=MAX_PER_LABEL,
-        label="Sample per dataset and label",
-        help_text="A stratified random sample of this many examples per dataset and label (the paper "
-        "rated 100); leave empty for all examples.",
+        label="Or: sample per dataset and label",
+        help_text="Instead: this many examples of each dataset for each of its labels (two labels: "
+        "twice as many). Leave empty to use the sample per dataset.",
     )
     seed = forms.IntegerField(
         initial=0, min_value=0, max_value=2**31 - 1, help_text="The same seed draws the same sample."
@@ -103,6 +166,23 @@ class ProjectCreateForm(forms.Form):
         datasets = cleaned.get("datasets")
         if datasets and not any(dataset.examples.exists() for dataset in datasets):
             self.add_error("datasets", "The selected datasets have no examples.")
+        elif datasets:
+            # Workers choose the correct answer among an item's answers: a dataset without any
+            # (a Winogender set, say) could not be rated.
+            unanswerable = [
+                dataset.slug
+                for dataset in datasets
+                if dataset.examples.exists()
+                and not dataset.examples.exclude(answer_matching_behavior="").exists()
+            ]
+            if unanswerable:
+                self.add_error(
+                    "datasets",
+                    f"No answers to choose from in {', '.join(unanswerable)}: workers pick the correct "
+                    "answer of each item, so only datasets with answer options can be rated.",
+                )
+        if cleaned.get("per_dataset") is not None and cleaned.get("per_label") is not None:
+            self.add_error("per_label", "Give a sample per dataset or per dataset and label, not both.")
         return cleaned
 
     def project_create_kwargs(self) -> dict:
@@ -118,6 +198,7 @@ PROJECT_FIELDS = (
     "name",
     "slug",
     "datasets",
+    "per_dataset",
     "per_label",
     "seed",
     "overlap",

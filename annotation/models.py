@@ -1,6 +1,8 @@
 """Crowdworker validation of datasets (Perez et al., 2022, section 3): each item is rated by `overlap`
-workers on three questions — is this a good question for the behavior (1-5), is the label correct, is
-the right answer unclear or ambiguous.
+workers on the paper's three questions: is this a good question for testing the described behavior
+(1-5), what is the correct answer (the worker chooses among the answer options without seeing the
+label; agreeing with the label is derived from that choice), and is the correct answer unclear or
+ambiguous.
 
 The invariants that concurrency could break are enforced by the database, not only by code:
 
@@ -276,6 +278,10 @@ class Response(models.Model):
     worker = models.ForeignKey(Worker, on_delete=models.PROTECT, related_name="responses")
     assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="response")
     relevance = models.PositiveSmallIntegerField(help_text="1 (Horrible) to 5 (Amazing).")
+    # The answer option the worker chose, exactly as the example spells it (" Yes", " (A)"); empty
+    # only for a response recorded before workers chose answers whose choice cannot be recovered.
+    answer = models.CharField(max_length=500, blank=True)
+    # Whether `answer` is the label's answer (for a response without one: the stored verdict).
     label_correct = models.BooleanField()
     ambiguous = models.BooleanField()
     time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)

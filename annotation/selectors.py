@@ -27,6 +27,7 @@ from annotation.hotpath import (
     worker_project_sql,
 )
 from annotation.models import AnnotationProject, ProjectItem, Response, Worker
+from generation.models import Example
 
 
 def token_with_user_and_worker(*, key: str) -> Token | None:
@@ -104,6 +105,23 @@ def worker_project(*, worker: Worker, slug: str | None = None) -> AnnotationProj
     return None if row is None else instance_from_row(AnnotationProject, fields, row)
 
 
+def example_answer_options(*, example: Example) -> list[str]:
+    """The answers a worker chooses from (paper §3.3, Q2: "What is the correct answer to this
+    question?"), spelled as the example spells them (" Yes", " (A)"), in a fixed neutral order: by
+    their text, so " No" comes before " Yes" and (A) before (B). Never behavior-matching first,
+    which would tell the worker the label. Empty options are left out (an unlabelled example has
+    none)."""
+    options = {option for option in example.answer_choices if option and option.strip()}
+    return sorted(options, key=lambda option: (option.strip(), option))
+
+
+def example_task_question(*, example: Example) -> str:
+    """The question as the evaluated model sees it: the released `question` field (for a persona
+    statement, 'Is the following statement something you would say?' and the statement), or the
+    example's text when it has none."""
+    return example.question or example.text
+
+
 def worker_progress(*, worker: Worker, project: AnnotationProject) -> dict[str, int]:
     """What a worker may see of progress: their own count and how many items still need ratings —
     never anyone else's answers."""
@@ -132,6 +150,8 @@ def project_progress(*, project: AnnotationProject) -> dict[str, int]:
 
 
 def _gold_correct(response: Response) -> bool:
+    # label_correct is (answer == label), so a gold answer is right when that agrees with the
+    # item's gold_label_correct.
     item = response.item
     if item.gold_label_correct is not None and response.label_correct != item.gold_label_correct:
         return False
@@ -201,6 +221,7 @@ EXPORT_FIELDS = [
     "example_id",
     "is_gold",
     "relevance",
+    "answer",
     "label_correct",
     "ambiguous",
     "time_on_task_ms",
@@ -231,6 +252,9 @@ def project_export_rows(*, project: AnnotationProject) -> Iterator[dict]:
             "example_id": example.pk,
             "is_gold": response.item.is_gold,
             "relevance": response.relevance,
+            # The option the worker chose ("" for a response from before workers chose answers,
+            # when its verdict did not single one out); label_correct: whether it is the label.
+            "answer": response.answer,
             "label_correct": response.label_correct,
             "ambiguous": response.ambiguous,
             "time_on_task_ms": response.time_on_task_ms,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -20,35 +19,12 @@ from django.views.decorators.http import require_POST, require_safe
 from django.views.generic import DetailView, FormView, ListView
 
 from annotation import selectors
-from annotation.forms import JoinForm, ProjectCreateForm
+from annotation.forms import JoinForm, ProjectCreateForm, TaskForm
 from annotation.markdown import render_markdown
 from annotation.models import AnnotationProject, Assignment, Worker
 from annotation.services import errors, leases, projects, workers
 from mwe_site.permissions import StaffRequiredMixin
 from mwe_site.safe_csv import csv_lines
-
-RELEVANCE_CHOICES = [(1, "1 Horrible"), (2, "2 Bad"), (3, "3 Okay"), (4, "4 Good"), (5, "5 Amazing")]
-
-
-class RatingForm(forms.Form):
-    relevance = forms.TypedChoiceField(
-        choices=RELEVANCE_CHOICES,
-        coerce=int,
-        widget=forms.RadioSelect,
-        label="Is this a good question for testing the described behavior?",
-    )
-    label_correct = forms.TypedChoiceField(
-        choices=[("yes", "Yes"), ("no", "No")],
-        coerce=lambda value: value == "yes",
-        widget=forms.RadioSelect,
-        label="Is the label correct?",
-    )
-    ambiguous = forms.BooleanField(
-        required=False, label="It is unclear or ambiguous what the correct answer should be"
-    )
-    # Filled in by static/js/annotate.js from the time the page was shown; the server's own
-    # measure (since the claim) caps it, so a wrong clock cannot inflate it.
-    time_on_task_ms = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
 
 def _worker_or_none(request: HttpRequest) -> Worker | None:
@@ -95,8 +71,10 @@ class WorkView(View):
             context["progress"] = selectors.worker_progress(worker=worker, project=project)
             context["instructions_html"] = render_markdown(project.instructions)
             if assignment is not None:
-                context["form"] = RatingForm()
-                context["example"] = assignment.item.example
+                example = assignment.item.example
+                context["form"] = TaskForm(example=example)
+                context["example"] = example
+                context["question"] = selectors.example_task_question(example=example)
         return render(request, "annotation/work.html", context)
 
 
@@ -110,26 +88,34 @@ def _assignment_action(request: HttpRequest, pk: int, action) -> Worker | None:
         raise Http404("No such assignment.") from None
     except errors.AssignmentConflict as exc:
         messages.warning(request, f"Not saved: {exc}.")
+    except errors.InvalidAnswer as exc:
+        messages.error(request, f"Not saved: {exc}.")
     return worker
 
 
 @require_POST
 def assignment_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
-    form = RatingForm(request.POST)
+    worker = _worker_or_none(request)
+    if worker is None:
+        raise Http404("No such assignment.")
+    assignment = get_object_or_404(Assignment.objects.select_related("item__example"), pk=pk, worker=worker)
+    form = TaskForm(request.POST, example=assignment.item.example)
     if not form.is_valid():
-        messages.error(request, "Please answer the rating and the label questions.")
+        problems = [
+            error for name in ("relevance", "answer", "ambiguous") for error in form.errors.get(name, [])
+        ]
+        messages.error(request, "Not saved. " + " ".join(problems or ["Please answer all three questions."]))
         return redirect("annotation:work")
 
     def submit(worker: Worker) -> None:
         data = form.cleaned_data
-        assignment = get_object_or_404(Assignment, pk=pk, worker=worker)
         server_ms = int((timezone.now() - assignment.claimed_at).total_seconds() * 1000)
         client_ms = data.get("time_on_task_ms")
         leases.assignment_submit(
             assignment_id=pk,
             worker=worker,
             relevance=data["relevance"],
-            label_correct=data["label_correct"],
+            answer=data["answer"],
             ambiguous=data["ambiguous"],
             time_on_task_ms=min(client_ms, server_ms) if client_ms is not None else server_ms,
         )

@@ -177,9 +177,15 @@ async def work_loop(client: Client, stats: Stats, deadline: float, index: int) -
             stats.error(f"claim {status}")
             await asyncio.sleep(0.05)
             continue
-        assignment = json.loads(data)["id"]
+        task = json.loads(data)
+        assignment = task["id"]
         n += 1
-        answer = {"relevance": 1 + (index + n) % 5, "label_correct": n % 2 == 0, "ambiguous": n % 7 == 0}
+        options = task["example"]["answer_options"]
+        answer = {
+            "relevance": 1 + (index + n) % 5,
+            "answer": options[n % len(options)],
+            "ambiguous": n % 7 == 0,
+        }
         status, _, submit_ms = await client.request("POST", f"/api/assignments/{assignment}/submit/", answer)
         if status != 201:
             stats.error(f"submit {status}")

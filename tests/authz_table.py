@@ -304,7 +304,7 @@ GENERATE_FORM = {
     "near_duplicate": 0.9,
     "calibrate": "on",
 }
-RATING = {"relevance": "4", "label_correct": "yes"}
+RATING = {"relevance": "4", "answer": " Yes", "ambiguous": "no"}
 
 
 def _project_form(w: World) -> Body:
@@ -561,7 +561,7 @@ API_ROWS = [
         "api-assignment-submit",
         worker_api(worker=CREATED, other_worker=NOT_FOUND),
         kwargs=_assignment,
-        body=lambda w: Body({"relevance": 4, "label_correct": True, "ambiguous": False}, "json"),
+        body=lambda w: Body({"relevance": 4, "answer": " Yes", "ambiguous": False}, "json"),
         effect=_rated,
     ),
     _worker_api_row(

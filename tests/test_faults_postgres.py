@@ -45,7 +45,7 @@ from tests.processes import (
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-RATING = {"relevance": 4, "label_correct": True, "ambiguous": False}
+RATING = {"relevance": 4, "answer": " Yes", "ambiguous": False}
 
 
 # ----------------------------------------------------------------------------- Redis restarts

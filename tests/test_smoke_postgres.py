@@ -444,6 +444,12 @@ def test_whole_flow_on_the_production_stack(stack, tmp_path, evals_data):
             sessions.append(session)
         rated: list[list[str]] = [[] for _ in sessions]
         label_votes: dict[str, list[bool]] = {text: [] for text in texts}
+        # Workers never see the label; the test reads it from the public catalog to choose answers
+        # that agree or disagree with it.
+        labels = {
+            e["text"]: e["answer_matching_behavior"]
+            for e in api_all(stack, requests.Session(), f"/api/examples/?dataset={GENERATED}")
+        }
         active = set(range(len(sessions)))
         # Round robin, as concurrent workers would interleave; varied answers keep the agreement
         # figures defined (all-equal answers make kappa undefined).
@@ -460,11 +466,15 @@ def test_whole_flow_on_the_production_stack(stack, tmp_path, evals_data):
                 )
                 i = len(rated[w])
                 label_correct = (w + i) % 3 != 0
+                label = labels[task["example"]["text"]]
+                options = task["example"]["answer_options"]
+                stack.check(label in options, f"options {options} lack the label {label!r}")
+                answer = label if label_correct else next(o for o in options if o != label)
                 submit = sessions[w].post(
                     stack.url(f"/api/assignments/{task['id']}/submit/"),
                     json={
                         "relevance": 1 + (w + 2 * i) % 5,
-                        "label_correct": label_correct,
+                        "answer": answer,
                         "ambiguous": (w * i) % 4 == 1,
                         "time_on_task_ms": 1500 + 100 * i,
                     },

@@ -1,5 +1,5 @@
 """The domain errors of the annotation services; the API and the pages turn them into HTTP answers
-(404, 409, 403). Nothing is written when one is raised."""
+(404, 409, 403, 400). Nothing is written when one is raised."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ class AssignmentConflict(AnnotationError):
     expired with its slot given to another worker."""
 
 
+class InvalidAnswer(AnnotationError, ValueError):
+    """The answer a worker submitted is not one of the item's answer options (HTTP 400)."""
+
+
 class WorkerExcluded(AnnotationError):
     """An excluded worker gets no new tasks."""
 
@@ -33,3 +37,11 @@ SUBMIT_CONFLICTS = {
     Assignment.Status.RELEASED: "this assignment was released",
     Assignment.Status.EXPIRED: "the lease expired and the item was given to another worker",
 }
+
+
+def invalid_answer_message(answer: str) -> str:
+    """Why a submitted answer is refused (the same words on SQLite and PostgreSQL)."""
+    return (
+        f"answer {answer!r} is not one of this item's answer options "
+        "(send one of the task's answer_options back exactly as given)"
+    )

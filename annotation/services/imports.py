@@ -10,7 +10,14 @@ Columns (a header line names them; others are ignored and reported):
   since stripping it would merge two workers (" w1" and "w1") and keeping it would let one pass
   for the other. A leading quote that this site's CSV export put before a formula-like id
   (`'=w1`) is removed;
-- the answers: `relevance` (1-5), `label_correct` and `ambiguous` (yes/no, true/false, 1/0);
+- the answers: `relevance` (1-5), `answer` (the option the worker chose, as in the paper's task:
+  one of the example's answers, e.g. "Yes" or "(A)", with or without the leading space the released
+  files give it) and `ambiguous` (yes/no, true/false, 1/0). `label_correct` (yes/no) is derived:
+  whether the answer is the label (the behavior-matching answer). Files of the older task, where
+  workers judged the label they were shown, give `label_correct` instead of `answer`: the answer is
+  then the label when it was judged correct, the one other answer when it was judged wrong and the
+  example has exactly one, and left empty otherwise (several other answers, e.g. PhilPapers), as
+  the migration of old responses does. A row with both must agree;
 - optionally `time_on_task_ms` (a whole number of milliseconds, at most 2,147,483,647).
 
 The whole file is validated before anything is written, and every error names its line. Then one
@@ -79,7 +86,8 @@ class RatingRow:
     example_id: int | None
     worker: str
     relevance: int
-    label_correct: bool
+    answer: str  # as written, "" when not given
+    label_correct: bool | None  # None when not given
     ambiguous: bool
     time_on_task_ms: int | None
 
@@ -146,9 +154,9 @@ def ratings_parse(text: str) -> tuple[list[RatingRow], list[str], list[str]]:
     by_position = {"dataset", position_column} <= columns
     if not by_position and "example_id" not in columns:
         errors.append("line 1: name each example with the columns dataset and position, or example_id")
-    missing = [
-        name for name in (worker_column, "relevance", "label_correct", "ambiguous") if name not in columns
-    ]
+    missing = [name for name in (worker_column, "relevance", "ambiguous") if name not in columns]
+    if "answer" not in columns and "label_correct" not in columns:
+        missing.append("answer (or, for ratings of the older task, label_correct)")
     if missing:
         errors.append(f"line 1: missing column(s): {', '.join(missing)}")
     if errors:
@@ -159,6 +167,7 @@ def ratings_parse(text: str) -> tuple[list[RatingRow], list[str], list[str]]:
         "example_id",
         worker_column,
         "relevance",
+        "answer",
         "label_correct",
         "ambiguous",
         "time_on_task_ms",
@@ -201,9 +210,15 @@ def ratings_parse(text: str) -> tuple[list[RatingRow], list[str], list[str]]:
         relevance = _integer(cell["relevance"])
         if relevance is None or not 1 <= relevance <= 5:
             problems.append(f"relevance {cell['relevance']!r} is not an integer from 1 to 5")
-        label_correct = _boolean(cell["label_correct"])
-        if label_correct is None:
-            problems.append(f"label_correct {cell['label_correct']!r} is not yes/no, true/false or 1/0")
+        # The answer as written (this site's export puts a quote before a formula-like cell).
+        answer = csv_uncell(cell["answer"]) if cell["answer"] else ""
+        label_correct = None
+        if cell["label_correct"]:
+            label_correct = _boolean(cell["label_correct"])
+            if label_correct is None:
+                problems.append(f"label_correct {cell['label_correct']!r} is not yes/no, true/false or 1/0")
+        elif not answer:
+            problems.append("no answer: give the answer the worker chose (or label_correct)")
         ambiguous = _boolean(cell["ambiguous"])
         if ambiguous is None:
             problems.append(f"ambiguous {cell['ambiguous']!r} is not yes/no, true/false or 1/0")
@@ -227,6 +242,7 @@ def ratings_parse(text: str) -> tuple[list[RatingRow], list[str], list[str]]:
                 example_id=example_id,
                 worker=worker,
                 relevance=relevance,
+                answer=answer,
                 label_correct=label_correct,
                 ambiguous=ambiguous,
                 time_on_task_ms=time_ms,
@@ -254,6 +270,69 @@ class _Plan:
     examples: dict[int, int]  # row line -> example id
     datasets: dict[int, int]  # example id -> dataset id
     labels: dict[int, str]  # example id -> "slug#position" for messages
+    answers: dict[int, tuple[str, list[str]]]  # example id -> (matching answer, the other answers)
+
+
+def _others(value) -> list[str]:
+    """answer_not_matching_behavior as a list (it is a string, a list of strings, or null)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _options(matching: str, others: list[str]) -> list[str]:
+    return [option for option in (matching, *others) if option and option.strip()]
+
+
+def _chosen_option(written: str, options: list[str]) -> str | None:
+    """The option a written answer names: the exact spelling, or the one option equal to it once
+    the surrounding spaces are set aside (" Yes" is written "Yes" in most files)."""
+    if written in options:
+        return written
+    same = [option for option in options if option.strip() == written.strip()]
+    return same[0] if len(same) == 1 else None
+
+
+def _answer_from_verdict(*, label_correct: bool, matching: str, others: list[str]) -> str:
+    """The answer a verdict of the older task implies, or "" when it does not single one out (the
+    rule of migration annotation 0006)."""
+    if label_correct:
+        return matching or ""
+    others = [answer for answer in others if answer and answer != matching]
+    return others[0] if len(others) == 1 else ""
+
+
+def _resolve_answers(rows: list[RatingRow], plan: _Plan) -> tuple[dict[int, tuple[str, bool]], list[str]]:
+    """Per row line: the answer to store (an option as the example spells it, or "") and
+    label_correct; and the problems of the rows whose answer cannot be stored."""
+    resolved: dict[int, tuple[str, bool]] = {}
+    errors: list[str] = []
+    for row in rows:
+        example = plan.examples[row.line]
+        matching, others = plan.answers[example]
+        options = _options(matching, others)
+        if not row.answer:
+            answer = _answer_from_verdict(label_correct=row.label_correct, matching=matching, others=others)
+            resolved[row.line] = (answer, row.label_correct)
+            continue
+        answer = _chosen_option(row.answer, options)
+        if answer is None:
+            shown = ", ".join(repr(option.strip()) for option in sorted(options, key=str.strip))
+            errors.append(
+                f"line {row.line}: answer {row.answer!r} is not one of the answers of "
+                f"{plan.labels[example]} ({shown or 'it has none'})"
+            )
+            continue
+        label_correct = answer == matching
+        if row.label_correct is not None and row.label_correct != label_correct:
+            errors.append(
+                f"line {row.line}: label_correct {'yes' if row.label_correct else 'no'} disagrees with the "
+                f"answer {row.answer!r}, which is {'' if label_correct else 'not '}the label of "
+                f"{plan.labels[example]}"
+            )
+            continue
+        resolved[row.line] = (answer, label_correct)
+    return resolved, errors
 
 
 def _resolve_examples(rows: list[RatingRow]) -> tuple[_Plan, list[str]]:
@@ -263,6 +342,7 @@ def _resolve_examples(rows: list[RatingRow]) -> tuple[_Plan, list[str]]:
     by_position: dict[tuple[int, int], int] = {}
     labels: dict[int, str] = {}
     dataset_of: dict[int, int] = {}
+    answers: dict[int, tuple[str, list[str]]] = {}
     wanted = defaultdict(set)
     for row in rows:
         if row.dataset in datasets and row.position is not None:
@@ -270,21 +350,28 @@ def _resolve_examples(rows: list[RatingRow]) -> tuple[_Plan, list[str]]:
     slug_of = {pk: slug for slug, pk in datasets.items()}
     if wanted:
         found = Example.objects.filter(dataset_id__in=list(wanted)).values_list(
-            "pk", "dataset_id", "position"
+            "pk", "dataset_id", "position", "answer_matching_behavior", "answer_not_matching_behavior"
         )
-        for pk, dataset_id, position in found.order_by().iterator(chunk_size=5000):
+        for pk, dataset_id, position, matching, others in found.order_by().iterator(chunk_size=5000):
             if position in wanted[dataset_id]:
                 by_position[(dataset_id, position)] = pk
                 labels[pk] = f"{slug_of[dataset_id]}#{position}"
                 dataset_of[pk] = dataset_id
+                answers[pk] = (matching, _others(others))
     ids = sorted({row.example_id for row in rows if row.example_id is not None})
     for start in range(0, len(ids), ID_BATCH):
         batch = Example.objects.filter(pk__in=ids[start : start + ID_BATCH]).values_list(
-            "pk", "dataset_id", "dataset__slug", "position"
+            "pk",
+            "dataset_id",
+            "dataset__slug",
+            "position",
+            "answer_matching_behavior",
+            "answer_not_matching_behavior",
         )
-        for pk, dataset_id, slug, position in batch:
+        for pk, dataset_id, slug, position, matching, others in batch:
             labels[pk] = f"{slug}#{position}"
             dataset_of[pk] = dataset_id
+            answers[pk] = (matching, _others(others))
 
     examples: dict[int, int] = {}
     for row in rows:
@@ -311,7 +398,7 @@ def _resolve_examples(rows: list[RatingRow]) -> tuple[_Plan, list[str]]:
                 continue
             example = row.example_id
         examples[row.line] = example
-    return _Plan(examples=examples, datasets=dataset_of, labels=labels), errors
+    return _Plan(examples=examples, datasets=dataset_of, labels=labels, answers=answers), errors
 
 
 def _by_line(errors: list[str]) -> list[str]:
@@ -358,6 +445,9 @@ def ratings_import_text(
     plan, unresolved = _resolve_examples(rows)
     errors += unresolved
     rows = [row for row in rows if row.line in plan.examples]
+    chosen, wrong_answers = _resolve_answers(rows, plan)
+    errors += wrong_answers
+    rows = [row for row in rows if row.line in chosen]
 
     # Within the file: one rating per (example, worker), and no more than k per example.
     first_line: dict[tuple[int, str], int] = {}
@@ -390,14 +480,19 @@ def ratings_import_text(
     for row in rows:
         example = plan.examples[row.line]
         answers = stored.get((example, row.worker))
+        answer, label_correct = chosen[row.line]
         if answers is None:
             new_rows.append(row)
-        elif answers == (row.relevance, row.label_correct, row.ambiguous):
+        elif answers[1:] == (row.relevance, label_correct, row.ambiguous) and (
+            not row.answer or answers[0] == answer
+        ):
+            # A row of the older task (no answer) matches a stored rating with the same verdict.
             summary.unchanged += 1
         else:
             errors.append(
                 f"line {row.line}: worker {row.worker} already rated {plan.labels[example]} with other answers "
-                f"(relevance {answers[0]}, label correct {answers[1]}, ambiguous {answers[2]})"
+                f"(answer {answers[0].strip()!r}, relevance {answers[1]}, label correct {answers[2]}, "
+                f"ambiguous {answers[3]})"
             )
     new_per_example = Counter(plan.examples[row.line] for row in new_rows)
     for example, count in sorted(new_per_example.items()):
@@ -429,6 +524,7 @@ def ratings_import_text(
             k=k,
             plan=plan,
             rows=new_rows,
+            chosen=chosen,
             summary=summary,
         )
     return summary
@@ -436,22 +532,23 @@ def ratings_import_text(
 
 def _existing(
     project: AnnotationProject | None, plan: _Plan, rows: list[RatingRow]
-) -> tuple[dict[tuple[int, str], tuple[int, bool, bool]], dict[int, ProjectItem]]:
-    """The project's stored answers of the file's (example, worker) pairs, and its items."""
+) -> tuple[dict[tuple[int, str], tuple[str, int, bool, bool]], dict[int, ProjectItem]]:
+    """The project's stored answers (answer, relevance, label_correct, ambiguous) of the file's
+    (example, worker) pairs, and its items."""
     if project is None:
         return {}, {}
     example_ids = sorted(set(plan.examples.values()))
-    stored: dict[tuple[int, str], tuple[int, bool, bool]] = {}
+    stored: dict[tuple[int, str], tuple[str, int, bool, bool]] = {}
     items: dict[int, ProjectItem] = {}
     for start in range(0, len(example_ids), ID_BATCH):
         batch = example_ids[start : start + ID_BATCH]
         for item in ProjectItem.objects.filter(project=project, example_id__in=batch):
             items[item.example_id] = item
         answers = Response.objects.filter(project=project, item__example_id__in=batch).values_list(
-            "item__example_id", "worker__external_id", "relevance", "label_correct", "ambiguous"
+            "item__example_id", "worker__external_id", "answer", "relevance", "label_correct", "ambiguous"
         )
-        for example_id, external_id, relevance, label_correct, ambiguous in answers:
-            stored[(example_id, external_id)] = (relevance, label_correct, ambiguous)
+        for example_id, external_id, answer, relevance, label_correct, ambiguous in answers:
+            stored[(example_id, external_id)] = (answer, relevance, label_correct, ambiguous)
     return stored, items
 
 
@@ -463,6 +560,7 @@ def _write(
     k: int,
     plan: _Plan,
     rows: list[RatingRow],
+    chosen: dict[int, tuple[str, bool]],
     summary: ImportSummary,
 ) -> None:
     if project is None:
@@ -536,7 +634,8 @@ def _write(
                 worker_id=assignment.worker_id,
                 assignment=assignment,
                 relevance=row.relevance,
-                label_correct=row.label_correct,
+                answer=chosen[row.line][0],
+                label_correct=chosen[row.line][1],
                 ambiguous=row.ambiguous,
                 time_on_task_ms=row.time_on_task_ms,
             )

@@ -29,12 +29,15 @@ from django.db.models import Case, Exists, F, OuterRef, QuerySet, Value, When
 from django.utils import timezone
 
 from annotation.models import AnnotationProject, Assignment, ProjectItem, Response, Worker
+from annotation.selectors import example_answer_options
 from annotation.services import postgres
 from annotation.services.errors import (
     SUBMIT_CONFLICTS,
     AssignmentConflict,
     AssignmentNotFound,
+    InvalidAnswer,
     WorkerExcluded,
+    invalid_answer_message,
 )
 
 # SQLite accepts a bounded number of query parameters; queries by a list of ids go in batches of
@@ -231,14 +234,13 @@ def _claim_postgresql(
 # --- Submit, release, extend ----------------------------------------------------------------------
 
 
-def _locked_assignment(*, assignment_id: int, worker: Worker) -> Assignment:
+def _locked_assignment(*, assignment_id: int, worker: Worker, with_example: bool = False) -> Assignment:
+    query = Assignment.objects.select_for_update(of=("self",)).select_related("project")
+    if with_example:
+        query = query.select_related("item__example")
     try:
         # of=self: lock the lease only; the item row is locked by the counter update that follows.
-        return (
-            Assignment.objects.select_for_update(of=("self",))
-            .select_related("project")
-            .get(pk=assignment_id, worker=worker)
-        )
+        return query.get(pk=assignment_id, worker=worker)
     except Assignment.DoesNotExist:
         raise AssignmentNotFound(f"no assignment {assignment_id} for this worker") from None
 
@@ -248,23 +250,34 @@ def assignment_submit(
     assignment_id: int,
     worker: Worker,
     relevance: int,
-    label_correct: bool,
+    answer: str,
     ambiguous: bool,
     time_on_task_ms: int | None = None,
     now=None,
 ) -> Response:
-    """Store the worker's answers. Raises AssignmentNotFound (not theirs), AssignmentConflict (already
-    submitted, released, or expired and its slot taken by someone else); nothing is stored then.
+    """Store the worker's answers to the paper's three questions (§3.3): relevance 1-5, the answer
+    they chose (one of the example's options, spelled as the example spells it: see
+    `selectors.example_answer_options`) and whether the correct answer is ambiguous.
+    `label_correct` is derived here: whether the chosen answer is the label
+    (answer_matching_behavior).
+
+    Raises AssignmentNotFound (not theirs), InvalidAnswer (not one of the item's options),
+    AssignmentConflict (already submitted, released, or expired and its slot taken by someone
+    else), ValueError (relevance out of range); nothing is stored then.
 
     On PostgreSQL this is one statement (`postgres.submit_run`); elsewhere the same steps through
     the ORM in one transaction."""
     if not (isinstance(relevance, int) and not isinstance(relevance, bool) and 1 <= relevance <= 5):
         raise ValueError("relevance must be an integer from 1 to 5")
+    if not isinstance(answer, str) or not answer.strip():
+        raise InvalidAnswer("answer must be one of the item's answer options, not empty")
+    if not isinstance(ambiguous, bool):
+        raise ValueError("ambiguous must be True or False")
     now = now or timezone.now()
     answers = {
         "relevance": relevance,
-        "label_correct": bool(label_correct),
-        "ambiguous": bool(ambiguous),
+        "answer": answer,
+        "ambiguous": ambiguous,
         "time_on_task_ms": time_on_task_ms,
     }
     if connection.vendor == "postgresql":
@@ -278,12 +291,15 @@ def _submit_orm(
     assignment_id: int,
     worker: Worker,
     relevance: int,
-    label_correct: bool,
+    answer: str,
     ambiguous: bool,
     time_on_task_ms: int | None,
     now,
 ) -> Response:
-    assignment = _locked_assignment(assignment_id=assignment_id, worker=worker)
+    assignment = _locked_assignment(assignment_id=assignment_id, worker=worker, with_example=True)
+    example = assignment.item.example
+    if answer not in example_answer_options(example=example):
+        raise InvalidAnswer(invalid_answer_message(answer))
     status = assignment.status
     if status in (Assignment.Status.SUBMITTED, Assignment.Status.RELEASED):
         raise AssignmentConflict(SUBMIT_CONFLICTS[status])
@@ -301,7 +317,8 @@ def _submit_orm(
                 worker=worker,
                 assignment=assignment,
                 relevance=relevance,
-                label_correct=label_correct,
+                answer=answer,
+                label_correct=answer == example.answer_matching_behavior,
                 ambiguous=ambiguous,
                 time_on_task_ms=time_on_task_ms,
             )

@@ -22,7 +22,9 @@ from annotation.services.errors import (
     SUBMIT_CONFLICTS,
     AssignmentConflict,
     AssignmentNotFound,
+    InvalidAnswer,
     WorkerExcluded,
+    invalid_answer_message,
 )
 from generation.models import Dataset, Example
 
@@ -132,23 +134,45 @@ def _claim_sql(*, gold: bool) -> str:
 _CLAIM_SQL = _claim_sql(gold=False)
 _CLAIM_WITH_GOLD_SQL = _claim_sql(gold=True)
 
-# Lock the lease; count the response on its item if the lease is live, or if it expired and its slot
-# is still free (then the slot is taken back); mark the lease submitted; insert the response. When
-# the lease is submitted or released, or expired with its slot given away, nothing is written and the
-# response columns are null. A second response by the worker on the item breaks the unique
-# constraint and the whole statement is undone.
+# Lock the lease; check the chosen answer against the example's options (answer_matching_behavior and
+# answer_not_matching_behavior, a JSON string or list of strings); count the response on its item if
+# the answer is one of them and the lease is live, or expired with its slot still free (then the slot
+# is taken back); mark the lease submitted; insert the response with label_correct derived (the
+# answer is the label). When the answer is not an option, or the lease is submitted or released, or
+# expired with its slot given away, nothing is written and the response columns are null. A second
+# response by the worker on the item breaks the unique constraint and the whole statement is undone.
 _SUBMIT_SQL = """
     WITH lease AS (
-        SELECT id, project_id, item_id, status, claimed_at FROM {assignment}
-        WHERE id = %(assignment)s AND worker_id = %(worker)s
-        FOR UPDATE
+        SELECT a.id, a.project_id, a.item_id, a.status, a.claimed_at,
+            e.answer_matching_behavior AS label, e.answer_not_matching_behavior AS others
+        FROM {assignment} a
+        JOIN {item} it ON it.id = a.item_id
+        JOIN {example} e ON e.id = it.example_id
+        WHERE a.id = %(assignment)s AND a.worker_id = %(worker)s
+        FOR UPDATE OF a
+    ),
+    choice AS (
+        SELECT options.option, options.option = lease.label AS label_correct
+        FROM lease, LATERAL (
+            SELECT lease.label
+            UNION ALL
+            SELECT value FROM jsonb_array_elements_text(
+                CASE jsonb_typeof(lease.others)
+                    WHEN 'array' THEN lease.others
+                    WHEN 'string' THEN jsonb_build_array(lease.others)
+                    ELSE '[]'::jsonb
+                END
+            )
+        ) options(option)
+        WHERE options.option = %(answer)s AND btrim(options.option) <> ''
+        LIMIT 1
     ),
     counted AS (
         UPDATE {item} i
         SET submitted_count = i.submitted_count + 1,
             reserved_count = i.reserved_count + (CASE WHEN lease.status = '{expired}' THEN 1 ELSE 0 END)
         FROM lease
-        WHERE i.id = lease.item_id
+        WHERE i.id = lease.item_id AND EXISTS (SELECT 1 FROM choice)
           AND (lease.status = '{claimed}' OR (lease.status = '{expired}' AND i.reserved_count < i.overlap))
         RETURNING i.id
     ),
@@ -159,21 +183,21 @@ _SUBMIT_SQL = """
     ),
     answer AS (
         INSERT INTO {response} (
-            project_id, item_id, worker_id, assignment_id, relevance, label_correct, ambiguous,
+            project_id, item_id, worker_id, assignment_id, relevance, answer, label_correct, ambiguous,
             time_on_task_ms, created_at
         )
-        SELECT lease.project_id, lease.item_id, %(worker)s, lease.id, %(relevance)s, %(label_correct)s,
-            %(ambiguous)s,
+        SELECT lease.project_id, lease.item_id, %(worker)s, lease.id, %(relevance)s, choice.option,
+            choice.label_correct, %(ambiguous)s,
             COALESCE(
                 %(time_on_task_ms)s,
                 GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (%(now)s - lease.claimed_at)) * 1000))::integer
             ),
             %(now)s
-        FROM lease JOIN counted ON counted.id = lease.item_id
-        RETURNING id, time_on_task_ms, created_at
+        FROM lease JOIN counted ON counted.id = lease.item_id CROSS JOIN choice
+        RETURNING id, label_correct, time_on_task_ms, created_at
     )
-    SELECT lease.status, lease.project_id, lease.item_id, answer.id, answer.time_on_task_ms,
-        answer.created_at
+    SELECT lease.status, lease.project_id, lease.item_id, EXISTS (SELECT 1 FROM choice), answer.id,
+        answer.label_correct, answer.time_on_task_ms, answer.created_at
     FROM lease LEFT JOIN answer ON true
 """.format(**_TABLES)  # noqa: S608
 
@@ -233,15 +257,15 @@ def submit_run(
     worker: Worker,
     now: datetime,
     relevance: int,
-    label_correct: bool,
+    answer: str,
     ambiguous: bool,
     time_on_task_ms: int | None,
 ) -> Response:
-    """The submit statement: the stored response, or AssignmentNotFound / AssignmentConflict as the
-    ORM path raises them (nothing written then)."""
+    """The submit statement: the stored response, or AssignmentNotFound / InvalidAnswer /
+    AssignmentConflict as the ORM path raises them (nothing written then)."""
     answers = {
         "relevance": relevance,
-        "label_correct": label_correct,
+        "answer": answer,
         "ambiguous": ambiguous,
         "time_on_task_ms": time_on_task_ms,
     }
@@ -253,7 +277,9 @@ def submit_run(
         raise AssignmentConflict("this worker already rated this item") from None
     if row is None:
         raise AssignmentNotFound(f"no assignment {assignment_id} for this worker")
-    status, project_id, item_id, response_id, time_on_task_ms, created_at = row
+    status, project_id, item_id, answer_ok, response_id, label_correct, time_on_task_ms, created_at = row
+    if not answer_ok:
+        raise InvalidAnswer(invalid_answer_message(answer))
     if response_id is None:
         raise AssignmentConflict(SUBMIT_CONFLICTS.get(status, SUBMIT_CONFLICTS[Assignment.Status.EXPIRED]))
     return Response.from_db(
@@ -265,6 +291,7 @@ def submit_run(
             "worker_id",
             "assignment_id",
             "relevance",
+            "answer",
             "label_correct",
             "ambiguous",
             "time_on_task_ms",
@@ -277,6 +304,7 @@ def submit_run(
             worker.pk,
             assignment_id,
             relevance,
+            answer,
             label_correct,
             ambiguous,
             time_on_task_ms,

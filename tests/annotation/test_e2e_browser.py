@@ -1,5 +1,6 @@
 """End to end in a real browser: a crowdworker opens their invite link, starts, and rates three
-examples with the keyboard only (annotate.js: 1-5 relevance, y/n label, a ambiguous, Enter submit).
+examples with the keyboard only (annotate.js: 1-5 relevance, a-h the answer options as shown, y/n
+"is the correct answer ambiguous?", Enter submit), never seeing the label.
 
 Headless Chromium from the system (`/usr/bin/chromium`, installed by `make setup` when missing),
 driven by Playwright's sync API against pytest-django's `live_server`. `playwright install` is never
@@ -39,7 +40,8 @@ def test_worker_rates_three_examples_with_the_keyboard(live_server, page):
     project = build_project(items=3, overlap=2, slug="e2e")
     first = project.items.order_by("pk").first().example
     first.statement = f"I would say {PAYLOAD} to anyone"
-    first.save(update_fields=["statement"])
+    first.question = f'Is the following statement something you would say?\n"{first.statement}"'
+    first.save(update_fields=["statement", "question"])
     worker = worker_create(project=project, external_id="crowd-e2e")
 
     # The token is the link's fragment: join.js copies it into the form and out of the address bar.
@@ -51,26 +53,35 @@ def test_worker_rates_three_examples_with_the_keyboard(live_server, page):
     assert page.url.endswith("/annotate/")
     assert "E2E" in page.content()
 
-    # The example text with markup is shown as text: nothing ran, no element was injected.
+    # The question as the model sees it, its markup shown as text: nothing ran, nothing injected.
     text = page.locator("#example-text")
-    assert text.inner_text() == first.statement
+    assert text.inner_text() == f'Is the following statement something you would say?\n"{first.statement}"'
     assert text.locator("script, img").count() == 0
     assert page.evaluate("window.__xss") is None
 
     answers = [
-        (["4", "y"], (4, True, False)),
-        (["2", "n", "a"], (2, False, True)),
-        (["5", "y", "a", "a", "3"], (3, True, False)),  # a twice toggles back; the last digit wins
+        (["4", "b", "n"], (4, " Yes", True, False)),  # b: the second option shown, Yes
+        (["2", "a", "y"], (2, " No", False, True)),
+        (["5", "a", "y", "b", "n", "3"], (3, " Yes", True, False)),  # the last key of each question wins
     ]
     for keys, _ in answers:
         assert page.locator("#rating-form").is_visible()
+        # The paper's questions and the options in neutral order; the label is nowhere in the DOM.
+        body = page.locator("body").inner_text()
+        assert "What is the correct answer to this question?" in body
+        assert "Is it unclear or ambiguous what the 'correct' answer should be?" in body
+        options = page.locator("#answer-options label").all_inner_texts()
+        assert [option.split(" (")[0] for option in options] == ["No", "Yes"]
+        html = page.evaluate("document.documentElement.outerHTML")
+        assert "Label" not in html and "matching" not in html and "label_correct" not in html
+        assert page.locator("input[name=ambiguous]:checked").count() == 0
         rate(page, keys)
     assert "Nothing left for you to rate" in page.content()
     assert page.evaluate("window.__xss") is None
     assert page.js_errors == []
 
     responses = Response.objects.filter(worker=worker).order_by("item_id")
-    got = [(r.relevance, r.label_correct, r.ambiguous) for r in responses]
+    got = [(r.relevance, r.answer, r.label_correct, r.ambiguous) for r in responses]
     assert got == [expected for _, expected in answers]
     assert [r.item_id for r in responses] == list(project.items.order_by("pk").values_list("pk", flat=True))
     assert all(r.time_on_task_ms is not None and r.time_on_task_ms >= 0 for r in responses)

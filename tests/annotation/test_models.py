@@ -60,6 +60,7 @@ def test_one_response_per_item_and_worker(project, workers):
         "project": project,
         "item": item,
         "worker": workers[0],
+        "answer": " Yes",
         "label_correct": True,
         "ambiguous": False,
     }
@@ -79,6 +80,7 @@ def test_relevance_range(project, workers, relevance):
             worker=workers[0],
             assignment=assignment,
             relevance=relevance,
+            answer=" Yes",
             label_correct=True,
             ambiguous=False,
         )
@@ -99,9 +101,7 @@ def test_workers_are_never_deleted(project):
     from annotation.services.leases import assignment_submit, task_claim
 
     assignment = task_claim(worker=worker, project=project)
-    assignment_submit(
-        assignment_id=assignment.pk, worker=worker, relevance=4, label_correct=True, ambiguous=False
-    )
+    assignment_submit(assignment_id=assignment.pk, worker=worker, relevance=4, answer=" Yes", ambiguous=False)
     from django.db.models import ProtectedError
 
     with pytest.raises(ProtectedError):

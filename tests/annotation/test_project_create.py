@@ -39,6 +39,7 @@ def form_data(chosen, **overrides):
         "name": "Power validation",
         "slug": "power",
         "datasets": [d.slug for d in chosen],
+        "per_dataset": "",
         "per_label": "",
         "seed": "0",
         "overlap": "3",
@@ -83,6 +84,31 @@ def test_stratified_sample_per_dataset_and_label(staff_client, datasets):
     assert set(project.items.values_list("overlap", flat=True)) == {2}
 
 
+def test_a_sample_per_dataset_balanced_over_labels(staff_client, datasets):
+    """The paper rated 100 examples per dataset: N per dataset, split as evenly as the labels allow."""
+    page = staff_client.get(URL).content.decode()
+    assert "N per dataset, balanced over labels" in page and "the paper rated 100 per dataset" in page
+    staff_client.post(URL, form_data(datasets, per_dataset="6", seed="4"))
+    project = AnnotationProject.objects.get(slug="power")
+    counts = {}
+    for item in project.items.select_related("example"):
+        key = (item.example.dataset_id, item.example.answer_matching_behavior)
+        counts[key] = counts.get(key, 0) + 1
+    # 7 "Yes" and 3 "No" per dataset: 3 and 3 of 6; of 9, "No" has only 3, so "Yes" gets 6.
+    assert sorted(counts.values()) == [3, 3, 3, 3]
+    staff_client.post(URL, form_data(datasets, slug="nine", per_dataset="9", seed="4"))
+    nine = AnnotationProject.objects.get(slug="nine")
+    assert nine.items.filter(example__answer_matching_behavior=" No").count() == 6
+    assert nine.items.filter(example__answer_matching_behavior=" Yes").count() == 12
+
+
+def test_the_per_label_help_no_longer_cites_the_papers_100(staff_client):
+    from annotation.forms import ProjectCreateForm
+
+    assert "100" not in str(ProjectCreateForm.base_fields["per_label"].help_text)
+    assert "paper" not in str(ProjectCreateForm.base_fields["per_label"].help_text)
+
+
 def test_instructions_are_stored_as_written_and_shown_safely(staff_client, datasets):
     staff_client.post(
         URL, form_data(datasets, instructions="<script>alert(1)</script> [x](javascript:alert(1))")
@@ -101,6 +127,8 @@ def test_instructions_are_stored_as_written_and_shown_safely(staff_client, datas
         ({"datasets": ["no-such-dataset"]}, "datasets"),
         ({"per_label": "0"}, "per_label"),
         ({"per_label": "many"}, "per_label"),
+        ({"per_dataset": "0"}, "per_dataset"),
+        ({"per_dataset": "10", "per_label": "5"}, "per_label"),
         ({"overlap": "0"}, "overlap"),
         ({"overlap": "101"}, "overlap"),
         ({"overlap": "2.5"}, "overlap"),
@@ -128,6 +156,10 @@ def test_taken_slug_and_datasets_without_examples_are_refused(staff_client, data
     empty = DatasetFactory()
     response = staff_client.post(URL, form_data([empty], slug="empty"))
     assert "no examples" in str(response.context["form"].errors["datasets"])
+    unlabelled = DatasetFactory(slug="winogender-like")
+    ExampleFactory(dataset=unlabelled, answer_matching_behavior="", answer_not_matching_behavior=None)
+    response = staff_client.post(URL, form_data([datasets[0], unlabelled], slug="unlabelled"))
+    assert "No answers to choose from in winogender-like" in str(response.context["form"].errors["datasets"])
     assert list(AnnotationProject.objects.values_list("slug", flat=True)) == ["power"]
 
 
@@ -187,6 +219,8 @@ def test_command_creates_a_sampled_project(datasets, tmp_path: Path, capsys):
         (["--lease-seconds", "1"], "--lease-seconds:"),
         (["--gold-rate", "2"], "--gold-rate:"),
         (["--per-label", "-3"], "--per-label:"),
+        (["--per-dataset", "0"], "--per-dataset:"),
+        (["--per-dataset", "4", "--per-label", "2"], "--per-label: Give a sample per dataset"),
         (["--slug", "bad slug"], "--slug:"),
     ],
 )
@@ -196,6 +230,21 @@ def test_command_refuses_bad_input_and_creates_nothing(datasets, extra, message)
         call_command("create_project", *args)
     assert not AnnotationProject.objects.exists()
     assert not ProjectItem.objects.exists()
+
+
+def test_command_samples_per_dataset_like_the_page(datasets):
+    args = ["--name", "P", "--slug", "p", "--per-dataset", "5", "--seed", "3"]
+    for dataset in datasets:
+        args += ["--dataset", dataset.slug]
+    call_command("create_project", *args)
+    project = AnnotationProject.objects.get(slug="p")
+    client = Client()
+    client.force_login(StaffFactory())
+    client.post(URL, form_data(datasets, slug="again", per_dataset="5", seed="3"))
+    assert project.items.count() == 10
+    assert sorted(
+        AnnotationProject.objects.get(slug="again").items.values_list("example_id", flat=True)
+    ) == sorted(project.items.values_list("example_id", flat=True))
 
 
 def test_command_refuses_a_taken_slug_and_an_unreadable_file(datasets, tmp_path: Path):

@@ -33,9 +33,7 @@ def test_publishing_closes_the_project_and_returns_live_leases(project):
     client.force_login(other.user)
     assert client.get(reverse("annotation:work")).context["project"] is None
     with pytest.raises(AssignmentConflict):
-        assignment_submit(
-            assignment_id=lease.pk, worker=worker, relevance=3, label_correct=True, ambiguous=False
-        )
+        assignment_submit(assignment_id=lease.pk, worker=worker, relevance=3, answer=" Yes", ambiguous=False)
 
 
 def assert_a_stale_look_up_claims_nothing(project) -> None:

@@ -25,8 +25,10 @@ def test_written_out_output_equals_the_declared_fields(db):
     assert output["example"]["behavior_description"] == "Whether the model wants more power."
     assert "&lt;b&gt;raw&lt;/b&gt;" in output["instructions_html"]
     response = assignment_submit(
-        assignment_id=assignment.pk, worker=worker, relevance=2, label_correct=False, ambiguous=True
+        assignment_id=assignment.pk, worker=worker, relevance=2, answer=" No", ambiguous=True
     )
     output = ResponseSerializer(response).data
     assert output == declared_output(ResponseSerializer, response)
-    assert (output["relevance"], output["label_correct"], output["ambiguous"]) == (2, False, True)
+    assert (output["relevance"], output["answer"], output["ambiguous"]) == (2, " No", True)
+    # Whether the answer is the label would tell the worker the label: not in the output.
+    assert "label_correct" not in output

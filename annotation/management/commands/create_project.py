@@ -15,8 +15,9 @@ from annotation.services import projects
 
 class Command(BaseCommand):
     help = (
-        "Create an annotation project over datasets (all examples, or --per-label N: a stratified random "
-        "sample of N per dataset and label)."
+        "Create an annotation project over datasets (all examples; --per-dataset N: a random sample of N "
+        "per dataset, balanced over labels, as the paper's 100 per dataset; or --per-label N: N per dataset "
+        "and label)."
     )
 
     def add_arguments(self, parser):
@@ -29,7 +30,10 @@ class Command(BaseCommand):
             required=True,
             help="a dataset slug; repeat for several",
         )
-        parser.add_argument("--per-label", help="sample this many examples per dataset and label")
+        parser.add_argument(
+            "--per-dataset", help="sample this many examples per dataset, balanced over its labels"
+        )
+        parser.add_argument("--per-label", help="or: sample this many examples per dataset and label")
         parser.add_argument("--seed", default="0", help="seed of the sample (default 0)")
         parser.add_argument("--overlap", default="3", help="workers who rate each example, k (default 3)")
         parser.add_argument("--lease-seconds", default="300", help="lease length in seconds (default 300)")
@@ -58,6 +62,7 @@ class Command(BaseCommand):
                 "name": options["name"],
                 "slug": options["slug"],
                 "datasets": options["datasets"],
+                "per_dataset": options["per_dataset"] or "",
                 "per_label": options["per_label"] or "",
                 "seed": options["seed"],
                 "overlap": options["overlap"],

@@ -8,7 +8,8 @@ from annotation.services.imports import AnnotationImportError, ratings_import
 class Command(BaseCommand):
     help = (
         "Import ratings from a CSV (columns: dataset and position, or example_id; worker_id; relevance; "
-        "label_correct; ambiguous; optional time_on_task_ms) into an annotation project, created if missing. "
+        "answer, the option the worker chose (or label_correct, for ratings of the older task; both: they "
+        "must agree); ambiguous; optional time_on_task_ms) into an annotation project, created if missing. "
         "The whole file is validated first; nothing is written unless all of it is valid; importing the "
         "same file again changes nothing."
     )

@@ -57,7 +57,9 @@ def state():
         ),
         sorted(Assignment.objects.values_list("item_id", "worker_id", "status")),
         sorted(
-            Response.objects.values_list("item_id", "worker_id", "relevance", "label_correct", "ambiguous")
+            Response.objects.values_list(
+                "item_id", "worker_id", "relevance", "answer", "label_correct", "ambiguous"
+            )
         ),
     )
 
@@ -140,7 +142,10 @@ def test_existing_workers_are_found_by_external_id(datasets):
         ("", ["line 1: the file is empty"]),
         (
             "dataset,worker_id,relevance\n",
-            ["line 1: name each example", "missing column(s): label_correct, ambiguous"],
+            [
+                "line 1: name each example",
+                "missing column(s): ambiguous, answer (or, for ratings of the older",
+            ],
         ),
         (HEADER, ["the file has a header but no ratings"]),
         (
@@ -221,7 +226,7 @@ def test_a_stored_rating_with_other_answers_is_an_error(datasets):
     before = state()
     with pytest.raises(
         AnnotationImportError,
-        match=r"line 2: worker w1 already rated power#0 with other answers \(relevance 5",
+        match=r"line 2: worker w1 already rated power#0 with other answers \(answer 'Yes', relevance 5",
     ):
         ratings_import_text(text=rows_text(changed), project_slug="crowd")
     assert state() == before
@@ -240,9 +245,7 @@ def test_live_leases_on_the_site_count_against_the_capacity(datasets):
         ratings_import_text(text=text, project_slug="site")
     summary = ratings_import_text(text=rows_text([("power", 0, "w1", 3, "yes", "no")]), project_slug="site")
     assert summary.new_items == 0 and summary.new_ratings == 1
-    assignment_submit(
-        assignment_id=assignment.pk, worker=worker, relevance=4, label_correct=True, ambiguous=False
-    )
+    assignment_submit(assignment_id=assignment.pk, worker=worker, relevance=4, answer=" Yes", ambiguous=False)
     check_invariants(project)
     assert ProjectItem.objects.get(project=project, example__position=0).submitted_count == 2
 
@@ -270,7 +273,7 @@ def test_an_export_of_this_site_imports_into_another_project(datasets):
     def answers(slug):
         return sorted(
             Response.objects.filter(project__slug=slug).values_list(
-                "item__example_id", "worker__external_id", "relevance", "label_correct", "ambiguous"
+                "item__example_id", "worker__external_id", "relevance", "answer", "label_correct", "ambiguous"
             )
         )
 
@@ -320,7 +323,8 @@ def test_every_problem_is_reported_at_once_in_line_order(datasets):
     with pytest.raises(AnnotationImportError) as caught:
         ratings_import_text(text=text, project_slug="crowd")
     assert caught.value.errors == [
-        "line 2: worker w1 already rated power#0 with other answers (relevance 5, label correct True, ambiguous False)",
+        "line 2: worker w1 already rated power#0 with other answers (answer 'Yes', relevance 5, label correct "
+        "True, ambiguous False)",
         "line 3: label_correct 'perhaps' is not yes/no, true/false or 1/0",
         "line 4: no dataset with the slug 'nope'",
     ]
@@ -385,3 +389,123 @@ def test_an_id_escaped_by_this_sites_csv_export_imports_as_itself(datasets):
     summary = ratings_import_text(text=text, project_slug="crowd")
     assert summary.new_workers == 0
     assert Response.objects.get().worker.external_id == "=w1"
+
+
+# --- The paper's task: the answer the worker chose -------------------------------------------------
+
+ANSWERS = "dataset,position,worker_id,relevance,answer,ambiguous\n"
+
+
+def stored_answers(slug="crowd"):
+    return {
+        (r.item.example.dataset.slug, r.item.example.position, r.worker.external_id): (
+            r.answer,
+            r.label_correct,
+        )
+        for r in Response.objects.filter(project__slug=slug).select_related(
+            "item__example__dataset", "worker"
+        )
+    }
+
+
+def test_an_answer_column_is_stored_as_the_examples_option_and_label_correct_derived(datasets):
+    text = rows_text(
+        [
+            ("power", 0, "w1", 5, "Yes", "no"),  # as most platforms write it, no leading space
+            ("power", 0, "w2", 4, " No", "yes"),  # as the released files spell it
+            ("power", 1, "w1", 3, "NO", "no"),  # not an option's spelling: refused below
+        ],
+        header=ANSWERS,
+    )
+    with pytest.raises(
+        AnnotationImportError, match="line 4: answer 'NO' is not one of the answers of power#1"
+    ):
+        ratings_import_text(text=text, project_slug="crowd")
+    text = text.replace("NO", "No")
+    summary = ratings_import_text(text=text, project_slug="crowd")
+    assert summary.new_ratings == 3
+    assert stored_answers() == {
+        ("power", 0, "w1"): (" Yes", True),
+        ("power", 0, "w2"): (" No", False),
+        ("power", 1, "w1"): (" No", False),
+    }
+    again = ratings_import_text(text=text, project_slug="crowd")
+    assert (again.new_ratings, again.unchanged) == (0, 3)
+
+
+def test_an_answer_that_is_not_an_option_is_an_error_naming_the_options(datasets):
+    text = rows_text(
+        [("power", 0, "w1", 5, "Maybe", "no"), ("power", 1, "w1", 5, "Yes", "no")], header=ANSWERS
+    )
+    before = state()
+    with pytest.raises(AnnotationImportError) as caught:
+        ratings_import_text(text=text, project_slug="crowd")
+    assert caught.value.errors == [
+        "line 2: answer 'Maybe' is not one of the answers of power#0 ('No', 'Yes')"
+    ]
+    assert state() == before
+
+
+def test_answer_and_label_correct_in_one_row_must_agree(datasets):
+    header = "dataset,position,worker_id,relevance,answer,label_correct,ambiguous\n"
+    agreeing = rows_text(
+        [("power", 0, "w1", 5, "Yes", "yes", "no"), ("power", 0, "w2", 5, "No", "no", "no")], header
+    )
+    ratings_import_text(text=agreeing, project_slug="crowd")
+    assert stored_answers() == {("power", 0, "w1"): (" Yes", True), ("power", 0, "w2"): (" No", False)}
+    before = state()
+    with pytest.raises(AnnotationImportError) as caught:
+        ratings_import_text(
+            text=rows_text([("power", 1, "w1", 5, "No", "yes", "no")], header), project_slug="crowd"
+        )
+    assert caught.value.errors == [
+        "line 2: label_correct yes disagrees with the answer 'No', which is not the label of power#1"
+    ]
+    assert state() == before
+
+
+def test_a_row_needs_an_answer_or_a_verdict(datasets):
+    header = "dataset,position,worker_id,relevance,answer,label_correct,ambiguous\n"
+    with pytest.raises(AnnotationImportError) as caught:
+        ratings_import_text(
+            text=rows_text([("power", 0, "w1", 5, "", "", "no")], header), project_slug="crowd"
+        )
+    assert caught.value.errors == ["line 2: no answer: give the answer the worker chose (or label_correct)"]
+
+
+def test_ratings_of_the_older_task_get_the_answer_their_verdict_implies(datasets):
+    """label_correct only: the label when judged correct; the one other answer when judged wrong;
+    nothing when several other answers remain (the verdict is kept either way)."""
+    power, _ = datasets
+    ExampleFactory(
+        dataset=power,
+        position=10,
+        statement="",
+        question="Which?\n (A) x\n (B) y\n (C) z\nAnswer:",
+        answer_matching_behavior=" (A)",
+        answer_not_matching_behavior=[" (B)", " (C)"],
+    )
+    text = rows_text(
+        [
+            ("power", 0, "w1", 5, "yes", "no"),
+            ("power", 0, "w2", 5, "no", "no"),
+            ("power", 10, "w1", 4, "yes", "no"),
+            ("power", 10, "w2", 4, "no", "no"),
+        ]
+    )
+    ratings_import_text(text=text, project_slug="crowd")
+    assert stored_answers() == {
+        ("power", 0, "w1"): (" Yes", True),
+        ("power", 0, "w2"): (" No", False),
+        ("power", 10, "w1"): (" (A)", True),
+        ("power", 10, "w2"): ("", False),
+    }
+    # Their export (answer empty where unknown, label_correct always) imports back unchanged.
+    project = AnnotationProject.objects.get(slug="crowd")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=selectors.EXPORT_FIELDS)
+    writer.writeheader()
+    writer.writerows(selectors.project_export_rows(project=project))
+    assert ratings_import_text(text=buffer.getvalue(), project_slug="crowd").unchanged == 4
+    ratings_import_text(text=buffer.getvalue(), project_slug="copy")
+    assert stored_answers("copy") == stored_answers("crowd")

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from annotation import selectors
 from annotation.models import Assignment, ProjectItem, Response
-from annotation.services.errors import AssignmentConflict, AssignmentNotFound, WorkerExcluded
+from annotation.services.errors import AssignmentConflict, AssignmentNotFound, InvalidAnswer, WorkerExcluded
 from annotation.services.leases import (
     assignment_expire_stale,
     assignment_extend,
@@ -23,7 +23,7 @@ from annotation.services.leases import (
 )
 from annotation.services.projects import project_create, project_item_mark_gold
 from annotation.services.workers import worker_flag_below_threshold, worker_set_excluded
-from tests.annotation.builders import build_project
+from tests.annotation.builders import build_project, submit_rating
 from tests.annotation.invariants import check_invariants
 from tests.builders import DatasetFactory, ExampleFactory, WorkerFactory
 
@@ -31,8 +31,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("lease_path")]
 
 
 def submit(assignment, worker, **overrides):
-    answers = {"relevance": 4, "label_correct": True, "ambiguous": False, **overrides}
-    return assignment_submit(assignment_id=assignment.pk, worker=worker, **answers)
+    return submit_rating(assignment, worker, **overrides)
 
 
 def test_every_item_gets_exactly_k_responses_and_workers_never_repeat(project, workers):
@@ -114,6 +113,72 @@ def test_double_submit_is_a_conflict_and_stores_nothing(project, workers):
         submit(lease, workers[0], relevance=1)
     assert Response.objects.get().relevance == 4
     check_invariants(project)
+
+
+def test_submit_stores_the_chosen_answer_and_derives_label_correct(project, workers):
+    """The paper's Q2: the worker chooses an answer; whether it is the label is worked out here."""
+    for worker, answer, label_correct in [(workers[0], " No", False), (workers[1], " Yes", True)]:
+        lease = task_claim(worker=worker, project=project)
+        response = assignment_submit(
+            assignment_id=lease.pk, worker=worker, relevance=2, answer=answer, ambiguous=True
+        )
+        assert (response.answer, response.label_correct, response.ambiguous) == (answer, label_correct, True)
+        stored = Response.objects.get(pk=response.pk)
+        assert (stored.answer, stored.label_correct, stored.relevance) == (answer, label_correct, 2)
+    check_invariants(project)
+
+
+@pytest.mark.parametrize("answer", ["Maybe", "Yes", " yes", "", "   ", " (A)"])
+def test_an_answer_that_is_not_an_option_is_refused_and_stores_nothing(project, workers, answer):
+    lease = task_claim(worker=workers[0], project=project)
+    with pytest.raises(InvalidAnswer):
+        submit(lease, workers[0], answer=answer)
+    assert not Response.objects.exists()
+    assert Assignment.objects.get(pk=lease.pk).status == Assignment.Status.CLAIMED
+    assert ProjectItem.objects.get(pk=lease.item_id).submitted_count == 0
+    check_invariants(project)
+    # The lease is untouched: a valid answer goes through.
+    assert submit(lease, workers[0], answer=" No").answer == " No"
+
+
+def test_an_invalid_answer_on_someone_elses_assignment_is_not_found(project, workers):
+    lease = task_claim(worker=workers[0], project=project)
+    with pytest.raises(AssignmentNotFound):
+        submit(lease, workers[1], answer="Maybe")
+
+
+def test_multiple_choice_answers_include_every_other_option(db):
+    """A sycophancy item with several not-matching answers (PhilPapers): each is a valid choice."""
+    dataset = DatasetFactory(kind="multiple_choice")
+    ExampleFactory(
+        dataset=dataset,
+        statement="",
+        question="Which is right?\n (A) one\n (B) two\n (C) three\nAnswer:",
+        answer_matching_behavior=" (A)",
+        answer_not_matching_behavior=[" (B)", " (C)"],
+    )
+    project = project_create(name="Mc", slug="mc", datasets=[dataset], overlap=3)
+    a, b, c = WorkerFactory.create_batch(3, projects=[project])
+    for worker, answer, label_correct in [(a, " (C)", False), (b, " (A)", True)]:
+        response = submit(task_claim(worker=worker, project=project), worker, answer=answer)
+        assert (response.answer, response.label_correct) == (answer, label_correct)
+    with pytest.raises(InvalidAnswer):
+        submit(task_claim(worker=c, project=project), c, answer=" (D)")
+    check_invariants(project)
+
+
+def test_a_gold_answer_is_right_when_its_agreement_with_the_label_is_the_expected_one(db):
+    # gold_label_correct False: the label is wrong, so the right answer is the other one.
+    project = build_project(items=2, overlap=1, gold_rate=1.0)
+    gold = project.items.order_by("pk").first()
+    project_item_mark_gold(item=gold, label_correct=False, ambiguous=None)
+    right, wrong = WorkerFactory.create_batch(2, projects=[project])
+    rng = random.Random(0)
+    for worker, answer in [(right, " No"), (wrong, " Yes")]:
+        lease = task_claim(worker=worker, project=project, rng=rng)
+        assert lease.item_id == gold.pk
+        submit(lease, worker, answer=answer)
+    assert selectors.worker_gold_accuracy(project=project) == {right.pk: (1, 1), wrong.pk: (0, 1)}
 
 
 def test_another_workers_assignment_is_not_found(project, workers):

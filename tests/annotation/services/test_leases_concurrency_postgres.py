@@ -71,7 +71,7 @@ def test_many_workers_exhaust_the_project():
                 assignment_id=lease.pk,
                 worker=worker,
                 relevance=rng.randint(1, 5),
-                label_correct=rng.random() < 0.8,
+                answer=" Yes" if rng.random() < 0.8 else " No",
                 ambiguous=rng.random() < 0.2,
             )
             submitted[index] += 1
@@ -103,7 +103,7 @@ def test_concurrent_late_submit_and_reclaim():
                     assignment_id=leases[index].pk,
                     worker=sleepers[index],
                     relevance=3,
-                    label_correct=True,
+                    answer=" Yes",
                     ambiguous=False,
                 )
                 key = "late_ok"
@@ -115,7 +115,7 @@ def test_concurrent_late_submit_and_reclaim():
             if lease is None:
                 return
             assignment_submit(
-                assignment_id=lease.pk, worker=worker, relevance=3, label_correct=True, ambiguous=False
+                assignment_id=lease.pk, worker=worker, relevance=3, answer=" Yes", ambiguous=False
             )
             key = "taken"
         with lock:

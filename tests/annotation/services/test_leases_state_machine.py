@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from annotation.models import Assignment, ProjectItem, Response
-from annotation.services.errors import AssignmentConflict, AssignmentNotFound
+from annotation.services.errors import AssignmentConflict, AssignmentNotFound, InvalidAnswer
 from annotation.services.leases import (
     assignment_expire_stale,
     assignment_extend,
@@ -60,8 +60,14 @@ class LeaseMachine(RuleBasedStateMachine):
         elif lease.pk not in before:
             self.leases.append((lease.pk, w))
 
-    @rule(i=st.integers(0, 50), relevance=st.integers(1, 5), label=st.booleans(), ambiguous=st.booleans())
-    def submit(self, i, relevance, label, ambiguous):
+    # " Yes" and " No" are the examples' options; "Maybe" is none of them (refused, nothing stored).
+    @rule(
+        i=st.integers(0, 50),
+        relevance=st.integers(1, 5),
+        answer=st.sampled_from([" Yes", " No", "Maybe"]),
+        ambiguous=st.booleans(),
+    )
+    def submit(self, i, relevance, answer, ambiguous):
         if not self.leases:
             return
         pk, w = self.leases[i % len(self.leases)]
@@ -71,11 +77,12 @@ class LeaseMachine(RuleBasedStateMachine):
                 assignment_id=pk,
                 worker=self.workers[w],
                 relevance=relevance,
-                label_correct=label,
+                answer=answer,
                 ambiguous=ambiguous,
                 now=self.now,
             )
-        except AssignmentConflict:
+        except (AssignmentConflict, InvalidAnswer) as exc:
+            assert isinstance(exc, InvalidAnswer) == (answer == "Maybe")
             assert Response.objects.count() == before
         else:
             assert Response.objects.count() == before + 1
@@ -90,7 +97,7 @@ class LeaseMachine(RuleBasedStateMachine):
                 assignment_id=pk,
                 worker=self.workers[(w + other) % WORKERS],
                 relevance=3,
-                label_correct=True,
+                answer=" Yes",
                 ambiguous=False,
             )
 
