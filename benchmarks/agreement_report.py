@@ -9,7 +9,8 @@ The site: the dashboard's JSON export (`/analysis/<project>/figures.json`: every
 per collection and pooled, each with its 95% bootstrap interval, 1000 resamples) and the dashboard page
 itself (the same plus the HTML table and the Plotly figures), through Django's test client as a
 staff user. The plain script: one SQL query read with pandas, then per group the point estimates
-from statsmodels (Fleiss/Randolph), krippendorff, scipy and scikit-learn, and the bootstrap the
+from statsmodels (Fleiss' kappa on the chosen answers, via aggregate_raters, and Fleiss/Randolph on
+the agree-with-label votes), krippendorff, scipy and scikit-learn, and the bootstrap the
 obvious numpy way (index resamples and gathered arrays: each resample's category counts, coincidence
 matrices and ranks). Both draw the same resamples (same seed), so their figures must agree: the
 largest difference is printed. Timings on shared machines are noisy; compare ratios.
@@ -77,8 +78,9 @@ def build_project():
                     dataset=dataset,
                     position=i,
                     statement=f"Statement {i} about {behavior}",
-                    answer_matching_behavior=" Yes",
-                    answer_not_matching_behavior=" No",
+                    # Labels balanced over Yes and No, as in the paper's persona datasets.
+                    answer_matching_behavior=" Yes" if i % 2 else " No",
+                    answer_not_matching_behavior=" No" if i % 2 else " Yes",
                     label_confidence=float(confidence[i]) if with_confidence else None,
                     text_hash=text_hash(f"Statement {i} about {behavior}"),
                 )
@@ -89,7 +91,8 @@ def build_project():
     project = project_create(name="Benchmark", slug="bench", datasets=datasets, overlap=K)
 
     reliability = rng.uniform(0.7, 0.98, WORKERS)
-    lines = ["dataset,position,worker_id,relevance,label_correct,ambiguous"]
+    # The paper's task: each worker chooses an answer; it agrees with the label or not.
+    lines = ["dataset,position,worker_id,relevance,answer,ambiguous"]
     for dataset in datasets:
         quality = rng.uniform(-0.5, 0.5)
         confidence = np.array(
@@ -98,11 +101,14 @@ def build_project():
         for i in range(EXAMPLES):
             p_correct = confidence[i] if confidence[i] is not None else 0.85
             truth = rng.random() < p_correct
+            label, other = ("Yes", "No") if i % 2 else ("No", "Yes")
             for worker in rng.choice(WORKERS, K, replace=False):
-                answer = truth if rng.random() < reliability[worker] else not truth
+                agrees = truth if rng.random() < reliability[worker] else not truth
                 relevance = int(np.clip(np.round(rng.normal(4.2 + quality, 0.9)), 1, 5))
                 ambiguous = rng.random() < 0.08
-                lines.append(f"{dataset.slug},{i},w{worker},{relevance},{answer},{ambiguous}")
+                lines.append(
+                    f"{dataset.slug},{i},w{worker},{relevance},{label if agrees else other},{ambiguous}"
+                )
     started = time.perf_counter()
     summary = ratings_import_text(text="\n".join(lines) + "\n", project_slug="bench")
     return project, summary, time.perf_counter() - started
@@ -112,7 +118,7 @@ def build_project():
 
 PLAIN_SQL = """
     SELECT d.slug AS dataset, c.slug AS collection, e.id AS example_id, e.label_confidence,
-           r.worker_id, r.relevance, r.label_correct, r.ambiguous
+           r.worker_id, r.relevance, r.label_correct, r.ambiguous, r.answer
     FROM {response} r
     JOIN {item} i ON i.id = r.item_id
     JOIN {example} e ON e.id = i.example_id
@@ -153,8 +159,22 @@ def plain_figures(frame, *, k: int, seed: int, replicates: int) -> dict[str, tup
     amb = frame["ambiguous"].to_numpy(dtype=int).reshape(n, k)
     rel = frame["relevance"].to_numpy(dtype=int).reshape(n, k)
     confidence = frame["label_confidence"].to_numpy(dtype=float).reshape(n, k)[:, 0]
+    chosen = frame["answer"].str.strip().to_numpy(dtype=object).reshape(n, k)
     idx = np.random.default_rng(seed).integers(0, n, size=(replicates, n))
     out = {}
+
+    # The paper's kappa: on the chosen answers, one category per option (every rating here has one).
+    answer_counts, _ = aggregate_raters(chosen)
+    per_answer = ((answer_counts**2).sum(1) - k) / (k * (k - 1))
+    boot_counts = answer_counts[idx].sum(1)
+    chance = ((boot_counts / (n * k)) ** 2).sum(1)
+    observed = per_answer[idx].mean(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = np.where(np.abs(1 - chance) > 1e-12, (observed - chance) / (1 - chance), np.nan)
+    out["answers.fleiss_kappa"] = (fleiss_kappa(answer_counts), _interval(kappa))
+    out["answers.raw_agreement"] = (per_answer.mean(), _interval(observed))
+    answer_unanimous = (answer_counts.max(1) == k).astype(float)
+    out["answers.unanimous"] = (answer_unanimous.mean(), _interval(answer_unanimous[idx].mean(1)))
 
     def binary(name, matrix):
         table, _ = aggregate_raters(matrix, n_cat=2)
@@ -199,11 +219,11 @@ def plain_figures(frame, *, k: int, seed: int, replicates: int) -> dict[str, tup
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(expected > 1e-12, 1 - (total - 1) * (o * delta).sum((1, 2)) / expected, np.nan)
 
-    binary("label", label)
+    binary("agree_with_label", label)
     binary("ambiguity", amb)
     yes = label.sum(1)
     majority = (2 * yes > k).astype(float)
-    out["label.majority_agrees"] = (majority.mean(), _interval(majority[idx].mean(1)))
+    out["agree_with_label.majority_agrees"] = (majority.mean(), _interval(majority[idx].mean(1)))
     amb_yes = amb.sum(1)
     for j in range(k + 1):
         share = (amb_yes == j).astype(float)
@@ -279,7 +299,12 @@ def site_figures(document: dict) -> dict[str, dict]:
     ]:
         flat = {}
         flatten(
-            "", {name: group[name] for name in ("label", "ambiguity", "relevance", "discriminator")}, flat
+            "",
+            {
+                name: group[name]
+                for name in ("answers", "agree_with_label", "ambiguity", "relevance", "discriminator")
+            },
+            flat,
         )
         groups[key] = flat
     return groups
@@ -374,6 +399,11 @@ def main() -> None:
     )
     print(f"import_annotations of the ratings CSV: {import_seconds:.2f} s")
     print(f"figures compared site vs plain: {compared:,}; largest difference {worst:.2e}")
+    pooled = document["pooled"]
+    print(
+        f"pooled Fleiss kappa (chosen answers) {pooled['answers']['fleiss_kappa']['value']:.3f}; "
+        f"kappa on agree-with-label votes {pooled['agree_with_label']['fleiss_kappa']['value']:.3f}"
+    )
     print(f"queries: JSON export {json_queries}, dashboard page {page_queries} (best of 3 timings below)")
     for name, seconds in best.items():
         print(f"{name}: {seconds:.2f} s")

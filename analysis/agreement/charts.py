@@ -141,7 +141,7 @@ def calibration_figure(
     k: int,
     points: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """Does the discriminator predict humans? Mean share of workers who say the label is correct
+    """Does the discriminator predict humans? Mean share of workers who chose the label's answer
     against the label confidence, in bins (marker area ~ examples); with `points`, every example
     too ({confidence, share, text, url}), a click opening its page."""
     chart = go.Figure()
@@ -157,7 +157,7 @@ def calibration_figure(
                 marker={"color": NO_MATCH_COLOR, "size": 5, "opacity": 0.35},
                 hovertext=[
                     f"{hover_text(p['text'])}<br>label confidence {p['confidence']:.3f}; "
-                    f"{round(p['share'] * k)}/{k} workers say the label is correct"
+                    f"{round(p['share'] * k)}/{k} workers chose the label's answer"
                     for p in points
                 ],
                 hoverinfo="text",
@@ -198,7 +198,7 @@ def calibration_figure(
             "range": [min([b.low for b in bins] + [0.5]) - 0.02, 1.02],
         },
         yaxis={
-            "title": {"text": "share of workers who say the label is correct"},
+            "title": {"text": "share of workers who chose the label's answer"},
             "range": [-0.05, 1.05],
             "automargin": True,
         },

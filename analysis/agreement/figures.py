@@ -1,9 +1,18 @@
-"""Agreement figures of crowd ratings (Perez et al., 2022, section 3 and appendix B): pure computations
-on arrays, no database.
+"""Agreement figures of crowd ratings (Perez et al., 2022, sections 3.3 and 4): pure computations on
+arrays, no database.
 
-Each example is rated by k workers on three questions: relevance (1-5), is the label correct (yes/no),
-is the answer ambiguous (yes/no). The figures are computed over the examples with exactly k ratings;
-the others are left out and counted with the reason (`RatingTable.excluded`).
+Each example is rated by k workers on the paper's three questions: relevance ("Is this a good question
+for testing the described behavior?", 1-5), the answer ("What is the correct answer to this question?
+If it's ambiguous, make your best guess anyways.": the worker picks one of the example's answer
+options) and ambiguity ("Is it unclear or ambiguous what the 'correct' answer should be?", yes/no). The
+figures are computed over the examples with exactly k ratings; the others are left out and counted
+with the reason (`RatingTable.excluded`).
+
+The paper's inter-rater agreement is Fleiss' kappa on the workers' chosen answers, the categories
+being the answer options (`AnswerAgreement`). A rating agrees with the label when its answer is the
+label's answer; kappa on those agree/disagree votes is kept as a secondary figure (`GroupFigures.label`)
+because it reads very differently: when nearly every vote is "agree", the chance agreement is close to
+1 and kappa collapses towards 0 (or below) even when workers almost always agree.
 
 Point estimates come from the reference libraries (statsmodels `fleiss_kappa`, the `krippendorff`
 package, scipy, scikit-learn, crowd-kit). The 95% confidence intervals are percentile bootstraps over
@@ -30,7 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
-from statsmodels.stats.inter_rater import fleiss_kappa
+from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 from threadpoolctl import ThreadpoolController
 
 RELEVANCE_LEVELS = (1, 2, 3, 4, 5)
@@ -50,6 +59,10 @@ NO_EXAMPLES = "no example has {k} ratings yet"
 ONE_EXAMPLE = "only one example has {k} ratings; agreement beyond chance needs at least two"
 ONE_RATER = "each example has one rating (k = 1); agreement needs at least two raters"
 NO_SPREAD = "a bootstrap over a single example has no spread"
+# Ratings stored before workers chose answers keep only their verdict on the label; an example with
+# such a rating has no k chosen answers and is left out of the answer figures, counted under this.
+NO_ANSWER = "a rating has no recorded answer (made before workers chose answers)"
+NOT_RECORDED = -1
 
 
 # ----------------------------------------------------------------------------- values
@@ -97,8 +110,12 @@ class RatingTable:
     label_confidence: np.ndarray  # (n,) float64, NaN where the dataset has none
     workers: np.ndarray  # (n, k) int64
     relevance: np.ndarray  # (n, k) int64, 1-5
-    label_correct: np.ndarray  # (n, k) bool
+    label_correct: np.ndarray  # (n, k) bool: the rating's answer is the label's answer
     ambiguous: np.ndarray  # (n, k) bool
+    # (n, k) int64: each rating's chosen answer as an index into answer_options; NOT_RECORDED (-1) for
+    # a rating made before workers chose answers.
+    answers: np.ndarray
+    answer_options: tuple[str, ...]  # the answer categories, whitespace-stripped (" Yes" -> "Yes")
     excluded: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -117,6 +134,38 @@ class RatingTable:
     def excluded_count(self) -> int:
         return sum(self.excluded.values())
 
+    @property
+    def answered(self) -> np.ndarray:
+        """(n,) bool: the examples whose k ratings all have a recorded answer."""
+        return (self.answers != NOT_RECORDED).all(axis=1) if self.n else np.zeros(0, bool)
+
+    @property
+    def answer_excluded(self) -> dict[str, int]:
+        """Examples left out of the answer figures only (they count everywhere else), by reason."""
+        missing = int(self.n - self.answered.sum())
+        return {NO_ANSWER: missing} if missing else {}
+
+
+def answer_text(answer: str) -> str:
+    """An answer as a category: " Yes" and "Yes" are one option (released files spell them with a
+    leading space, datasets written elsewhere may not)."""
+    return answer.strip()
+
+
+def _answer_codes(
+    answers: Sequence[str] | np.ndarray, options: Sequence[str]
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Each answer's index in the categories: the given options first (in order), then any other
+    answer seen, sorted; "" (not recorded) is NOT_RECORDED."""
+    categories = dict.fromkeys(answer_text(option) for option in options)
+    categories.pop("", None)
+    texts = [answer_text(str(answer)) for answer in answers]
+    for extra in sorted({text for text in texts if text and text not in categories}):
+        categories[extra] = None
+    index = {text: i for i, text in enumerate(categories)}
+    codes = np.fromiter((index.get(text, NOT_RECORDED) for text in texts), dtype=np.int64, count=len(texts))
+    return codes, tuple(categories)
+
 
 def rating_table(
     *,
@@ -128,13 +177,19 @@ def rating_table(
     relevance: Sequence[int] | np.ndarray,
     label_correct: Sequence[bool] | np.ndarray,
     ambiguous: Sequence[bool] | np.ndarray,
+    answers: Sequence[str] | np.ndarray,
+    answer_options: Sequence[str] = (),
     left_out: Sequence[bool] | np.ndarray | None = None,
 ) -> RatingTable:
     """Builds the table of complete examples from ratings in long form (one entry per rating).
 
     `example_ids` are the examples in scope (rated or not) with their label confidence; each rating
-    names its example, worker and answers. `left_out` marks ratings that do not count (workers who
-    failed gold or were excluded): an example they rated may then fall below k ratings."""
+    names its example, worker and answers: `answers` is the option the worker chose ("" when it was
+    not recorded), `label_correct` whether it is the label's answer. `answer_options` are the
+    categories of the answer figures (the examples' options; an answer outside them is added). They
+    do not change kappa, since an option nobody chose adds nothing to the chance agreement, but they
+    fix the categories' order. `left_out` marks ratings that do not count (workers who failed gold or
+    were excluded): an example they rated may then fall below k ratings."""
     if k < 1:
         raise ValueError("k must be at least 1")
     example_ids = np.asarray(example_ids, dtype=np.int64)
@@ -157,10 +212,12 @@ def rating_table(
         == len(relevance)
         == len(label_correct)
         == len(ambiguous)
+        == len(answers)
         == len(left_out)
         == len(rating_example)
     ):
-        raise ValueError("every rating needs an example, a worker and three answers")
+        raise ValueError("every rating needs an example, a worker and its answers")
+    answer_codes, options = _answer_codes(answers, answer_options)
     if len(relevance) and (relevance.min() < 1 or relevance.max() > 5):
         raise ValueError("relevance ratings must be from 1 to 5")
 
@@ -212,12 +269,16 @@ def rating_table(
         relevance=matrix(relevance),
         label_correct=matrix(label_correct),
         ambiguous=matrix(ambiguous),
+        answers=matrix(answer_codes),
+        answer_options=options,
         excluded=dict(excluded),
     )
 
 
 def table_concat(tables: Sequence[RatingTable], *, k: int) -> RatingTable:
-    """Several groups' tables as one (a collection, or everything pooled); all must share k."""
+    """Several groups' tables as one (a collection, or everything pooled); all must share k. The
+    answer categories are the union of the tables' options (in order of first appearance), so
+    datasets with different options (Yes/No beside (A)/(B)) pool into one table."""
     if any(table.k != k for table in tables):
         raise ValueError("pooled tables must have the same k")
     excluded: Counter[str] = Counter()
@@ -233,7 +294,16 @@ def table_concat(tables: Sequence[RatingTable], *, k: int) -> RatingTable:
             relevance=empty,
             label_correct=empty.astype(bool),
             ambiguous=empty.astype(bool),
+            answers=empty,
+            answer_options=(),
         )
+    union = tuple(dict.fromkeys(option for t in tables for option in t.answer_options))
+    position = {option: i for i, option in enumerate(union)}
+    recoded = []
+    for t in tables:
+        # Index NOT_RECORDED (-1) lands on the appended -1: unrecorded answers stay unrecorded.
+        lookup = np.array([position[option] for option in t.answer_options] + [NOT_RECORDED], dtype=np.int64)
+        recoded.append(lookup[t.answers])
     return RatingTable(
         k=k,
         example_ids=np.concatenate([t.example_ids for t in tables]),
@@ -242,6 +312,8 @@ def table_concat(tables: Sequence[RatingTable], *, k: int) -> RatingTable:
         relevance=np.concatenate([t.relevance for t in tables]),
         label_correct=np.concatenate([t.label_correct for t in tables]),
         ambiguous=np.concatenate([t.ambiguous for t in tables]),
+        answers=np.concatenate(recoded),
+        answer_options=union,
         excluded=dict(excluded),
     )
 
@@ -271,15 +343,45 @@ def _fleiss_features(counts: np.ndarray, k: int) -> np.ndarray:
     return np.column_stack([per_example, counts])
 
 
-def _fleiss_from_sums(sums: np.ndarray, total: np.ndarray, *, k: int) -> tuple[np.ndarray, ...]:
-    """Fleiss' kappa, Randolph's kappa and P-bar from W @ _fleiss_features and W's row sums."""
-    c = sums.shape[1] - 1
+def _kappa_from_sums(sums: np.ndarray, total: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fleiss' kappa and P-bar from W @ _fleiss_features and the weight of the examples it sums."""
     observed = _safe_divide(sums[:, 0], total)
     shares = _safe_divide(sums[:, 1:], (k * total)[:, None])
     chance = (shares**2).sum(axis=1)
-    fleiss = _safe_divide(observed - chance, 1 - chance)
+    return _safe_divide(observed - chance, 1 - chance), observed
+
+
+def _fleiss_from_sums(sums: np.ndarray, total: np.ndarray, *, k: int) -> tuple[np.ndarray, ...]:
+    """Fleiss' kappa, Randolph's kappa and P-bar from W @ _fleiss_features and W's row sums."""
+    c = sums.shape[1] - 1
+    fleiss, observed = _kappa_from_sums(sums, total, k=k)
     randolph = (observed - 1 / c) / (1 - 1 / c)
     return fleiss, randolph, observed
+
+
+def answer_counts(table: RatingTable) -> np.ndarray:
+    """(n, c) how many of each example's k workers chose each answer option (the table statsmodels'
+    aggregate_raters makes of the answer codes); a row of zeros for an example without k recorded
+    answers."""
+    c = len(table.answer_options)
+    counts = np.zeros((table.n, c), dtype=np.float64)
+    if table.n and c:
+        rows = np.repeat(np.arange(table.n), table.k)
+        codes = table.answers.ravel()
+        recorded = codes != NOT_RECORDED
+        np.add.at(counts, (rows[recorded], codes[recorded]), 1.0)
+        counts[~table.answered] = 0.0
+    return counts
+
+
+def weighted_answer_fleiss(
+    counts: np.ndarray, answered: np.ndarray, weights: np.ndarray, *, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fleiss' kappa on chosen answers and its P-bar per replicate, over the drawn examples that have
+    k recorded answers (`answered`); counts is (n, c) with any number c of options."""
+    mask = np.asarray(answered, dtype=np.float64)
+    features = _fleiss_features(counts, k) * mask[:, None]
+    return _kappa_from_sums(weights @ features, weights @ mask, k=k)
 
 
 def weighted_fleiss(counts: np.ndarray, weights: np.ndarray, *, k: int) -> tuple[np.ndarray, ...]:
@@ -485,14 +587,41 @@ class BinaryAgreement:
 
 
 @dataclass(frozen=True)
+class AnswerAgreement:
+    """Agreement of the k workers on the answer they chose, the categories being the answer options:
+    the paper's inter-rater agreement (Fleiss' kappa 0.875 on persona; 1.0, 0.813 and 1.0 on the
+    sycophancy datasets). Computed over the examples whose k ratings all have a recorded answer;
+    the others are counted in `excluded`."""
+
+    fleiss_kappa: Figure
+    raw_agreement: Figure  # mean share of worker pairs who chose the same answer (Fleiss' P-bar)
+    unanimous: Figure  # share of examples where all k chose the same answer
+    examples: int
+    options: tuple[str, ...]
+    excluded: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "fleiss_kappa": self.fleiss_kappa.as_dict(),
+            "raw_agreement": self.raw_agreement.as_dict(),
+            "unanimous": self.unanimous.as_dict(),
+            "examples": self.examples,
+            "options": list(self.options),
+            "excluded": dict(self.excluded),
+        }
+
+
+@dataclass(frozen=True)
 class GroupFigures:
     k: int
     examples: int
     ratings: int
     workers: int
     excluded: dict[str, int]
+    answers: AnswerAgreement  # the paper's kappa, on the chosen answers
+    # The same workers' answers read as votes "agrees with the label" / "does not" (secondary).
     label: BinaryAgreement
-    majority_agrees: Figure  # share of examples where a majority of the k says the label is correct
+    majority_agrees: Figure  # share of examples where a majority of the k chose the label's answer
     ambiguity: BinaryAgreement
     ambiguity_distribution: list[tuple[str, Figure]]  # "j/k": share of examples j workers call ambiguous
     relevance_mean: Figure
@@ -513,7 +642,8 @@ class GroupFigures:
             "ratings": self.ratings,
             "workers": self.workers,
             "excluded": dict(self.excluded),
-            "label": {**self.label.as_dict(), "majority_agrees": self.majority_agrees.as_dict()},
+            "answers": self.answers.as_dict(),
+            "agree_with_label": {**self.label.as_dict(), "majority_agrees": self.majority_agrees.as_dict()},
             "ambiguity": {
                 **self.ambiguity.as_dict(),
                 "distribution": {key: fig.as_dict() for key, fig in self.ambiguity_distribution},
@@ -587,6 +717,52 @@ def _binary_agreement(
     return BinaryAgreement(fleiss, randolph, raw, unanimous, alpha)
 
 
+def _answer_agreement(table: RatingTable, boot: _Bootstrap | None) -> AnswerAgreement:
+    """Fleiss' kappa on the chosen answers (statsmodels on the answer counts), with P-bar and the
+    unanimous share, over the examples with k recorded answers."""
+    k = table.k
+    answered = table.answered
+    used = int(answered.sum())
+    excluded = table.answer_excluded
+
+    def result(fleiss: Figure, raw: Figure, unanimous: Figure) -> AnswerAgreement:
+        return AnswerAgreement(fleiss, raw, unanimous, used, table.answer_options, excluded)
+
+    if table.n == 0:
+        missing = Figure.missing(NO_EXAMPLES.format(k=k))
+        return result(missing, missing, missing)
+    if used == 0:
+        missing = Figure.missing(
+            f"none of the {table.n} example(s) with {k} ratings has {k} recorded answers "
+            "(their ratings were made before workers chose answers)"
+        )
+        return result(missing, missing, missing)
+    codes = table.answers[answered]
+    # statsmodels' own aggregation of the (subjects x raters) answers into category counts.
+    counts, _ = aggregate_raters(codes, n_cat=len(table.answer_options))
+    unanimous = _figure(np.mean(counts.max(axis=1) == k), boot, "answer.unanimous", n=used)
+    if k < 2:
+        missing = Figure.missing(ONE_RATER)
+        return result(missing, missing, unanimous)
+    raw = _figure(_observed_agreement(counts, k), boot, "answer.raw_agreement", n=used)
+    if used < 2:
+        why = (
+            f"only one example has {k} recorded answers; agreement beyond chance needs at least two"
+            if excluded
+            else ONE_EXAMPLE.format(k=k)
+        )
+        return result(Figure.missing(why), raw, unanimous)
+    chosen = np.flatnonzero(counts.sum(axis=0))
+    if len(chosen) == 1:
+        option = table.answer_options[int(chosen[0])]
+        fleiss = Figure.missing(
+            f"every recorded answer is “{option}”, so the chance agreement is 1 and kappa is 0/0"
+        )
+    else:
+        fleiss = _figure(fleiss_kappa(counts, method="fleiss"), boot, "answer.fleiss_kappa", n=used)
+    return result(fleiss, raw, unanimous)
+
+
 def _observed_agreement(counts: np.ndarray, k: int) -> float:
     """Fleiss' P-bar: over examples, the share of ordered worker pairs that give the same answer."""
     return float((((counts**2).sum(axis=1) - k) / (k * (k - 1))).mean())
@@ -611,12 +787,19 @@ def _replicates(table: RatingTable, weights_iter: Iterator[np.ndarray]) -> dict[
         "relevance.squares": (table.relevance.astype(np.float64) ** 2).sum(axis=1),
         "relevance.counts": rel_counts,
     }
+    answered = table.answered
+    answers = answer_counts(table)
+    features["answer.examples"] = answered
+    features["answer.unanimous"] = answered & (answers.max(axis=1, initial=0) == k)
     if k > 1:
         for prefix, yes in (("label", label_yes), ("ambiguity", amb_yes)):
             counts = _binary_counts(yes, k)
             features[f"{prefix}.fleiss"] = _fleiss_features(counts, k)
             features[f"{prefix}.pairs"] = _pair_products(counts)
         features["relevance.pairs"] = _pair_products(rel_counts.astype(np.float64))
+        if answers.shape[1]:
+            # Examples without k recorded answers weigh nothing in the answer figures' sums.
+            features["answer.fleiss"] = _fleiss_features(answers, k) * answered[:, None]
     blocks = [np.asarray(value, dtype=np.float64).reshape(table.n, -1) for value in features.values()]
     matrix = np.concatenate(blocks, axis=1)
     edges = np.cumsum([0] + [block.shape[1] for block in blocks])
@@ -636,6 +819,12 @@ def _replicates(table: RatingTable, weights_iter: Iterator[np.ndarray]) -> dict[
             return block[:, 0] if block.shape[1] == 1 else block
 
         total = weights.sum(axis=1)
+        answered_total = get("answer.examples")
+        add("answer.unanimous", _safe_divide(get("answer.unanimous"), answered_total))
+        if "answer.fleiss" in where:
+            fleiss, observed = _kappa_from_sums(get("answer.fleiss"), answered_total, k=k)
+            add("answer.fleiss_kappa", fleiss)
+            add("answer.raw_agreement", observed)
         for prefix in ("label", "ambiguity"):
             add(f"{prefix}.unanimous", get(f"{prefix}.unanimous") / total)
             if k > 1:
@@ -694,6 +883,7 @@ def _group_figures(table: RatingTable, *, replicates: int, seed: int) -> GroupFi
     no_examples = Figure.missing(NO_EXAMPLES.format(k=k))
     size = _size_reason(table)
 
+    answers = _answer_agreement(table, boot)
     label = _binary_agreement(label_yes, table, boot, "label", ("label incorrect", "label correct"))
     ambiguity = _binary_agreement(amb_yes, table, boot, "ambiguity", ("not ambiguous", "ambiguous"))
     if n:
@@ -744,6 +934,7 @@ def _group_figures(table: RatingTable, *, replicates: int, seed: int) -> GroupFi
         ratings=table.ratings,
         workers=table.worker_count,
         excluded=dict(table.excluded),
+        answers=answers,
         label=label,
         majority_agrees=majority_agrees,
         ambiguity=ambiguity,
@@ -780,8 +971,8 @@ def _discriminator(
         spearman_fig = Figure.missing("every example has the same label confidence, so there is no ranking")
     elif np.all(share == share[0]):
         spearman_fig = Figure.missing(
-            f"every example has the same share of workers ({int(share[0] * k)}/{k}) saying the label is "
-            "correct, so there is no ranking"
+            f"every example has the same share of workers ({int(share[0] * k)}/{k}) choosing the label's "
+            "answer, so there is no ranking"
         )
     else:
         spearman_fig = _figure(spearmanr(confidence, share).statistic, boot, "spearman", n=count)

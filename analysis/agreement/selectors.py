@@ -9,6 +9,7 @@ Workers who fail the project's gold checks and workers a researcher excluded are
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -96,13 +97,26 @@ def project_ratings(
         rated &= Q(item__example__dataset__collection=collection)
     items = list(
         ProjectItem.objects.filter(scope)
-        .values_list("example_id", "example__dataset_id", "example__label_confidence")
+        .values_list(
+            "example_id",
+            "example__dataset_id",
+            "example__label_confidence",
+            "example__answer_matching_behavior",
+            "example__answer_not_matching_behavior",
+        )
         .order_by()
     )
+    items.sort(key=lambda row: row[0])
     responses = list(
         Response.objects.filter(rated)
         .values_list(
-            "item__example_id", "worker_id", "relevance", "label_correct", "ambiguous", "worker__excluded"
+            "item__example_id",
+            "worker_id",
+            "relevance",
+            "label_correct",
+            "ambiguous",
+            "worker__excluded",
+            "answer",
         )
         .order_by()
     )
@@ -116,13 +130,22 @@ def project_ratings(
     example_ids = np.array([row[0] for row in items], dtype=np.int64)
     item_dataset = np.array([row[1] for row in items], dtype=np.int64)
     confidence = np.array([np.nan if row[2] is None else row[2] for row in items], dtype=np.float64)
-    columns = list(zip(*responses, strict=True)) if responses else [[]] * 6
+    # Each dataset's answer categories: its examples' options, in example order (the first
+    # example's matching answer first), so a Yes/No dataset has the categories ("Yes", "No").
+    dataset_options: dict[int, dict[str, None]] = {}
+    for _, dataset_id, _, matching, not_matching in items:
+        choices = dataset_options.setdefault(dataset_id, {})
+        choices.setdefault(agreement.answer_text(matching or ""), None)
+        for answer in not_matching if isinstance(not_matching, list) else [not_matching or ""]:
+            choices.setdefault(agreement.answer_text(str(answer)), None)
+    columns = list(zip(*responses, strict=True)) if responses else [[]] * 7
     rating_example = np.array(columns[0], dtype=np.int64)
     rating_worker = np.array(columns[1], dtype=np.int64)
     relevance = np.array(columns[2], dtype=np.int64)
     label_correct = np.array(columns[3], dtype=bool)
     ambiguous = np.array(columns[4], dtype=bool)
     excluded_worker = np.array(columns[5], dtype=bool)
+    answers = np.array(columns[6], dtype=object)
 
     failing = np.isin(rating_worker, list(gold_failing)) if gold_failing else np.zeros(len(responses), bool)
     left_out = np.zeros(len(responses), dtype=bool)
@@ -154,6 +177,8 @@ def project_ratings(
             relevance=relevance[in_ratings],
             label_correct=label_correct[in_ratings],
             ambiguous=ambiguous[in_ratings],
+            answers=answers[in_ratings],
+            answer_options=[option for option in dataset_options.get(ds.pk, {}) if option],
             left_out=left_out[in_ratings],
         )
     return ProjectRatings(
@@ -324,7 +349,8 @@ class GroupDetail:
         }
 
     def example_rows(self) -> list[dict[str, Any]]:
-        """Per example: its ratings summed up, the majority vote and Dawid-Skene's posterior."""
+        """Per example: its ratings summed up (the answers chosen, the votes agreeing with the label),
+        the majority vote and Dawid-Skene's posterior."""
         table = self.group.table
         ds = self.dawid_skene
         majority = agreement.majority_vote(table)
@@ -340,6 +366,7 @@ class GroupDetail:
                     "dataset": slug,
                     "position": position,
                     "label_confidence": None if np.isnan(confidence) else float(confidence),
+                    "answers": answers_text(table, i),
                     "label_correct_votes": int(label_yes[i]),
                     "ambiguous_votes": int(amb_yes[i]),
                     "mean_relevance": float(table.relevance[i].mean()),
@@ -348,6 +375,20 @@ class GroupDetail:
                 }
             )
         return rows
+
+
+def answers_text(table: RatingTable, row: int) -> str:
+    """The answers the k workers chose for one example, e.g. "Yes: 2; No: 1" (options in the table's
+    order; ratings made before workers chose answers as "not recorded")."""
+    chosen = Counter(table.answers[row].tolist())
+    parts = [
+        f"{table.answer_options[code]}: {count}"
+        for code, count in sorted(chosen.items())
+        if code != agreement.NOT_RECORDED
+    ]
+    if missing := chosen.get(agreement.NOT_RECORDED):
+        parts.append(f"not recorded: {missing}")
+    return "; ".join(parts)
 
 
 DISAGREEMENTS_SHOWN = 200

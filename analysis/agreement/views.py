@@ -53,11 +53,36 @@ COLUMNS = [
         "count",
         "examples without exactly k ratings",
     ),
-    Column("label_kappa", "Label κ (Fleiss)", lambda f: f.label.fleiss_kappa),
-    Column("label_randolph", "Label κ (Randolph)", lambda f: f.label.randolph_kappa),
-    Column("label_raw", "Label raw agreement", lambda f: f.label.raw_agreement, "percent"),
-    Column("majority", "Majority agrees with label", lambda f: f.majority_agrees, "percent"),
-    Column("label_alpha", "Label α (nominal)", lambda f: f.label.krippendorff_alpha),
+    Column(
+        "answer_kappa",
+        "Fleiss' κ (chosen answers)",
+        lambda f: f.answers.fleiss_kappa,
+        title="the paper's agreement: kappa on the answers the workers chose, the categories being the "
+        "answer options",
+    ),
+    Column(
+        "answer_raw",
+        "Raw agreement (answers)",
+        lambda f: f.answers.raw_agreement,
+        "percent",
+        "share of worker pairs who chose the same answer",
+    ),
+    Column(
+        "majority",
+        "Majority chose the label's answer",
+        lambda f: f.majority_agrees,
+        "percent",
+        "more than k/2 workers chose the label's answer (k = 3: 2+ of 3)",
+    ),
+    Column(
+        "label_kappa",
+        "κ on agree-with-label votes",
+        lambda f: f.label.fleiss_kappa,
+        title="secondary: kappa on the votes 'chose the label's answer' or not; near 0 when nearly every "
+        "vote agrees, whatever the agreement",
+    ),
+    Column("label_randolph", "Randolph's κ (agree-with-label votes)", lambda f: f.label.randolph_kappa),
+    Column("label_alpha", "α (agree-with-label votes, nominal)", lambda f: f.label.krippendorff_alpha),
     Column("ambiguity_kappa", "Ambiguity κ (Fleiss)", lambda f: f.ambiguity.fleiss_kappa),
     Column(
         "ambiguous_none",
@@ -226,8 +251,14 @@ def figures_rows(report: selectors.ProjectReport) -> list[dict[str, Any]]:
     for group in report.groups():
         document = group.as_dict()
         excluded = document.pop("excluded")
+        answers = document["answers"]
+        answer_excluded = answers.pop("excluded")
+        options = answers.pop("options")
         row: dict[str, Any] = {}
         _flatten("", document, row)
+        row["answers_options"] = " | ".join(options)
+        row["answers_excluded_examples"] = sum(answer_excluded.values())
+        row["answers_excluded_reasons"] = "; ".join(f"{reason}: {n}" for reason, n in answer_excluded.items())
         row["excluded_examples"] = sum(excluded.values())
         row["excluded_reasons"] = "; ".join(f"{reason}: {n}" for reason, n in excluded.items())
         rows.append(row)
@@ -375,6 +406,7 @@ EXAMPLE_FIELDS = [
     "dataset",
     "position",
     "label_confidence",
+    "answers",
     "label_correct_votes",
     "ambiguous_votes",
     "mean_relevance",
@@ -384,7 +416,8 @@ EXAMPLE_FIELDS = [
 
 
 class GroupExamplesCsvView(GroupMixin, View):
-    """Per example: the votes, the majority vote and Dawid-Skene's posterior that the label is correct."""
+    """Per example: the answers chosen, the votes, the majority vote and Dawid-Skene's posterior that
+    the label is correct."""
 
     def get(self, request: HttpRequest, project: str, slug: str | None = None) -> HttpResponse:
         group, _ = self.group()

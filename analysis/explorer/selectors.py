@@ -520,9 +520,11 @@ def _ratings(*, example: Example, include_private: bool) -> dict[str, Any] | Non
         return None
     result: dict[str, Any] = {
         "count": summary["count"],
+        # The share whose chosen answer is the label's answer.
         "label_correct_share": summary["label_correct"] / summary["count"],
         "ambiguous_share": summary["ambiguous"] / summary["count"],
         "relevance_mean": summary["relevance"],
+        **_answers_chosen(example=example, responses=responses, count=summary["count"]),
     }
     if include_private:
         # Staff see which projects the ratings come from, whether each is public yet, and how many
@@ -543,6 +545,23 @@ def _ratings(*, example: Example, include_private: bool) -> dict[str, Any] | Non
             for p in projects
         ]
     return result
+
+
+def _answers_chosen(*, example: Example, responses, count: int) -> dict[str, Any]:
+    """How many ratings chose each answer ({"answer", "count"}, the example's options in order, the
+    behavior-matching one first; spelled without surrounding spaces), and how many have no recorded
+    answer (made before workers chose answers)."""
+    chosen = {str(answer).strip(): 0 for answer in example.answer_choices if answer and str(answer).strip()}
+    rows = responses.exclude(answer="").values("answer").annotate(n=Count("pk")).order_by("answer")
+    for answer, n in rows.values_list("answer", "n"):
+        text = answer.strip()
+        if text:
+            chosen[text] = chosen.get(text, 0) + n
+    recorded = sum(chosen.values())
+    return {
+        "answers": [{"answer": answer, "count": n} for answer, n in chosen.items() if n],
+        "answers_not_recorded": count - recorded,
+    }
 
 
 def _evaluations(*, example: Example) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """manage.py agreement_report [--dataset SLUG] [--project SLUG] [--json] [--include-gold-failing]:
-the agreement figures of the dashboard, printed."""
+the agreement figures of the dashboard, printed: Fleiss' kappa on the chosen answers first (the
+paper's), then the secondary figures on the agree-with-label votes."""
 
 from __future__ import annotations
 
@@ -39,9 +40,16 @@ def group_lines(group: GroupReport) -> list[str]:
     ]
     if f.examples == 0:
         return lines
+    answers = f.answers
+    answer_left_out = "; ".join(f"{reason}: {n}" for reason, n in answers.excluded.items())
     lines += [
-        f"  label correct: majority agrees {_fig(f.majority_agrees, 'percent')}",
-        f"    Fleiss κ {_fig(f.label.fleiss_kappa)}; Randolph κ {_fig(f.label.randolph_kappa)}",
+        f"  chosen answers ({answers.examples} example(s); options {', '.join(answers.options) or 'none'}"
+        + (f"; left out of these figures only: {answer_left_out}" if answer_left_out else "")
+        + "):",
+        f"    Fleiss κ (chosen answers) {_fig(answers.fleiss_kappa)}",
+        f"    raw agreement {_fig(answers.raw_agreement, 'percent')}; unanimous {_fig(answers.unanimous, 'percent')}",
+        f"  agree with the label: majority chose the label's answer {_fig(f.majority_agrees, 'percent')}",
+        f"    κ on agree-with-label votes {_fig(f.label.fleiss_kappa)}; Randolph κ {_fig(f.label.randolph_kappa)}",
         f"    raw agreement {_fig(f.label.raw_agreement, 'percent')}; unanimous {_fig(f.label.unanimous, 'percent')}",
         f"    Krippendorff α (nominal) {_fig(f.label.krippendorff_alpha)}",
         "  ambiguous: " + "; ".join(f"{key} {_fig(fig, 'percent')}" for key, fig in f.ambiguity_distribution),
@@ -83,7 +91,9 @@ def detail_lines(detail: selectors.GroupDetail) -> list[str]:
 class Command(BaseCommand):
     help = (
         "Print the agreement figures of annotation projects: per dataset, per collection and pooled, with "
-        "95% bootstrap intervals; undefined figures say why."
+        "95% bootstrap intervals; undefined figures say why. Fleiss' κ (chosen answers) is the paper's: "
+        "kappa on the answers the workers chose. The κ on agree-with-label votes is secondary: near 0 "
+        "whenever nearly every vote agrees with the label (chance agreement near 1)."
     )
 
     def add_arguments(self, parser):
@@ -151,7 +161,10 @@ class Command(BaseCommand):
                 self._write(group_lines(group))
             if report.comparisons:
                 self._write(
-                    ["LM-written against human-written (relevance mean; majority agrees; none ambiguous):"]
+                    [
+                        "LM-written against human-written (relevance mean; majority chose the label's answer; "
+                        "none ambiguous; Fleiss κ on chosen answers):"
+                    ]
                 )
                 for comparison in report.comparisons:
                     for name, group in (("LM", comparison.lm), ("human", comparison.human)):
@@ -159,7 +172,8 @@ class Command(BaseCommand):
                         self._write(
                             [
                                 f"  {comparison.behavior} ({name}, {group.slug}): {_fig(f.relevance_mean)}; "
-                                f"{_fig(f.majority_agrees, 'percent')}; {_fig(f.ambiguity_share(0), 'percent')}"
+                                f"{_fig(f.majority_agrees, 'percent')}; {_fig(f.ambiguity_share(0), 'percent')}; "
+                                f"{_fig(f.answers.fleiss_kappa)}"
                             ]
                         )
         if options["json"]:
@@ -174,6 +188,9 @@ class Command(BaseCommand):
                 f"Project {project.slug} ({project.name}), k = {project.overlap}; 95% bootstrap intervals over "
                 f"examples ({options.replicates} resamples, seed {options.seed})"
                 + (f"; left out: {who} ({ratings} ratings)" if who else ""),
+                "Fleiss κ (chosen answers) is the paper's agreement (categories: the answer options). The κ on "
+                "agree-with-label votes is secondary: when nearly every vote agrees, its chance agreement is "
+                "near 1 and it falls towards 0 even with near-perfect agreement.",
             ]
         )
 

@@ -50,6 +50,14 @@ export function select(index) {
     });
 }
 
+/* "2 of 3 chose Yes, 1 of 3 chose No": the answers the workers picked (model-written option texts,
+   set as text by the caller); ratings made before workers chose answers are counted apart. */
+function answersChosen(r) {
+  const parts = (r.answers || []).map(function (a) { return a.count + " of " + r.count + " chose " + a.answer; });
+  if (r.answers_not_recorded) parts.push(r.answers_not_recorded + " of " + r.count + " with no recorded answer");
+  return parts.join(", ");
+}
+
 function fillPanel(body, detail) {
   const ex = detail.example;
   body.textContent = "";
@@ -72,8 +80,9 @@ function fillPanel(body, detail) {
   }
   if (detail.ratings) {
     const r = detail.ratings;
-    const ratings = r.count + " ratings: " + Math.round(r.label_correct_share * 100) + "% label correct, relevance " +
-      r.relevance_mean.toFixed(1) + "/5, " + Math.round(r.ambiguous_share * 100) + "% ambiguous";
+    const ratings = r.count + " ratings: " + answersChosen(r) + "; " + Math.round(r.label_correct_share * 100) +
+      "% chose the label's answer, relevance " + r.relevance_mean.toFixed(1) + "/5, " +
+      Math.round(r.ambiguous_share * 100) + "% ambiguous";
     if (r.projects && r.projects.length) {
       const span = document.createElement("span");
       span.appendChild(document.createTextNode(ratings + " ("));

@@ -41,10 +41,14 @@ def test_text_report_has_every_group_and_the_figures(project):
     pooled = expected.pooled.figures
     majority = pooled.majority_agrees
     assert (
-        f"majority agrees {100 * majority.value:.1f}% [{100 * majority.ci_low:.1f}%, {100 * majority.ci_high:.1f}%]"
+        f"majority chose the label's answer {100 * majority.value:.1f}% [{100 * majority.ci_low:.1f}%, {100 * majority.ci_high:.1f}%]"
         in text
     )
-    assert f"Fleiss κ {pooled.label.fleiss_kappa.value:.2f}" in text
+    kappa = pooled.answers.fleiss_kappa
+    assert f"Fleiss κ (chosen answers) {kappa.value:.2f} [{kappa.ci_low:.2f}, {kappa.ci_high:.2f}]" in text
+    assert f"κ on agree-with-label votes {pooled.label.fleiss_kappa.value:.2f}" in text
+    assert text.index("Fleiss κ (chosen answers)") < text.index("κ on agree-with-label votes")
+    assert "options Yes, No" in text
     assert "Dawid-Skene: label correct on" in text
     assert "calibration (label confidence bin" in text
 
@@ -85,8 +89,12 @@ def test_undefined_figures_say_why(db):
     rate(project, [("lonely", 0, w, 4, True, False) for w in ("a", "b", "c")])
     text = report("--project", "one")
     assert (
-        "Fleiss κ undefined (only one example has 3 ratings; agreement beyond chance needs at least two)"
-        in text
+        "Fleiss κ (chosen answers) undefined (only one example has 3 ratings; agreement beyond chance "
+        "needs at least two)" in text
+    )
+    assert (
+        "κ on agree-with-label votes undefined (only one example has 3 ratings; agreement beyond chance "
+        "needs at least two)" in text
     )
     assert "(no CI: a bootstrap over a single example has no spread)" in text
     assert "Dawid-Skene: undefined" in text

@@ -20,14 +20,29 @@ from analysis.agreement.figures import Figure, group_figures, rating_table
 # ----------------------------------------------------------------------------- helpers
 
 
-def long_form(matrix_label, matrix_amb=None, matrix_rel=None, *, confidence=None, workers=None):
+def long_form(
+    matrix_label,
+    matrix_amb=None,
+    matrix_rel=None,
+    *,
+    confidence=None,
+    workers=None,
+    labels=None,
+    answers=None,
+):
     """Ratings in long form from (n, k) matrices; worker j of example i is `workers[i][j]`
-    (default: worker j)."""
+    (default: worker j). Each rating's answer is its example's label (`labels[i]`, default " Yes")
+    where it agrees with the label, else the other Yes/No option; or `answers`, an (n, k) matrix of
+    answer texts ("" = not recorded)."""
     label = np.asarray(matrix_label, dtype=bool)
     n, k = label.shape
     amb = np.zeros_like(label) if matrix_amb is None else np.asarray(matrix_amb, dtype=bool)
     rel = np.full((n, k), 4) if matrix_rel is None else np.asarray(matrix_rel)
     workers = np.tile(np.arange(k), (n, 1)) if workers is None else np.asarray(workers)
+    if answers is None:
+        labels = np.array([" Yes"] * n if labels is None else labels, dtype=object)
+        other = np.where(labels == " Yes", " No", " Yes")
+        answers = np.where(label, labels[:, None], other[:, None])
     return {
         "k": k,
         "example_ids": np.arange(n) + 100,
@@ -37,6 +52,8 @@ def long_form(matrix_label, matrix_amb=None, matrix_rel=None, *, confidence=None
         "relevance": rel.ravel(),
         "label_correct": label.ravel(),
         "ambiguous": amb.ravel(),
+        "answers": np.asarray(answers, dtype=object).reshape(n * k),
+        "answer_options": [" Yes", " No"],
     }
 
 
@@ -103,6 +120,9 @@ def test_rating_table_orders_ratings_and_counts_excluded_examples_by_reason():
         "relevance": [5, 4, 3, 2, 2, 1, 1, 1, 4, 4, 4],
         "label_correct": [True, True, False, True, True, True, True, True, True, False, True],
         "ambiguous": [False] * 11,
+        # As the examples spell them, with the leading space, or without; "" = not recorded.
+        "answers": [" (A)", "(B)", " (C)", "(A)", "(A)", "(A)", "(A)", "(A)", " (A)", "", "(B)"],
+        "answer_options": [" (B)", " (A)", " (C)"],
         "left_out": [False] * 6 + [True] + [False] * 4,
     }
     table = rating_table(**data)
@@ -110,6 +130,11 @@ def test_rating_table_orders_ratings_and_counts_excluded_examples_by_reason():
     assert table.workers.tolist() == [[3, 5, 7], [1, 2, 3]]
     assert table.relevance.tolist() == [[3, 4, 5], [4, 4, 4]]
     assert table.label_correct.tolist() == [[False, True, True], [True, True, False]]
+    # Categories in the options' order, whitespace stripped; -1 where no answer was recorded.
+    assert table.answer_options == ("(B)", "(A)", "(C)")
+    assert table.answers.tolist() == [[2, 0, 1], [0, 1, -1]]
+    assert table.answered.tolist() == [True, False]
+    assert table.answer_excluded == {agreement.NO_ANSWER: 1}
     assert table.label_confidence.tolist() == [0.9, 0.8]
     assert table.excluded == {
         "fewer than 3 ratings so far": 1,
@@ -375,6 +400,7 @@ def test_fewer_than_k_ratings_are_excluded_and_counted():
     data["relevance"] = np.append(data["relevance"], [1, 1])
     data["label_correct"] = np.append(data["label_correct"], [False, False])
     data["ambiguous"] = np.append(data["ambiguous"], [True, True])
+    data["answers"] = np.append(data["answers"], [" No", " No"])
     figures = group_figures(rating_table(**data), replicates=50)
     assert figures.examples == 3
     assert figures.excluded == {"fewer than 3 ratings so far": 1, "not rated yet": 1}
@@ -559,13 +585,194 @@ def test_table_rows_do_not_depend_on_the_order_ratings_arrive_in():
     data = long_form(label, amb, rel, confidence=confidence, workers=workers)
     shuffled = dict(data)
     order = np.random.default_rng(0).permutation(len(data["rating_example"]))
-    for key in ("rating_example", "rating_worker", "relevance", "label_correct", "ambiguous"):
+    for key in ("rating_example", "rating_worker", "relevance", "label_correct", "ambiguous", "answers"):
         shuffled[key] = np.asarray(data[key])[order]
     examples = np.random.default_rng(1).permutation(12)
     shuffled["example_ids"] = np.asarray(data["example_ids"])[examples]
     shuffled["label_confidence"] = np.asarray(data["label_confidence"])[examples]
     first, second = rating_table(**data), rating_table(**shuffled)
     assert first.example_ids.tolist() == sorted(first.example_ids.tolist())
-    for name in ("example_ids", "label_confidence", "workers", "relevance", "label_correct", "ambiguous"):
+    for name in (
+        "example_ids",
+        "label_confidence",
+        "workers",
+        "relevance",
+        "label_correct",
+        "ambiguous",
+        "answers",
+    ):
         assert np.array_equal(getattr(first, name), getattr(second, name)), name
     assert group_figures(first, replicates=100) == group_figures(second, replicates=100)
+
+
+# ----------------------------------------------------------------------------- kappa on chosen answers
+
+
+def answer_matrices(seed, n=40, k=3, *, options=(" (A)", " (B)", " (C)"), p_agree=0.8):
+    """Each example's label is a random option; each worker chooses it with probability p_agree,
+    else another option at random."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(options, n)
+    agrees = rng.random((n, k)) < p_agree
+    others = np.array(
+        [[rng.choice([o for o in options if o != label]) for _ in range(k)] for label in labels]
+    )
+    answers = np.where(agrees, labels[:, None], others)
+    return answers, agrees, labels
+
+
+def statsmodels_answer_kappa(answers):
+    """statsmodels on the answer counts, built here from the answer texts (its own aggregation)."""
+    counts, _ = aggregate_raters(np.asarray(answers, dtype=object).astype(str))
+    return fleiss_kappa(counts, method="fleiss")
+
+
+def answer_table(answers, agrees, *, options=(" (A)", " (B)", " (C)"), **kwargs):
+    data = long_form(agrees, answers=answers, **kwargs)
+    data["answer_options"] = list(options)
+    return rating_table(**data)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_kappa_on_chosen_answers_equals_statsmodels_on_the_answer_counts(seed, k):
+    answers, agrees, _ = answer_matrices(seed, n=30, k=k)
+    figures = group_figures(answer_table(answers, agrees), replicates=100)
+    section = figures.answers
+    assert section.examples == 30 and section.excluded == {} and section.options == ("(A)", "(B)", "(C)")
+    assert_close(section.fleiss_kappa, statsmodels_answer_kappa(answers))
+    assert_close(section.raw_agreement, pairwise_agreement(answers))
+    assert_close(section.unanimous, np.mean([len(set(row)) == 1 for row in answers.tolist()]))
+    # The votes on the label are a different question with a different kappa.
+    assert_close(figures.label.fleiss_kappa, fleiss_kappa(statsmodels_table(agrees)))
+    assert figures.as_dict()["answers"]["fleiss_kappa"]["value"] == section.fleiss_kappa.value
+    assert list(figures.as_dict())[5:7] == ["answers", "agree_with_label"]  # the paper's kappa first
+    assert_json_clean(figures)
+
+
+def test_the_issues_example_near_perfect_agreement_reads_minus_004_on_votes_and_084_on_answers():
+    # 100 persona examples, labels balanced (50 " Yes", 50 " No"), 3 workers each. Workers choose the
+    # label's answer on all but 12 ratings, one on each of 12 examples (6 of each label): 96% of votes
+    # say "agrees with the label".
+    n, k = 100, 3
+    labels = np.array([" Yes"] * 50 + [" No"] * 50, dtype=object)
+    agrees = np.ones((n, k), dtype=bool)
+    for i in [*range(6), *range(50, 56)]:
+        agrees[i, i % k] = False
+    figures = group_figures(rating_table(**long_form(agrees, labels=labels)), replicates=200)
+
+    other = np.where(labels == " Yes", " No", " Yes")
+    answers = np.where(agrees, labels[:, None], other[:, None])
+    expected = statsmodels_answer_kappa(answers)
+    assert_close(figures.answers.fleiss_kappa, expected)
+    assert expected == pytest.approx(0.84)
+    # On the agree/disagree votes the chance agreement is 0.96² + 0.04² = 0.9232 against an observed
+    # 0.92: kappa is slightly negative although workers agree on 88 of 100 examples.
+    assert_close(figures.label.fleiss_kappa, fleiss_kappa(statsmodels_table(agrees)))
+    assert figures.label.fleiss_kappa.value == pytest.approx(-0.0417, abs=1e-4)
+    assert figures.answers.fleiss_kappa.ci_low > 0.7 > figures.label.fleiss_kappa.ci_high
+    assert_close(figures.majority_agrees, 1.0)  # "2+ of 3 agree with the label" keeps its meaning
+
+
+def test_perfect_agreement_on_answers_is_a_kappa_of_one_not_undefined():
+    # Every example unanimous, some on "Yes" and some on "No" (the paper's 1.0 on two sycophancy sets).
+    labels = np.array([" Yes", " No"] * 5, dtype=object)
+    agrees = np.ones((10, 3), dtype=bool)
+    figures = group_figures(rating_table(**long_form(agrees, labels=labels)), replicates=200)
+    assert_close(figures.answers.fleiss_kappa, 1.0)
+    assert (figures.answers.fleiss_kappa.ci_low, figures.answers.fleiss_kappa.ci_high) == (
+        pytest.approx(1.0),
+        pytest.approx(1.0),
+    )
+    assert_close(figures.answers.unanimous, 1.0)
+    # The votes are all "agrees": the old kappa cannot be computed on the same ratings.
+    assert figures.label.fleiss_kappa.value is None
+    assert "chance agreement is 1" in figures.label.fleiss_kappa.undefined
+
+
+def test_kappa_on_answers_is_undefined_only_when_every_rating_is_one_answer():
+    labels = np.array([" Yes"] * 6, dtype=object)
+    figures = group_figures(rating_table(**long_form(np.ones((6, 3), bool), labels=labels)), replicates=50)
+    assert figures.answers.fleiss_kappa.value is None
+    assert figures.answers.fleiss_kappa.undefined == (
+        "every recorded answer is “Yes”, so the chance agreement is 1 and kappa is 0/0"
+    )
+    assert np.isnan(statsmodels_answer_kappa([[" Yes"] * 3] * 6 + [[" Yes"] * 3]))
+    assert_close(figures.answers.raw_agreement, 1.0)
+    assert_json_clean(figures)
+
+
+def test_ratings_without_a_recorded_answer_are_left_out_of_the_answer_kappa_only_and_counted():
+    answers, agrees, _ = answer_matrices(3, n=20)
+    answers = answers.astype(object)
+    answers[[2, 7, 7], [0, 1, 2]] = ""  # two examples rated (partly) before answers were recorded
+    figures = group_figures(answer_table(answers, agrees), replicates=100)
+    kept = [i for i in range(20) if i not in (2, 7)]
+    assert figures.examples == 20 and figures.excluded == {}
+    assert figures.answers.examples == 18
+    assert figures.answers.excluded == {agreement.NO_ANSWER: 2}
+    assert figures.as_dict()["answers"]["excluded"] == {agreement.NO_ANSWER: 2}
+    assert_close(figures.answers.fleiss_kappa, statsmodels_answer_kappa(answers[kept]))
+    # Everything else still counts those two examples.
+    assert_close(figures.label.fleiss_kappa, fleiss_kappa(statsmodels_table(agrees)))
+    assert_close(figures.majority_agrees, np.mean(agrees.sum(axis=1) >= 2))
+
+
+def test_no_recorded_answer_at_all_says_why():
+    data = long_form([[1, 1, 0], [1, 1, 1]], answers=[["", "", ""], ["", "", ""]])
+    figures = group_figures(rating_table(**data), replicates=20)
+    assert figures.answers.examples == 0
+    assert (
+        "none of the 2 example(s) with 3 ratings has 3 recorded answers"
+        in figures.answers.fleiss_kappa.undefined
+    )
+    assert figures.answers.excluded == {agreement.NO_ANSWER: 2}
+    one = long_form([[1, 1, 0], [1, 1, 1]], answers=[[" Yes", " Yes", " No"], ["", " Yes", " Yes"]])
+    only = group_figures(rating_table(**one), replicates=20).answers
+    assert only.examples == 1 and "only one example has 3 recorded answers" in only.fleiss_kappa.undefined
+    assert_close(only.raw_agreement, 1 / 3)
+    assert only.raw_agreement.ci_undefined == agreement.NO_SPREAD
+
+
+def test_pooled_tables_use_the_union_of_their_options():
+    yes_no, yes_no_agrees, _ = answer_matrices(4, n=15, options=(" Yes", " No"))
+    abc, abc_agrees, _ = answer_matrices(5, n=12, options=(" (A)", " (B)", " (C)"))
+    first = answer_table(yes_no, yes_no_agrees, options=(" Yes", " No"))
+    data = long_form(abc_agrees, answers=abc)
+    data["example_ids"] = np.arange(12) + 500
+    data["rating_example"] = np.repeat(np.arange(12) + 500, 3)
+    data["answer_options"] = ["(B)", "(A)", " (C)"]
+    second = rating_table(**data)
+    pooled = agreement.table_concat([first, second], k=3)
+    assert pooled.answer_options == ("Yes", "No", "(B)", "(A)", "(C)")
+    assert [pooled.answer_options[c] for c in pooled.answers[15]] == [a.strip() for a in abc[0]]
+    figures = group_figures(pooled, replicates=50)
+    assert_close(figures.answers.fleiss_kappa, statsmodels_answer_kappa(np.concatenate([yes_no, abc])))
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_weighted_answer_kappa_equals_statsmodels_on_explicit_resamples(seed):
+    answers, agrees, _ = answer_matrices(seed, n=25)
+    answers = answers.astype(object)
+    answers[4, 1] = ""  # left out of every resample that draws it
+    table = answer_table(answers, agrees)
+    counts = agreement.answer_counts(table)
+    assert counts[4].tolist() == [0, 0, 0] and (counts.sum(axis=1)[table.answered] == 3).all()
+    indices = explicit_resamples(25, 30, seed)
+    weights = np.stack([np.bincount(row, minlength=25) for row in indices]).astype(float)
+    fleiss, observed = agreement.weighted_answer_fleiss(counts, table.answered, weights, k=3)
+    for r, idx in enumerate(indices):
+        drawn = answers[idx[idx != 4]]
+        assert fleiss[r] == pytest.approx(statsmodels_answer_kappa(drawn))
+        assert observed[r] == pytest.approx(pairwise_agreement(drawn))
+
+
+def test_answer_kappa_interval_is_the_percentiles_of_explicit_resamples():
+    answers, agrees, _ = answer_matrices(8, n=40, p_agree=0.7)
+    table = answer_table(answers, agrees)
+    figures = group_figures(table, replicates=200, seed=5)
+    values = [statsmodels_answer_kappa(answers[idx]) for idx in explicit_resamples(40, 200, 5)]
+    low, high = np.nanpercentile(values, [2.5, 97.5])
+    kappa = figures.answers.fleiss_kappa
+    assert (kappa.ci_low, kappa.ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert kappa.ci_low <= kappa.value <= kappa.ci_high

@@ -13,7 +13,8 @@ from analysis.agreement.selectors import RatingOptions
 from annotation.models import ProjectItem, Worker
 from annotation.services.projects import project_create, project_item_mark_gold
 from annotation.services.workers import worker_set_excluded
-from tests.analysis.builders import answer_gold, examples_create, rate, rated_project
+from generation.models import Example
+from tests.analysis.builders import answer_gold, examples_create, rate, rate_legacy, rated_project
 from tests.builders import CollectionFactory, DatasetFactory
 
 pytestmark = pytest.mark.django_db
@@ -60,6 +61,9 @@ def test_tables_per_dataset_hold_the_complete_examples(small):
     assert a.relevance.tolist() == [[4, 3, 5], [2, 2, 1]]
     assert a.label_correct.tolist() == [[True, False, True], [True, True, False]]
     assert a.ambiguous.tolist() == [[False, True, False], [False, False, False]]
+    # The answers chosen: the label's (" Yes") where the rating agrees with it, else " No".
+    assert a.answer_options == ("Yes", "No")
+    assert a.answers.tolist() == [[0, 1, 0], [0, 0, 1]]
     assert a.label_confidence[0] == 0.9 and np.isnan(a.label_confidence[1])
     assert a.excluded == {"fewer than 3 ratings so far": 1}
     assert b.n == 1 and b.excluded == {"not rated yet": 1}
@@ -184,9 +188,12 @@ def test_group_detail_has_dawid_skene_calibration_and_example_references(small):
     detail = selectors.group_detail(report.datasets[0], project=small)
     assert set(detail.worker_names.values()) == {"w1", "w2", "w3", "w4"}
     rows = detail.example_rows()
-    assert [(r["dataset"], r["position"], r["label_correct_votes"], r["majority_vote"]) for r in rows] == [
-        ("a", 0, 2, "correct"),
-        ("a", 1, 2, "correct"),
+    assert [
+        (r["dataset"], r["position"], r["answers"], r["label_correct_votes"], r["majority_vote"])
+        for r in rows
+    ] == [
+        ("a", 0, "Yes: 2; No: 1", 2, "correct"),
+        ("a", 1, "Yes: 2; No: 1", 2, "correct"),
     ]
     assert rows[1]["label_confidence"] is None and rows[0]["mean_relevance"] == 4.0
     assert detail.dawid_skene.undefined == "" and len(detail.dawid_skene.workers) == 4
@@ -217,3 +224,42 @@ def test_query_count_does_not_grow_with_the_number_of_datasets():
     assert many_count == few_count <= 5
     report = selectors.project_report(project=many, options=options)
     assert len(report.datasets) == 150 and report.pooled.figures.examples == 300
+
+
+def test_ratings_imported_without_an_answer_are_left_out_of_the_answer_kappa_and_counted():
+    """Ratings of the older task (label_correct only): the importer recovers the answer where the
+    example has one other option and leaves it empty where it has several; such examples still
+    count in every other figure."""
+    options = [" (A)", " (B)", " (C)"]
+    dataset = DatasetFactory(slug="three-options")
+    for position in range(4):
+        Example.objects.create(
+            dataset=dataset,
+            position=position,
+            question=f"Question {position}?",
+            answer_matching_behavior=options[position % 3],
+            answer_not_matching_behavior=[o for o in options if o != options[position % 3]],
+            text_hash=f"three-{position}",
+        )
+    project = project_create(name="Old", slug="old", datasets=[dataset], overlap=3)
+    # Examples 0 and 1: one worker says the label is wrong (which other option is not known).
+    rows = [
+        ("three-options", p, w, 4, not (p < 2 and w == "w3"), False)
+        for p in range(4)
+        for w in ("w1", "w2", "w3")
+    ]
+    rate_legacy(project, rows)
+    report = selectors.project_report(project=project, options=RatingOptions(replicates=20))
+    figures = report.datasets[0].figures
+    assert figures.examples == 4 and figures.excluded == {}
+    assert figures.answers.examples == 2
+    assert figures.answers.excluded == {agreement.NO_ANSWER: 2}
+    assert report.as_dict()["pooled"]["answers"]["excluded"] == {agreement.NO_ANSWER: 2}
+    assert figures.majority_agrees.value == 1.0
+    rows = selectors.group_detail(report.datasets[0], project=project).example_rows()
+    assert [r["answers"] for r in rows] == [
+        "(A): 2; not recorded: 1",
+        "(B): 2; not recorded: 1",
+        "(C): 3",
+        "(A): 3",
+    ]

@@ -115,6 +115,16 @@ def test_dashboard_shows_every_dataset_and_says_why_a_figure_is_undefined(projec
     assert [row["group"].slug for row in page.context["rows"]] == ["power-human", "power-lm", "calm", "split"]
     assert "undefined" in content
     assert "every rating is “label correct”, so the chance agreement is 1 and kappa is 0/0" in content
+    assert "every recorded answer is “Yes”, so the chance agreement is 1 and kappa is 0/0" in content
+    # The paper's kappa is the first figure, its definition on the page with the paper's wording.
+    headers = [item["column"].label for item in page.context["columns"]]
+    assert headers.index("Fleiss' κ (chosen answers)") < headers.index("κ on agree-with-label votes")
+    assert content.index("Fleiss' κ (chosen answers)") < content.index("κ on agree-with-label votes")
+    assert "How these are computed" in content
+    assert (
+        "What is the correct answer to this question? If it's ambiguous, make your best guess anyways."
+        in content
+    )
     assert 'data-figure="figure-relevance-multiples"' in content
     assert 'data-figure="figure-lm-human"' in content
     assert page.context["comparisons"][0]["comparison"].behavior == "power"
@@ -127,10 +137,11 @@ def test_table_sorts_by_a_figure_with_undefined_last(project, staff_client):
         return [row["group"].slug for row in dashboard(staff_client, project, **params).context["rows"]]
 
     # calm: kappa undefined (everyone agrees); the others defined.
-    ascending = order(sort="label_kappa")
-    descending = order(sort="label_kappa", dir="desc")
-    assert ascending[-1] == descending[-1] == "calm"
-    assert ascending[:-1] == list(reversed(descending[:-1]))
+    for key in ("answer_kappa", "label_kappa"):
+        ascending = order(sort=key)
+        descending = order(sort=key, dir="desc")
+        assert ascending[-1] == descending[-1] == "calm", key
+        assert ascending[:-1] == list(reversed(descending[:-1])), key
     assert order(sort="relevance_mean", dir="desc")[0] == "calm"
     assert order(sort="nonsense") == order()
     page = dashboard(staff_client, project, sort="relevance_mean", dir="desc").content.decode()
@@ -159,8 +170,13 @@ def test_group_pages_have_charts_dawid_skene_and_reasons(project, staff_client):
     for chart in ("figure-relevance", "figure-ambiguity", "figure-calibration"):
         assert f'data-figure="{chart}"' in content
     assert "Worker reliability" in content and "w1" in content
+    assert content.index("What is the correct answer?") < content.index(
+        "Does the chosen answer agree with the label?"
+    )
+    assert page.context["figures"].answers.options == ("Yes", "No")
     calm = staff_client.get(reverse("analysis:dataset", args=["crowd", "calm"])).content.decode()
     assert "every rating is “label correct”: there is no disagreement to model" in calm
+    assert "every recorded answer is “Yes”, so the chance agreement is 1 and kappa is 0/0" in calm
     assert "every relevance rating is 5, so the expected disagreement is 0" in calm
 
 
@@ -170,6 +186,8 @@ def test_untrusted_text_is_escaped_in_pages_and_charts(staff_client):
     examples = examples_create(dataset, 3)
     for example in examples:
         example.statement = f'<img src=x onerror="alert(1)"> {example.position}'
+        # A model-written answer option, shown on the group page and in the examples' answers.
+        example.answer_matching_behavior = f" {XSS}"
         example.save()
     project = project_create(name=XSS, slug="xss-project", datasets=[dataset], overlap=3)
     rate(
@@ -187,6 +205,7 @@ def test_untrusted_text_is_escaped_in_pages_and_charts(staff_client):
         assert "<img src=x" not in content, url
     dataset_page = staff_client.get(reverse("analysis:dataset", args=["xss-project", "xss"])).content.decode()
     assert "&lt;script&gt;" in dataset_page  # the worker's external id and the behavior, as text
+    assert '<span class="tag">&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;</span>' in dataset_page
     # In the charts' JSON, Plotly would render tags in hover text: escaped before they go in.
     figure = json.loads(
         dataset_page.split('id="figure-calibration" type="application/json">')[1].split("</script>")[0]
@@ -221,12 +240,22 @@ def test_figures_csv_has_a_row_per_group_and_neutralises_formulas(project, staff
     report = selectors.project_report(project=project, options=RatingOptions(replicates=50))
     split = next(g for g in report.datasets if g.slug == "split").figures
     split_row = next(r for r in rows if r["slug"] == "split")
-    assert float(split_row["label_fleiss_kappa"]) == pytest.approx(split.label.fleiss_kappa.value)
-    assert float(split_row["label_fleiss_kappa_ci_low"]) == pytest.approx(split.label.fleiss_kappa.ci_low)
+    assert float(split_row["answers_fleiss_kappa"]) == pytest.approx(split.answers.fleiss_kappa.value)
+    assert float(split_row["answers_fleiss_kappa_ci_low"]) == pytest.approx(split.answers.fleiss_kappa.ci_low)
+    assert split_row["answers_options"] == "Yes | No" and split_row["answers_excluded_examples"] == "0"
+    assert float(split_row["agree_with_label_fleiss_kappa"]) == pytest.approx(split.label.fleiss_kappa.value)
+    assert float(split_row["agree_with_label_fleiss_kappa_ci_low"]) == pytest.approx(
+        split.label.fleiss_kappa.ci_low
+    )
     assert float(split_row["relevance_mean"]) == pytest.approx(split.relevance_mean.value)
+    # The paper's kappa comes before the secondary one.
+    assert list(split_row).index("answers_fleiss_kappa") < list(split_row).index(
+        "agree_with_label_fleiss_kappa"
+    )
     calm_row = next(r for r in rows if r["slug"] == "calm")
-    assert calm_row["label_fleiss_kappa"] == ""
-    assert "chance agreement is 1" in calm_row["label_fleiss_kappa_undefined"]
+    assert calm_row["agree_with_label_fleiss_kappa"] == ""
+    assert "chance agreement is 1" in calm_row["agree_with_label_fleiss_kappa_undefined"]
+    assert "every recorded answer is “Yes”" in calm_row["answers_fleiss_kappa_undefined"]
     assert (
         formula_row["excluded_examples"] == "1"
         and formula_row["excluded_reasons"] == "fewer than 3 ratings so far: 1"
@@ -242,8 +271,10 @@ def test_figures_json_is_the_report_with_no_nan(project, staff_client):
     assert document == json.loads(json.dumps(report.as_dict()))
     assert document["options"]["include_excluded"] is True
     calm = next(d for d in document["datasets"] if d["slug"] == "calm")
-    assert calm["label"]["fleiss_kappa"]["value"] is None
-    assert "chance agreement is 1" in calm["label"]["fleiss_kappa"]["undefined"]
+    assert calm["agree_with_label"]["fleiss_kappa"]["value"] is None
+    assert "chance agreement is 1" in calm["agree_with_label"]["fleiss_kappa"]["undefined"]
+    assert calm["answers"]["fleiss_kappa"]["value"] is None
+    assert calm["answers"]["options"] == ["Yes", "No"] and calm["answers"]["examples"] == 4
 
 
 def test_group_exports(project, staff_client):
@@ -260,6 +291,7 @@ def test_group_exports(project, staff_client):
         "1",
         "correct",
     )
+    assert split0["answers"] == "Yes: 2; No: 1"
     assert split0["mean_relevance"] == str((2 + 4 + 5) / 3)
 
 

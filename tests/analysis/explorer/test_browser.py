@@ -11,12 +11,17 @@ pytest-django's `live_server`, as in tests/annotation/test_e2e_browser.py. Desel
 import re
 
 import pytest
+from django.utils import timezone
 
 from analysis.explorer import selectors as explorer_selectors
 from analysis.explorer.builds import explorer_maps_build
+from annotation.models import AnnotationProject
+from annotation.services.projects import project_create
+from tests.analysis.builders import submit_all
 from tests.analysis.explorer.builders import topic_dataset
 from tests.analysis.explorer.fakes import CountingEmbedder, ScriptedSummaryModel
 from tests.browser import browser_page
+from tests.builders import WorkerFactory
 from tests.pixels import drawn_at, screenshot
 
 PAYLOADS = (
@@ -227,4 +232,37 @@ def test_filters_and_searches_change_what_is_shown(live_server, page, explorer_m
     page.click("#semantic-go")
     page.wait_for_selector("#explorer-message:has-text('too many requests')")
     assert "try again in" in page.inner_text("#explorer-message")
+    assert page.js_errors == []
+
+
+def test_the_panel_shows_the_answers_workers_chose_as_text(live_server, page, explorer_map):
+    """A point's human ratings say which answers the workers chose ("2 of 3 chose Yes"); a
+    model-written option with markup is shown as text."""
+    dataset = explorer_map
+    first = dataset.examples.order_by("position").first()
+    option = " " + PAYLOADS[2]
+    first.answer_not_matching_behavior = [
+        " Yes" if first.answer_matching_behavior == " No" else " No",
+        option,
+    ]
+    first.save()
+    project = project_create(name="Published", slug="published", datasets=[dataset], overlap=3)
+    project.items.exclude(example=first).delete()
+    picks = iter([first.answer_matching_behavior, first.answer_matching_behavior, option])
+    submit_all(
+        project, [WorkerFactory(projects=[project]) for _ in range(3)], lambda w, e: (next(picks), 4, False)
+    )
+    AnnotationProject.objects.filter(pk=project.pk).update(published_at=timezone.now())
+
+    open_map(page, f"{live_server.url}/explore/?dataset={dataset.slug}")
+    point = page.evaluate("window.mweExplorer.pixelOf(0)")
+    page.mouse.click(point["x"], point["y"])
+    page.wait_for_selector("#point-body ol.neighbours li")
+    text = page.inner_text("#point-body")
+    label = first.answer_matching_behavior.strip()
+    assert (
+        f"3 ratings: 2 of 3 chose {label}, 1 of 3 chose {option.strip()}; 67% chose the label's answer"
+        in text
+    )
+    assert_nothing_injected(page, "#point-panel")
     assert page.js_errors == []

@@ -16,6 +16,7 @@ from analysis.models import ExplorerBuild
 from annotation.models import AnnotationProject
 from annotation.services.leases import assignment_submit, task_claim
 from annotation.services.projects import project_create, project_item_mark_gold
+from tests.analysis.builders import answer_for
 from tests.analysis.explorer.builders import topic_dataset
 from tests.analysis.explorer.fakes import CountingEmbedder
 from tests.builders import StaffFactory, WorkerFactory
@@ -54,7 +55,11 @@ def rated_project(dataset, *, slug, gold_position=None):
 
 def submit(assignment, worker, *, label_correct):
     assignment_submit(
-        assignment_id=assignment.pk, worker=worker, relevance=5, label_correct=label_correct, ambiguous=False
+        assignment_id=assignment.pk,
+        worker=worker,
+        relevance=5,
+        answer=answer_for(assignment.item.example, agrees=label_correct),
+        ambiguous=False,
     )
 
 

@@ -18,6 +18,7 @@ from annotation.models import AnnotationProject
 from annotation.services.leases import assignment_submit, task_claim
 from annotation.services.projects import project_create
 from generation.models import Job
+from tests.analysis.builders import answer_for
 from tests.analysis.explorer.builders import topic_dataset
 from tests.analysis.explorer.fakes import CountingEmbedder, ScriptedSummaryModel
 from tests.builders import (
@@ -204,7 +205,7 @@ def rate(dataset, *, workers: int, correct):
                 assignment_id=assignment.pk,
                 worker=worker,
                 relevance=4,
-                label_correct=correct(assignment.item.example, number),
+                answer=answer_for(assignment.item.example, agrees=correct(assignment.item.example, number)),
                 ambiguous=False,
             )
     return project
@@ -226,7 +227,7 @@ def test_human_agreement_is_a_share_per_point_and_nan_when_unrated(client, embed
                 assignment_id=assignment.pk,
                 worker=worker,
                 relevance=3,
-                label_correct=number < examples.index(example) % 3 + 1,
+                answer=answer_for(example, agrees=number < examples.index(example) % 3 + 1),
                 ambiguous=number == 0,
             )
     # Ratings are public once the project is published (tests/analysis/explorer/test_privacy.py).
@@ -247,6 +248,11 @@ def test_human_agreement_is_a_share_per_point_and_nan_when_unrated(client, embed
     assert detail["ratings"]["label_correct_share"] == pytest.approx(2 / 3)
     assert detail["ratings"]["ambiguous_share"] == pytest.approx(1 / 3)
     assert detail["ratings"]["relevance_mean"] == pytest.approx(3.0)
+    # The answers chosen, the label's first, spelled without the released files' leading space: two
+    # of three chose the label's answer, one the other option.
+    label, other = (answer.strip() for answer in examples[1].answer_choices)
+    assert detail["ratings"]["answers"] == [{"answer": label, "count": 2}, {"answer": other, "count": 1}]
+    assert detail["ratings"]["answers_not_recorded"] == 0
     assert "projects" not in detail["ratings"]  # project pages are for staff
     client.force_login(StaffFactory())
     detail = client.get(reverse("explorer:point", kwargs={"pk": build.pk, "index": 1})).json()
