@@ -18,7 +18,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from generation.evaluation.selectors import ItemPoint, PairedItem
+from generation.evaluation.selectors import ItemPoint, PairedItem, WinogenderPoint
+from generation.evaluation.winogender import occupation_points
 from generation.models import EvaluationRun
 
 HOVER_TEXT_CHARS = 160
@@ -27,6 +28,7 @@ HOVER_LINE_CHARS = 60
 WEBGL_THRESHOLD = 2000
 MATCH_COLOR = "#1f5fa8"
 NO_MATCH_COLOR = "#c2410c"
+SENTENCE_COLOR = "#94a3b8"
 TEMPLATE = "plotly_white"
 
 
@@ -220,6 +222,73 @@ def comparison_figure(
             "title": {"text": f"P(match), run B: {run_label(run_b)}"},
             "range": [-0.02, 1.02],
             "scaleanchor": "x",
+            "automargin": True,
+        },
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
+        hovermode="closest",
+    )
+    return as_json(figure)
+
+
+# ----------------------------------------------------------------------------- Winogender
+
+
+def winogender_figure(points: Sequence[WinogenderPoint]) -> dict[str, Any]:
+    """The paper's Fig. 6 for one run: p(female) - p(male) against the occupation's BLS percentage of
+    women; each sentence a small point, each occupation the mean over its sentences with the standard
+    deviation as error bar (the points the paper draws)."""
+    figure = go.Figure()
+    figure.add_trace(
+        _points(
+            name="sentence",
+            color=SENTENCE_COLOR,
+            x=[p.bls_percent_women for p in points],
+            y=[p.difference for p in points],
+            hovertext=[
+                f"{safe(p.occupation)} ({p.bls_percent_women:.1f}% women)<br>"
+                f"#{p.position}: {hover_text(p.text)}<br>"
+                f"p(female) − p(male) {p.difference:+.3f}"
+                for p in points
+            ],
+            urls=[p.url for p in points],
+        )
+    )
+    occupations = occupation_points((p.occupation, p.bls_percent_women, p.difference) for p in points)
+    figure.add_trace(
+        go.Scatter(
+            x=[o.bls_percent_women for o in occupations],
+            y=[o.mean for o in occupations],
+            mode="markers",
+            name="occupation mean ± sd",
+            marker={"color": MATCH_COLOR, "size": 8, "opacity": 0.9},
+            error_y={
+                "type": "data",
+                "array": [o.sd or 0.0 for o in occupations],
+                "thickness": 1,
+                "width": 0,
+                "color": "#7d9fc9",
+            },
+            hovertext=[
+                f"{safe(o.occupation)} ({o.bls_percent_women:.1f}% women)<br>"
+                f"mean p(female) − p(male) {o.mean:+.3f}"
+                + ("" if o.sd is None else f" ± {o.sd:.3f} (sd)")
+                + f" over {o.n} sentence{'s' if o.n != 1 else ''}"
+                for o in occupations
+            ],
+            hoverinfo="text",
+        )
+    )
+    figure.add_shape(
+        type="line", x0=0, y0=0, x1=100, y1=0, line={"color": "#9aa3ad", "dash": "dot", "width": 1}
+    )
+    figure.update_layout(
+        template=TEMPLATE,
+        height=460,
+        margin={"l": 10, "r": 10, "t": 30, "b": 50},
+        xaxis={"title": {"text": "% women in the occupation (BLS 2019)"}, "range": [-2, 102]},
+        yaxis={
+            "title": {"text": "p(female pronoun) − p(male pronoun)"},
+            "range": [-1.05, 1.05],
             "automargin": True,
         },
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},

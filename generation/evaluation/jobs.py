@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from generation.evaluation.services import EvaluationError, evaluation_run_execute
+from generation.evaluation.services import EvaluationError
+from generation.evaluation.winogender import evaluation_run_execute_any, summary_line
 from generation.jobs.services import job_create_for_run, job_fail, job_finish, job_progress
 from generation.jobs.worker_models import worker_model
 from generation.lm import LMError
@@ -25,12 +26,14 @@ def evaluation_job_run(job: Job) -> None:
         job_progress(job=job, done=done, total=total, message=f"Scoring {run.dataset.slug}")
 
     try:
-        evaluation_run_execute(run=run, model=model, progress=progress)
+        evaluation_run_execute_any(run=run, model=model, progress=progress)
     except (EvaluationError, LMError) as exc:
         job_fail(job=job, error=str(exc), result={"run": run.pk})
         return
-    job_finish(
-        job=job,
-        result={"run": run.pk, "percent_matching": run.percent_matching, "items": run.item_count},
-        message=f"{run.percent_matching:.1f}% matching behavior on {run.item_count} items",
-    )
+    if run.task == EvaluationRun.Task.WINOGENDER:
+        result = {"run": run.pk, "pearson_r": run.results.get("pearson_r"), "items": run.item_count}
+        message = summary_line(run.results)
+    else:
+        result = {"run": run.pk, "percent_matching": run.percent_matching, "items": run.item_count}
+        message = f"{run.percent_matching:.1f}% matching behavior on {run.item_count} items"
+    job_finish(job=job, result=result, message=message)

@@ -136,12 +136,18 @@ def run_item_records(*, run: EvaluationRun, chunk_size: int = 2000) -> Iterator[
     rows = (
         run.items.order_by("example__position")
         .values_list(
-            "example__position", "choices", "logprobs", "predicted_index", "matches_behavior", "p_match"
+            "example__position",
+            "choices",
+            "logprobs",
+            "predicted_index",
+            "matches_behavior",
+            "p_match",
+            "details",
         )
         .iterator(chunk_size=chunk_size)
     )
-    for position, choices, logprobs, predicted_index, matches, p_match in rows:
-        yield {
+    for position, choices, logprobs, predicted_index, matches, p_match, details in rows:
+        row = {
             "index": position,
             "choices": list(choices),
             "logprobs": list(logprobs),
@@ -149,6 +155,9 @@ def run_item_records(*, run: EvaluationRun, chunk_size: int = 2000) -> Iterator[
             "matches_behavior": matches,
             "p_match": p_match,
         }
+        if details:
+            row["details"] = details
+        yield row
 
 
 @dataclass(frozen=True)
@@ -306,3 +315,56 @@ def run_comparison(*, run_a: EvaluationRun, run_b: EvaluationRun) -> Comparison:
         only_in_a=len(items_a.keys() - common),
         only_in_b=len(items_b.keys() - common),
     )
+
+
+# ----------------------------------------------------------------------------- Winogender runs
+
+
+@dataclass(frozen=True)
+class WinogenderPoint:
+    """One scored sentence of a Winogender run as its scatter plot draws it."""
+
+    position: int
+    text: str
+    url: str
+    occupation: str
+    bls_percent_women: float
+    difference: float  # p(female) - p(male), renormalised over the two
+
+
+def winogender_points(*, run: EvaluationRun) -> list[WinogenderPoint]:
+    """Every stored sentence of a Winogender run with its text, in two queries."""
+    items = list(run.items.order_by("example__position").values_list("example_id", "details"))
+    examples = _examples_for_points().in_bulk([example_id for example_id, _ in items])
+    slug = run.dataset.slug
+    points = []
+    for example_id, details in items:
+        example = examples[example_id]
+        points.append(
+            WinogenderPoint(
+                position=example.position,
+                text=example.text,
+                url=_example_url(slug, example.position),
+                occupation=details["occupation"],
+                bls_percent_women=details["bls_percent_women"],
+                difference=details["p_female"] - details["p_male"],
+            )
+        )
+    return points
+
+
+def winogender_runs_on_dataset(*, run: EvaluationRun) -> list[EvaluationRun]:
+    """The latest succeeded Winogender run per (model spec, prompt format) on the run's dataset, this
+    run included: the per-model table of r beside its page."""
+    runs = list(
+        EvaluationRun.objects.succeeded()
+        .filter(dataset_id=run.dataset_id, task=EvaluationRun.Task.WINOGENDER)
+        .order_by("model_spec", "prompt_format", "-finished_at", "-id")
+    )
+    latest: dict[tuple[str, str], EvaluationRun] = {}
+    for other in runs:
+        latest.setdefault((other.model_spec, other.prompt_format), other)
+    if run.status == EvaluationRun.Status.SUCCEEDED and run.task == EvaluationRun.Task.WINOGENDER:
+        # This run stays in the table even when a later rerun of the same series exists.
+        latest[(run.model_spec, run.prompt_format)] = run
+    return sorted(latest.values(), key=lambda r: (r.model_spec, r.prompt_format, r.pk))

@@ -28,6 +28,12 @@ class StaffOnlyErrorField(serializers.CharField):
 
 class EvaluationRunSerializer(serializers.ModelSerializer):
     dataset = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    results = serializers.JSONField(
+        read_only=True,
+        help_text="The task's figures by name; Winogender: pearson_r, ci_low, ci_high, n (over sentences), "
+        "r_occupations, ci_low_occupations, ci_high_occupations, n_occupations (over occupation means), "
+        "left_out_no_bls. The 95% intervals use the Fisher transformation.",
+    )
     error = StaffOnlyErrorField()
     url = serializers.HyperlinkedIdentityField(view_name="api-evaluation-run-detail")
     items_url = serializers.HyperlinkedIdentityField(view_name="api-evaluation-run-items")
@@ -46,6 +52,7 @@ class EvaluationRunSerializer(serializers.ModelSerializer):
             "model_fingerprint",
             "model_info",
             "prompt_format",
+            "task",
             "format_fingerprint",
             "data_fingerprint",
             "limit",
@@ -58,6 +65,7 @@ class EvaluationRunSerializer(serializers.ModelSerializer):
             "ci_low",
             "ci_high",
             "mean_p_match",
+            "results",
             "items_per_second",
             "seconds",
             "job",
@@ -84,6 +92,11 @@ class EvaluationItemSerializer(serializers.ModelSerializer):
     logprobs = serializers.ListField(child=serializers.FloatField(), read_only=True)
     predicted = serializers.CharField(read_only=True)
     example_url = serializers.SerializerMethodField()
+    details = serializers.JSONField(
+        read_only=True,
+        help_text="What the run's task stores per item besides the choice scores; Winogender: occupation, "
+        "bls_percent_women, p_female and p_male (renormalised over the two), majority, neutral_logprob.",
+    )
 
     class Meta:
         model = EvaluationItem
@@ -97,6 +110,7 @@ class EvaluationItemSerializer(serializers.ModelSerializer):
             "predicted",
             "matches_behavior",
             "p_match",
+            "details",
             "example_url",
         ]
 

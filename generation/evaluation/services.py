@@ -28,13 +28,9 @@ from statsmodels.stats.proportion import proportion_confint
 
 from generation.catalog import formats
 from generation.lm import LanguageModel, LMError, first_choice_probability
-from generation.models import Dataset, EvaluationItem, EvaluationRun, Example, PromptFormat
+from generation.models import Dataset, EvaluationItem, EvaluationRun, EvaluationTask, Example, PromptFormat
 from generation.prompts import PAPER_TEMPLATE
 
-# The released sycophancy READMEs give these assistant prefixes: "better option" for the political
-# typology quiz, "best answer" for the philosophy and NLP surveys.
-SYCOPHANCY_SUFFIX_POLITICAL = " I believe the better option is"
-SYCOPHANCY_SUFFIX_DEFAULT = " I believe the best answer is"
 CHUNK_ITEMS = 256
 
 
@@ -88,13 +84,13 @@ class Summary:
 # ----------------------------------------------------------------------------- prompts
 
 
-def sycophancy_suffix(name: str) -> str:
-    return SYCOPHANCY_SUFFIX_POLITICAL if "political" in name.lower() else SYCOPHANCY_SUFFIX_DEFAULT
-
-
-def format_template(*, prompt_format: str, kind: str, name: str, model: LanguageModel | None) -> str:
-    """The prompt with a {question} placeholder, exactly as it will be sent."""
-    suffix = sycophancy_suffix(name) if kind == Dataset.Kind.SYCOPHANCY else ""
+def format_template(*, prompt_format: str, model: LanguageModel | None, answer_prefix: str = "") -> str:
+    """The prompt with a {question} placeholder, exactly as it will be sent. `answer_prefix` is what
+    the assistant's reply starts with before the answer (a dataset's `answer_prefix`, e.g. the
+    released sycophancy READMEs' " I believe the best answer is"); the paper and chat formats end
+    with it, the plain format, the bare question, does not."""
+    # Braces in the prefix are text, not placeholders of the template.
+    suffix = answer_prefix.replace("{", "{{").replace("}", "}}")
     if prompt_format == PromptFormat.PLAIN:
         return "{question}"
     if prompt_format == PromptFormat.PAPER:
@@ -250,6 +246,15 @@ def summarize_results(results: Sequence[ItemResult]) -> Summary:
 # ----------------------------------------------------------------------------- runs (writes)
 
 
+def evaluation_task_for(dataset: Dataset) -> str:
+    """What a run on the dataset measures: Winogender schemas meant for evaluation get the paper's
+    section 6 correlation (generation.evaluation.winogender); every other dataset the share of
+    answers matching the behavior."""
+    if dataset.kind == Dataset.Kind.WINOGENDER and dataset.purpose == Dataset.Purpose.EVALUATION:
+        return EvaluationTask.WINOGENDER
+    return EvaluationTask.BEHAVIOR
+
+
 def evaluation_run_create(
     *,
     dataset: Dataset,
@@ -267,11 +272,18 @@ def evaluation_run_create(
         raise EvaluationError(f"unknown prompt format {prompt_format!r}; use plain, paper or chat")
     if limit is not None and limit < 1:
         raise EvaluationError("the sample size must be at least 1")
-    items_from_dataset(dataset)  # raises for datasets without gold answers
+    task = evaluation_task_for(dataset)
+    if task == EvaluationTask.WINOGENDER:
+        # Scored by generation.evaluation.winogender, which leaves out sentences without a BLS figure.
+        if not dataset.examples.exists():
+            raise EvaluationError(f"'{dataset.slug}' has no sentences to score")
+    else:
+        items_from_dataset(dataset)  # raises for datasets without gold answers
     return EvaluationRun.objects.create(
         dataset=dataset,
         model_spec=model_spec.strip(),
         prompt_format=prompt_format,
+        task=task,
         limit=limit,
         seed=seed,
         created_by=created_by,
@@ -299,10 +311,14 @@ def evaluation_run_execute(
 ) -> EvaluationRun:
     """Scores a run's items, storing them chunk by chunk. A run that was interrupted (a killed
     worker) resumes: items already stored are skipped, and the database refuses duplicates."""
+    if run.task != EvaluationTask.BEHAVIOR:
+        raise EvaluationError(
+            f"run #{run.pk} is a {run.get_task_display()} run: generation.evaluation.winogender scores it"
+        )
     dataset = run.dataset
     items = stratified_sample(items_from_dataset(dataset), limit=run.limit, seed=run.seed)
     template = format_template(
-        prompt_format=run.prompt_format, kind=dataset.kind, name=dataset.slug, model=model
+        prompt_format=run.prompt_format, model=model, answer_prefix=dataset.answer_prefix
     )
     run.model_name = model.info.name
     run.model_fingerprint = model.info.fingerprint

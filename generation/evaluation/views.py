@@ -20,9 +20,9 @@ from django.views.generic import FormView, ListView, TemplateView
 from generation.evaluation import charts, selectors
 from generation.evaluation.forms import EvaluateForm
 from generation.evaluation.jobs import evaluation_job_create
-from generation.evaluation.services import EvaluationError, evaluation_run_create
+from generation.evaluation.services import EvaluationError, evaluation_run_create, evaluation_task_for
 from generation.lm import ModelSpecError
-from generation.models import Dataset, EvaluationRun, PromptFormat
+from generation.models import Dataset, EvaluationRun, EvaluationTask, PromptFormat
 from mwe_site.pagination import LastPageOnOverflowMixin
 from mwe_site.permissions import StaffRequiredMixin
 from mwe_site.throttling import throttled
@@ -69,13 +69,21 @@ class EvaluateView(StaffRequiredMixin, FormView):
     def dataset(self) -> Dataset:
         return get_object_or_404(Dataset.objects.select_related("collection"), slug=self.kwargs["slug"])
 
+    @cached_property
+    def winogender(self) -> bool:
+        return evaluation_task_for(self.dataset) == EvaluationTask.WINOGENDER
+
+    @property
+    def scorable(self) -> bool:
+        return self.winogender or self.dataset.is_scorable
+
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context.update(dataset=self.dataset, scorable=self.dataset.is_scorable)
+        context.update(dataset=self.dataset, scorable=self.scorable, winogender=self.winogender)
         return context
 
     def post(self, request, *args, **kwargs):
-        if not self.dataset.is_scorable:
+        if not self.scorable:
             return self.render_to_response(self.get_context_data(), status=400)
         return super().post(request, *args, **kwargs)
 
@@ -126,17 +134,24 @@ class RunDetailView(LastPageOnOverflowMixin, ListView):
         # The job's error explains a stalled run; the page stops waiting for it.
         stalled = run.is_stalled
         for item in context["items"]:
+            # The "matching" answer: the behavior's, first; in a Winogender run the pronoun of the
+            # occupation's BLS majority gender (male first, female second).
+            matching = 1 if (item.details or {}).get("majority") == "female" else 0
             item.choice_rows = [
                 {
                     "choice": choice,
                     "logprob": logprob,
                     "predicted": i == item.predicted_index,
-                    "matching": i == 0,
+                    "matching": i == matching,
                 }
                 for i, (choice, logprob) in enumerate(zip(item.choices, item.logprobs, strict=False))
             ]
-        figure = None
-        if not in_progress and run.item_count and run.dataset.mean_label_confidence is not None:
+        figure = winogender_figure = None
+        winogender = run.task == EvaluationTask.WINOGENDER
+        if winogender:
+            if not in_progress and run.item_count:
+                winogender_figure = charts.winogender_figure(selectors.winogender_points(run=run))
+        elif not in_progress and run.item_count and run.dataset.mean_label_confidence is not None:
             figure = charts.confidence_figure(selectors.run_item_points(run=run))
         info = run.model_info or {}
         context.update(
@@ -154,6 +169,9 @@ class RunDetailView(LastPageOnOverflowMixin, ListView):
             only_mismatches=self.only_mismatches,
             query_string=_query_without(self.request, "page"),
             figure=figure,
+            winogender=winogender,
+            winogender_figure=winogender_figure,
+            winogender_runs=selectors.winogender_runs_on_dataset(run=run) if winogender else [],
             compare_candidates=selectors.run_compare_candidates(run=run) if not in_progress else [],
         )
         return context
@@ -192,7 +210,13 @@ class RunListView(TemplateView):
         sort = get.get("sort", selectors.DEFAULT_RUN_SORT)
         sort = sort if sort in selectors.RUN_SORTS else selectors.DEFAULT_RUN_SORT
         runs = list(selectors.run_list(sort=sort, **filters))
-        charted = [r for r in selectors.latest_per_series(runs) if r.percent_matching is not None]
+        # The chart is the share matching the behavior; a Winogender run's figure is its r, shown in
+        # the table and on its page.
+        charted = [
+            r
+            for r in selectors.latest_per_series(runs)
+            if r.percent_matching is not None and r.task == EvaluationTask.BEHAVIOR
+        ]
         base_query = _query_without(self.request, "sort", "page")
         context.update(
             filters=filters,

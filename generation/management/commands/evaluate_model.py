@@ -5,7 +5,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from generation.catalog.services import released_answer_prefix
 from generation.evaluation import services as evaluation
+from generation.evaluation import winogender
 from generation.lm import LMError, ModelSpecError, load_model, parse_model_spec
 from generation.models import Dataset, PromptFormat
 
@@ -14,7 +16,9 @@ class Command(BaseCommand):
     help = (
         "Score a language model on a dataset: the share of items where the argmax over the answer "
         "choices of log p(answer | prompt) is the behavior-matching answer. With --dataset the run is "
-        "stored and shown on the site; with --jsonl the file is scored without touching the database."
+        "stored and shown on the site; with --jsonl the file is scored without touching the database. "
+        "Winogender sentences are scored the paper's way instead (section 6, Tab. 8): Pearson r between "
+        "p(female) - p(male) and the occupation's BLS percentage of women, with its 95% interval."
     )
 
     def add_arguments(self, parser):
@@ -24,7 +28,14 @@ class Command(BaseCommand):
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--dataset", help="dataset slug")
         source.add_argument("--jsonl", type=Path, help="a released-format file, scored without storing")
-        parser.add_argument("--prompt-format", choices=PromptFormat.values, default=PromptFormat.PLAIN)
+        parser.add_argument(
+            "--prompt-format",
+            "--format",
+            dest="prompt_format",
+            choices=PromptFormat.values,
+            default=PromptFormat.PAPER,
+            help="paper (default: the paper's Human/Assistant dialogue), plain, or the model's chat template",
+        )
         parser.add_argument(
             "--limit", type=int, help="a stratified random sample of N items (not the first N)"
         )
@@ -83,7 +94,7 @@ class Command(BaseCommand):
             bar.refresh()
 
         try:
-            evaluation.evaluation_run_execute(run=run, model=model, progress=progress)
+            winogender.evaluation_run_execute_any(run=run, model=model, progress=progress)
         finally:
             bar.close()
             model.close()
@@ -95,9 +106,14 @@ class Command(BaseCommand):
                 "predicted": item.predicted,
                 "matches_behavior": item.matches_behavior,
                 "p_match": item.p_match,
+                **({"details": item.details} if item.details else {}),
             }
             for item in run.items.select_related("example").order_by("example__position")
         ]
+        if run.task == run.Task.WINOGENDER:
+            lines = _winogender_lines(source=dataset.slug, run=run, results=run.results)
+            lines.insert(0, f"run #{run.pk} stored")
+            return lines, rows
         lines = _summary_lines(
             source=dataset.slug,
             run=run,
@@ -115,12 +131,56 @@ class Command(BaseCommand):
         return lines, rows
 
     def _jsonl(self, options):
+        try:
+            found = winogender.items_from_jsonl(options["jsonl"])
+        except winogender.NotWinogender:
+            return self._jsonl_behavior(options)
+        return self._jsonl_winogender(options, found)
+
+    def _jsonl_winogender(self, options, found):
+        items = winogender.sample(found.items, limit=options["limit"], seed=options["seed"])
+        if not items:
+            raise CommandError(f"{options['jsonl']}: no sentence has a BLS figure to correlate with")
+        model = self._load(options["model"])
+        try:
+            template = winogender.template(prompt_format=options["prompt_format"], model=model)
+            with tqdm(total=len(items), unit="item", desc=options["jsonl"].name) as bar:
+                started = time.perf_counter()
+                results = winogender.score_items(
+                    model=model, items=items, template_text=template, progress=bar.update
+                )
+                seconds = time.perf_counter() - started
+        finally:
+            model.close()
+
+        class Info:  # the fingerprints a stored run would carry, for the same summary format
+            model_spec = options["model"]
+            model_fingerprint = model.info.fingerprint
+            prompt_format = options["prompt_format"]
+            format_fingerprint = evaluation.format_fingerprint(
+                prompt_format=options["prompt_format"], template=template
+            )
+            data_fingerprint = winogender.data_fingerprint(items)
+            items_per_second = len(items) / seconds if seconds > 0 else None
+            seconds_scoring = seconds
+
+        figures = winogender.figures(
+            winogender.result_points(results),
+            left_out_no_bls=found.left_out_no_bls,
+            left_out_malformed=found.left_out_malformed,
+        )
+        lines = _winogender_lines(source=str(options["jsonl"]), run=Info, results=figures)
+        return lines, [r.as_dict() for r in results]
+
+    def _jsonl_behavior(self, options):
         items, kind = evaluation.items_from_jsonl(options["jsonl"])
         items = evaluation.stratified_sample(items, limit=options["limit"], seed=options["seed"])
         model = self._load(options["model"])
         try:
             template = evaluation.format_template(
-                prompt_format=options["prompt_format"], kind=kind, name=options["jsonl"].stem, model=model
+                prompt_format=options["prompt_format"],
+                model=model,
+                answer_prefix=released_answer_prefix(kind=kind, file_name=options["jsonl"].name),
             )
             with tqdm(total=len(items), unit="item", desc=options["jsonl"].name) as bar:
                 started = time.perf_counter()
@@ -162,4 +222,32 @@ def _summary_lines(*, source, run, summary, items_per_second) -> list[str]:
         f"matching behavior:  {summary.matching}/{summary.n} = {percent}{ci}",
         f"mean P(match):      {mean}",
         f"items/s:            {speed} (model load excluded)",
+    ]
+
+
+def _interval(results: dict, suffix: str = "") -> str:
+    r = results.get(f"pearson_r{suffix}" if not suffix else f"r{suffix}")
+    if r is None:
+        return "undefined (too few points, or one side constant)"
+    low, high = results[f"ci_low{suffix}"], results[f"ci_high{suffix}"]
+    return f"{r:+.3f} (95% CI {low:+.3f} to {high:+.3f}, Fisher z)"
+
+
+def _winogender_lines(*, source, run, results: dict) -> list[str]:
+    speed = "n/a" if run.items_per_second is None else f"{run.items_per_second:.1f}"
+    seconds = getattr(run, "seconds_scoring", None) or getattr(run, "seconds", None)
+    mean = results.get("mean_p_female_minus_p_male")
+    return [
+        f"model:              {run.model_spec} ({run.model_fingerprint})",
+        f"data:               {source} ({run.data_fingerprint[:16]})",
+        f"prompt format:      {run.prompt_format} ({run.format_fingerprint[:16]})",
+        "task:               Winogender (paper section 6): p(female) - p(male) against BLS % women",
+        f"r over sentences:   {_interval(results)}, n = {results.get('n', 0)}",
+        f"r over occupations: {_interval(results, '_occupations')}, "
+        f"n = {results.get('n_occupations', 0)} occupation means (the paper's Fig. 6 points)",
+        "mean p(f) - p(m):   " + ("n/a" if mean is None else f"{mean:+.3f}"),
+        f"left out:           {results.get('left_out_no_bls', 0)} without a BLS figure, "
+        f"{results.get('left_out_malformed', 0)} malformed",
+        f"items/s:            {speed} (model load excluded)"
+        + ("" if seconds is None else f"; scoring {seconds:.1f}s"),
     ]

@@ -39,3 +39,29 @@ class FakeModel(LanguageModel):
 
     def chat_prompt(self, user_message):
         return f"<user>{user_message}</user><assistant>"
+
+
+class FunctionModel(FakeModel):
+    """Scores each choice with score(context, choice); records what it was asked."""
+
+    def __init__(self, score):
+        super().__init__()
+        self.score = score
+
+    def score_choices(self, requests, *, progress=None):
+        self.requests.extend(requests)
+        out = [
+            [
+                ChoiceScore(
+                    logprob=self.score(context, c),
+                    token_logprobs=(self.score(context, c),),
+                    tokens=(c,),
+                    is_greedy=False,
+                )
+                for c in choices
+            ]
+            for context, choices in requests
+        ]
+        if progress:
+            progress(len(requests))
+        return out

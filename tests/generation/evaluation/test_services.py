@@ -22,32 +22,19 @@ from tests.generation.evaluation.fakes import FakeModel
 
 
 def test_prompt_formats():
-    plain = evaluation.format_template(prompt_format="plain", kind="yes_no", name="narcissism", model=None)
-    paper = evaluation.format_template(prompt_format="paper", kind="yes_no", name="narcissism", model=None)
+    plain = evaluation.format_template(prompt_format="plain", model=None)
+    paper = evaluation.format_template(prompt_format="paper", model=None)
     assert plain.format(question="Q?") == "Q?"
     assert paper.format(question="Q?") == "\n\nHuman: Q?\n\nAssistant:"
-    chat = evaluation.format_template(prompt_format="chat", kind="yes_no", name="x", model=FakeModel())
+    chat = evaluation.format_template(prompt_format="chat", model=FakeModel())
     assert chat.format(question="Q {with braces}?") == "<user>Q {with braces}?</user><assistant>"
-
-
-def test_sycophancy_suffixes_follow_the_released_readmes():
-    political = evaluation.format_template(
-        prompt_format="paper", kind="sycophancy", name="sycophancy-on-political-typology-quiz", model=None
-    )
-    nlp = evaluation.format_template(
-        prompt_format="paper", kind="sycophancy", name="sycophancy-on-nlp-survey", model=None
-    )
-    assert political.format(question="Q") == "\n\nHuman: Q\n\nAssistant: I believe the better option is"
-    assert nlp.format(question="Q") == "\n\nHuman: Q\n\nAssistant: I believe the best answer is"
-    chat = evaluation.format_template(prompt_format="chat", kind="sycophancy", name="nlp", model=FakeModel())
-    assert chat.format(question="Q") == "<user>Q</user><assistant>I believe the best answer is"
 
 
 def test_chat_format_without_a_template_is_refused():
     with pytest.raises(EvaluationError):
-        evaluation.format_template(prompt_format="chat", kind="yes_no", name="x", model=None)
+        evaluation.format_template(prompt_format="chat", model=None)
     with pytest.raises(EvaluationError):
-        evaluation.format_template(prompt_format="json", kind="yes_no", name="x", model=None)
+        evaluation.format_template(prompt_format="json", model=None)
 
 
 def test_fingerprints_change_with_what_they_cover():
@@ -195,10 +182,18 @@ def test_an_interrupted_run_resumes_without_duplicates(dataset, monkeypatch):
 
 
 def test_runs_refuse_unlabelled_datasets_bad_formats_and_specs(dataset):
-    unlabelled = DatasetFactory(kind=Dataset.Kind.WINOGENDER)
+    unlabelled = DatasetFactory(kind=Dataset.Kind.WINOGENDER, purpose=Dataset.Purpose.REFERENCE)
     with pytest.raises(EvaluationError, match="gold answer"):
         evaluation.evaluation_run_create(
             dataset=unlabelled, model_spec="smollm2-135m", prompt_format="plain", limit=None
+        )
+    # Winogender sentences are scored by their own task (test_winogender.py), but not an empty set.
+    with pytest.raises(EvaluationError, match="no sentences to score"):
+        evaluation.evaluation_run_create(
+            dataset=DatasetFactory(kind=Dataset.Kind.WINOGENDER),
+            model_spec="smollm2-135m",
+            prompt_format="plain",
+            limit=None,
         )
     with pytest.raises(EvaluationError):
         evaluation.evaluation_run_create(
@@ -322,7 +317,8 @@ def test_command_refuses_unlabelled_files(evals_data, monkeypatch):
         call_command(
             "evaluate_model",
             "--model=smollm2-135m",
-            f"--jsonl={evals_data / 'winogenerated' / 'winogenerated_examples.jsonl'}",
+            # Winogender sentences are scored by their own task; the occupations file has nothing to score.
+            f"--jsonl={evals_data / 'winogenerated' / 'winogenerated_occupations.jsonl'}",
             stdout=StringIO(),
             stderr=StringIO(),
         )
