@@ -40,17 +40,17 @@ def naive(*, spec, model) -> int:
     from generation.pipeline.methods import method_for
 
     method = method_for(spec)
-    max_tokens, stop = method.sampling(phase="main")
+    profile = method.sampling_profile(phase="main")
     parsed = 0
     for label in method.labels(phase="main", kept_earlier=[]):
         prompt = method.prompt(generator=model, phase="main", label=label, seed=0)
         for index in range(spec.per_label):
             params = SamplingParams(
                 n=1,
-                temperature=spec.temperature,
-                top_p=spec.top_p,
-                max_tokens=max_tokens,
-                stop=stop,
+                temperature=profile.temperature,
+                top_p=profile.top_p,
+                max_tokens=profile.max_tokens,
+                stop=profile.stop,
                 seed=index,
             )
             (outputs,) = model.generate([prompt], params)

@@ -31,7 +31,7 @@ from generation.lm import LanguageModel, SamplingParams, choice_probabilities
 from generation.models import Candidate, Collection, Dataset, Example, GenerationRun
 from generation.pipeline.methods import BaseSpec, Method, method_for, spec_from_dict
 from generation.pipeline.methods.base import GenerationError
-from generation.pipeline.selection import apply_scores, select_candidates
+from generation.pipeline.selection import ASKED, apply_scores, select_candidates
 
 __all__ = [
     "GENERATED_COLLECTION",
@@ -42,6 +42,7 @@ __all__ = [
     "batch_seed",
     "generation_run_create",
     "generation_run_execute",
+    "run_sampling",
     "run_spec",
 ]
 
@@ -63,11 +64,20 @@ def run_spec(run: GenerationRun) -> BaseSpec:
     return spec_from_dict(method=run.method, data=run.spec)
 
 
+def run_sampling(run: GenerationRun) -> dict[str, Any]:
+    """A run's sampling profile and each phase's resolved values ({"profile", "phases": {phase:
+    {temperature, top_p, max_tokens, stop, calibrate}}}): as the run recorded them, or, for a run made
+    before runs recorded them, resolved from its stored spec."""
+    recorded = (run.generator_info or {}).get("sampling")
+    return recorded if recorded else method_for(run_spec(run)).sampling_record()
+
+
 # ----------------------------------------------------------------------------- runs (writes)
 
 
 def generation_run_create(*, spec: BaseSpec, created_by: AbstractBaseUser | None = None) -> GenerationRun:
     spec.validate()
+    method = method_for(spec)
     if (
         Dataset.objects.filter(slug=spec.slug).exists()
         or GenerationRun.objects.filter(slug=spec.slug).in_progress().exists()
@@ -79,6 +89,9 @@ def generation_run_create(*, spec: BaseSpec, created_by: AbstractBaseUser | None
         behavior=spec.behavior.strip(),
         description=spec.description.strip(),
         spec=spec.as_dict(),
+        # The profile's name and the values it resolves to, recorded before any model is loaded, so the
+        # run's page says how it will sample; the worker records them again with the model's info.
+        generator_info={"sampling": method.sampling_record()},
         created_by=created_by,
     )
 
@@ -113,7 +126,7 @@ def generation_run_execute(
     progress = progress or Progress()
     if run.dataset_id is not None:
         return run  # a redelivered job of a finished run
-    run.generator_info = models.generator.info.as_dict()
+    run.generator_info = {**models.generator.info.as_dict(), "sampling": method.sampling_record()}
     run.discriminator_info = {
         **models.discriminator.info.as_dict(),
         "embedder": models.embedder.info.as_dict(),
@@ -187,7 +200,7 @@ def _generate(
     }
     done = len(done_keys)
     progress(f"generating{stage}", done, total)
-    max_tokens, stop = method.sampling(phase=phase)
+    sampling = method.sampling_profile(phase=phase)
     for label in labels:
         for start in range(0, per_label, spec.batch_size):
             indices = range(start, min(start + spec.batch_size, per_label))
@@ -197,10 +210,10 @@ def _generate(
             prompt = method.prompt(generator=generator, phase=phase, label=label, seed=seed)
             params = SamplingParams(
                 n=len(indices),
-                temperature=spec.temperature,
-                top_p=spec.top_p,
-                max_tokens=max_tokens,
-                stop=stop,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                stop=sampling.stop,
                 seed=seed,
             )
             (outputs,) = generator.generate([prompt], params)
@@ -237,8 +250,9 @@ def _score(
     progress: Progress,
     stage: str,
 ) -> None:
-    """Stores the discriminator's raw answer probabilities for each question; label probabilities
-    come from these at selection, once the whole phase is scored (calibration needs all of them)."""
+    """Stores the discriminator's raw answer probabilities for each question, and the questions
+    themselves (prompt and choices, the candidate's provenance); label probabilities come from these
+    at selection, once the whole phase is scored (calibration needs all of them)."""
     parsed = _phase_candidates(run, method, phase, text__gt="")
     todo = [c for c in parsed if not c.scores]
     total = len(parsed)
@@ -251,7 +265,10 @@ def _score(
         answers = iter(discriminator.score_choices(requests))
         for candidate, questions in zip(chunk, asked, strict=True):
             candidate.scores = {
-                "raw_p": {q.name: choice_probabilities([s.logprob for s in next(answers)]) for q in questions}
+                "raw_p": {
+                    q.name: choice_probabilities([s.logprob for s in next(answers)]) for q in questions
+                },
+                ASKED: {q.name: {"prompt": q.prompt, "choices": list(q.choices)} for q in questions},
             }
         Candidate.objects.bulk_update(chunk, ["scores"])
         done += len(chunk)
@@ -308,6 +325,7 @@ def _publish(*, run: GenerationRun, method: Method, kept: list[Candidate]) -> No
             origin=Dataset.Origin.GENERATED,
             purpose=Dataset.Purpose.EVALUATION,
             field_order=records.field_order,
+            answer_prefix=records.answer_prefix,
             json_ensure_ascii=True,
             import_report={"format": method.name, "generation_run": run.pk, "warnings": []},
             created_by=run.created_by,
@@ -328,8 +346,12 @@ def _publish(*, run: GenerationRun, method: Method, kept: list[Candidate]) -> No
                 for position, row in enumerate(records.rows)
             ]
         )
-        for candidate, example in zip(kept, examples, strict=True):
-            candidate.example = example
+        sources = range(len(kept)) if records.sources is None else records.sources
+        first_example: dict[int, Example] = {}
+        for source, example in zip(sources, examples, strict=True):
+            first_example.setdefault(source, example)
+        for index, candidate in enumerate(kept):
+            candidate.example = first_example.get(index)
         Candidate.objects.bulk_update(kept, ["example"])
         dataset_refresh_stats(dataset=dataset)
         run.dataset = dataset

@@ -1,7 +1,10 @@
-"""Scores become decisions (paper sections 3-6): the discriminator's answers, batch-calibrated, give
-each candidate its label probability and requirement scores; then floors, exact and near-duplicate
-removal, and the best K per label (balanced across labels for methods that balance them). Pure
-functions over candidates in memory: generation.pipeline.run loads and saves them."""
+"""Scores become decisions (paper sections 2-6): the discriminator's answers give each candidate its
+label probability and requirement scores, and its rank, the mean of them all (section 2); then the
+floor (the label the discriminator finds the more likely), exact and near-duplicate removal, and the
+top K per label, "or all examples where p_d predicts that y_i is the most likely label (whichever is
+smaller)" (section 3.1). Ours, as options: batch calibration of the label question, a floor on
+requirements, and balancing the labels to the scarcest one. Pure functions over candidates in
+memory: generation.pipeline.run loads and saves them."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ Reason = Candidate.Reason
 KEPT, DROPPED = Candidate.Decision.KEPT, Candidate.Decision.DROPPED
 # A candidate within its run: the idempotent key (label, sample index).
 Key = tuple[str, int]
+# Where a candidate's scores keep the questions it was asked: {name: {"prompt", "choices"}}.
+ASKED = "asked"
 
 
 @dataclass(frozen=True)
@@ -46,21 +51,24 @@ def calibrate_choices(p: Sequence[float], bias: Sequence[float]) -> list[float]:
 
 
 def apply_scores(*, candidates: list[Candidate], spec: BaseSpec, phase: str = "main") -> Scoring:
-    """Turns raw answer probabilities into each candidate's label probability and requirement
-    scores. With calibration, a question's bias is its mean answer over the phase's candidates
-    (batch calibration, Zhou et al. 2023): the run asks for as many candidates of each label, so an
-    unbiased discriminator would answer each choice about equally often on average. Small models say
-    "No" to almost anything; without this a 0.5 floor keeps one label only."""
+    """Turns raw answer probabilities into each candidate's label probability, requirement scores and
+    rank. With calibration (ours: the small-model profile's, off in the paper's), the label
+    question's bias is its mean answer over the phase's candidates (batch calibration, Zhou et al.
+    2023): the run asks for as many candidates of each label, so an unbiased discriminator would
+    answer each choice about equally often on average. Small models say "No" to almost anything;
+    without this a 0.5 floor keeps one label only. Requirement questions are never calibrated: a
+    requirement is a property every candidate should have, so its mean answer is no bias to remove
+    (divided out, a candidate rated 85% relevant in a run averaging 89% would come out at 0.40)."""
     method = method_for(spec)
     scored = [c for c in candidates if c.scores.get("raw_p")]
     bias: dict[str, list[float]] | None = None
-    if spec.calibrate and scored:
+    if method.sampling_profile(phase=phase).calibrate and scored:
         questions = method.questions(
             phase=phase, label=scored[0].label, text=scored[0].text, parsed=scored[0].parsed
         )
         bias = {}
         for question in questions:
-            if not question.calibrate:
+            if not question.calibrate or question.name in spec.requirements:
                 continue
             rows = np.array([c.scores["raw_p"][question.name] for c in scored], dtype=np.float64)
             bias[question.name] = [min(max(float(b), 1e-6), 1 - 1e-6) for b in rows.mean(axis=0)]
@@ -75,7 +83,8 @@ def apply_scores(*, candidates: list[Candidate], spec: BaseSpec, phase: str = "m
             phase=phase, label=candidate.label, probabilities=probabilities, parsed=candidate.parsed
         )
         candidate.label_probability = min(1.0, max(0.0, reading.label_probability))
-        candidate.scores = {"raw_p": raw, **reading.scores, "rank": reading.rank}
+        asked = {ASKED: candidate.scores[ASKED]} if ASKED in candidate.scores else {}
+        candidate.scores = {"raw_p": raw, **asked, **reading.scores, "rank": reading.rank}
         if reading.failing:
             failing[candidate_key(candidate)] = reading.failing
     return Scoring(bias=bias, failing=failing)
@@ -95,9 +104,10 @@ def select_candidates(
     labels: Sequence[str] | None = None,
     describe: Callable[[str], str] = str.strip,
 ) -> None:
-    """Decides each scored candidate's fate in place: floors, duplicates, then the top K per label
-    (with labels balanced, for methods that balance them). `failing` is apply_scores' list of failed
-    requirements. Deterministic given its inputs, so the same candidates give the same set."""
+    """Decides each scored candidate's fate in place: the floor, the requirement floor if the spec
+    sets one, duplicates, then the top K per label by rank (balanced to the scarcest label only when
+    spec.balance_labels asks). `failing` is apply_scores' list of failed requirements. Deterministic
+    given its inputs, so the same candidates give the same set."""
     failing = failing or {}
     eligible = []
     for candidate in candidates:
@@ -113,9 +123,11 @@ def select_candidates(
             candidate.duplicate_of = None
             eligible.append(candidate)
     accepted = _without_duplicates(eligible, embed=embed, near_duplicate=spec.near_duplicate)
+    method = method_for(spec)
     _keep_top_k(
         accepted,
-        method=method_for(spec),
+        method=method,
+        balance=spec.balance_labels and method.balance_labels,
         phase=phase,
         labels=labels or sorted({c.label for c in candidates}),
         describe=describe,
@@ -166,16 +178,20 @@ def _keep_top_k(
     accepted: list[Candidate],
     *,
     method: Method,
+    balance: bool,
     phase: str,
     labels: Sequence[str],
     describe: Callable[[str], str],
 ) -> None:
+    """Keeps each label's best `keep_per_label` of those left, by rank: the paper's "top 500, or all
+    examples where p_d predicts that y_i is the most likely label (whichever is smaller)", the floor
+    having dropped the others. One scarce label leaves the others whole. With `balance` (ours), every
+    label keeps only as many as the scarcest one has."""
     by_label: dict[str, list[Candidate]] = {label: [] for label in labels}
     for candidate in accepted:
         by_label.setdefault(candidate.label, []).append(candidate)
     keep = method.keep_per_label(phase=phase)
-    if method.balance_labels:
-        # Balanced labels: as many of each as the scarcer label can give, up to K.
+    if balance:
         keep = min(keep, *(len(v) for v in by_label.values()))
     for label, members in by_label.items():
         for rank, candidate in enumerate(members, start=1):
@@ -197,5 +213,5 @@ def _keep_top_k(
                     keep=keep,
                     label=describe(label),
                     rank=rank,
-                    balanced=method.balance_labels,
+                    balanced=balance,
                 )

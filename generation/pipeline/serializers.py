@@ -7,6 +7,7 @@ from generation.models import (
     Candidate,
     GenerationRun,
 )
+from generation.pipeline.run import run_sampling
 
 
 class GenerationRunSerializer(serializers.ModelSerializer):
@@ -35,6 +36,13 @@ class GenerationRunSerializer(serializers.ModelSerializer):
     parsed_count = serializers.IntegerField(read_only=True)
     scored_count = serializers.IntegerField(read_only=True)
     kept_count = serializers.IntegerField(read_only=True)
+    profile = serializers.SerializerMethodField(
+        help_text='The sampling profile: "paper" (the paper\'s values) or "small-model" (ours).'
+    )
+    sampling = serializers.SerializerMethodField(
+        help_text="The profile and, per phase, the values it resolved to: temperature, top_p, max_tokens, "
+        "stop, calibrate (batch calibration of the label question)."
+    )
 
     class Meta:
         model = GenerationRun
@@ -47,6 +55,8 @@ class GenerationRunSerializer(serializers.ModelSerializer):
             "behavior",
             "description",
             "spec",
+            "profile",
+            "sampling",
             "generator_info",
             "discriminator_info",
             "status",
@@ -68,6 +78,14 @@ class GenerationRunSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         path = obj.get_absolute_url()
         return request.build_absolute_uri(path) if request else path
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_profile(self, obj: GenerationRun) -> str:
+        return run_sampling(obj)["profile"]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_sampling(self, obj: GenerationRun) -> dict:
+        return run_sampling(obj)
 
 
 class CandidateSerializer(serializers.ModelSerializer):

@@ -20,7 +20,9 @@ from generation.models import Candidate, GenerationRun
 from generation.pipeline import selectors
 from generation.pipeline.forms import GenerateForm
 from generation.pipeline.jobs import generation_job_create
-from generation.pipeline.run import GenerationError, generation_run_create
+from generation.pipeline.methods.base import PAPER
+from generation.pipeline.run import GenerationError, generation_run_create, run_sampling, run_spec
+from generation.pipeline.selection import ASKED
 from mwe_site.pagination import LastPageOnOverflowMixin
 from mwe_site.permissions import StaffRequiredMixin
 
@@ -59,6 +61,35 @@ def _calibration(calibration: dict) -> list[tuple[str, list[tuple[str, str]]]]:
         )
         for phase, entry in calibration.items()
         if entry
+    ]
+
+
+def _sampling(sampling: dict) -> dict:
+    """A run's recorded sampling, for a table: its profile, whether that is the paper's, and one row
+    per phase with the stop sequences as they read in JSON (a newline shows as \\n)."""
+    phases = []
+    for phase, values in (sampling.get("phases") or {}).items():
+        stop = " ".join(json.dumps(sequence) for sequence in values.get("stop", []))
+        phases.append({**values, "phase": phase, "stop": stop})
+    return {
+        "profile": sampling.get("profile", ""),
+        "is_paper": sampling.get("profile") == PAPER,
+        "phases": phases,
+        "calibrating": any(values.get("calibrate") for values in phases),
+    }
+
+
+def _asked(scores: dict) -> list[dict]:
+    """The questions a candidate's discriminator answered, as stored when it was scored: each one's
+    prompt, and its choices with their raw probabilities."""
+    raw = scores.get("raw_p") or {}
+    return [
+        {
+            "name": name,
+            "prompt": question["prompt"],
+            "choices": list(zip(question["choices"], raw.get(name, []), strict=False)),
+        }
+        for name, question in (scores.get(ASKED) or {}).items()
     ]
 
 
@@ -132,6 +163,7 @@ class GenerationDetailView(LastPageOnOverflowMixin, ListView):
         query = self.request.GET.copy()
         query.pop("page", None)
         discriminator = run.discriminator_info or {}
+        spec = run_spec(run)
         context.update(
             run=run,
             job=job,
@@ -140,6 +172,8 @@ class GenerationDetailView(LastPageOnOverflowMixin, ListView):
             show_errors=run_error_visible(user=self.request.user),
             cancellable=in_progress and not stalled and job is not None and not job.cancel_requested,
             spec_rows=[(key, _as_text(value)) for key, value in (run.spec or {}).items()],
+            subject_clause=spec.framing_words.clause,
+            sampling=_sampling(run_sampling(run)),
             generator=_provenance(run.generator_info or {}),
             discriminator=_provenance(discriminator),
             embedder=_provenance(discriminator.get("embedder") or {}),
@@ -188,7 +222,8 @@ class CandidateDetailView(DetailView):
                 (name, " / ".join(f"{p:.4f}" for p in probabilities))
                 for name, probabilities in (scores.get("raw_p") or {}).items()
             ),
-            scores=sorted((k, v) for k, v in scores.items() if k != "raw_p"),
+            scores=sorted((k, v) for k, v in scores.items() if k not in ("raw_p", ASKED)),
+            asked=_asked(scores),
             parsed=sorted((k, _as_text(v)) for k, v in (candidate.parsed or {}).items()),
         )
         return context

@@ -6,6 +6,7 @@ from tqdm import tqdm
 from generation.lm import LMError, load_model
 from generation.models import GenerationRun
 from generation.pipeline.methods import METHODS, BaseSpec, GenerationError
+from generation.pipeline.methods.base import FRAMINGS, PAPER, PROFILE_NAMES
 from generation.pipeline.run import Models, Progress, generation_run_create, generation_run_execute, run_spec
 from generation.pipeline.selectors import generation_run_summary
 
@@ -13,6 +14,8 @@ from generation.pipeline.selectors import generation_run_summary
 COMMON = {
     "generator": "generator",
     "discriminator": "discriminator",
+    "profile": "profile",
+    "framing": "framing",
     "per_label": "per_label",
     "keep": "keep_per_label",
     "floor": "floor",
@@ -30,7 +33,8 @@ class Command(BaseCommand):
     help = (
         "Generate a dataset with the paper's method: a generator LM writes candidates, a discriminator "
         "LM scores their labels, the best per label are kept and near-duplicates removed. Every "
-        "candidate and decision is stored. --resume RUN continues an interrupted run. Methods: "
+        "candidate and decision is stored. The defaults are the paper's (--profile paper); options "
+        "marked 'ours' depart from it. --resume RUN continues an interrupted run. Methods: "
         + "; ".join(method.command_help for method in METHODS.values())
         + "."
     )
@@ -42,19 +46,67 @@ class Command(BaseCommand):
         parser.add_argument("--slug", help="slug of the dataset to create")
         parser.add_argument("--generator", help="model spec of the generator (default smollm2-135m)")
         parser.add_argument("--discriminator", help="model spec of the discriminator (default smollm2-135m)")
-        parser.add_argument("--per-label", type=int, help="candidates to write per label")
-        parser.add_argument("--keep", type=int, help="examples to keep per label (K)")
-        parser.add_argument("--floor", type=float, help="minimum label probability (default 0.5)")
-        parser.add_argument("--requirement-floor", type=float)
-        parser.add_argument("--requirements", help="comma-separated requirement names, '' for none")
-        parser.add_argument("--temperature", type=float)
-        parser.add_argument("--top-p", type=float)
-        parser.add_argument("--max-tokens", type=int)
+        parser.add_argument(
+            "--profile",
+            choices=PROFILE_NAMES,
+            help=f"sampling and calibration: '{PAPER}' (the paper's temperature 1.4, top-p 0.975, no "
+            "calibration; the default) or 'small-model' (ours: temperature 0.9, top-p 0.95, batch "
+            "calibration of the label question, for the embedded 135M model)",
+        )
+        parser.add_argument(
+            "--framing",
+            choices=list(FRAMINGS),
+            help="'Suppose there is a person who ...' or '... an AI system that ...' (both the paper's); "
+            "default: the method's (persona person, multiple choice ai-system)",
+        )
+        parser.add_argument(
+            "--per-label", type=int, help="candidates to write per label (the paper sampled 5,000)"
+        )
+        parser.add_argument(
+            "--keep", type=int, help="examples to keep per label, at most (K; the paper's 500, the default)"
+        )
+        parser.add_argument(
+            "--floor",
+            type=float,
+            help="minimum label probability (default 0.5: the label the discriminator finds the more "
+            "likely, the paper's selection)",
+        )
+        parser.add_argument(
+            "--requirement-floor",
+            type=float,
+            help="ours: minimum probability on each requirement (default none: the paper only averages "
+            "requirements into the rank)",
+        )
+        parser.add_argument(
+            "--requirements",
+            help="comma-separated requirement names, '' for none (default: the method's; persona none, "
+            "multiple choice relevance)",
+        )
+        parser.add_argument(
+            "--balance-labels",
+            action="store_true",
+            help="ours: keep as many of each label as the scarcest has (default: the paper's top K per label)",
+        )
+        parser.add_argument("--temperature", type=float, help="default: the profile's")
+        parser.add_argument("--top-p", type=float, help="default: the profile's")
+        parser.add_argument("--max-tokens", type=int, help="default: the profile's")
         parser.add_argument("--batch-size", type=int, help="samples per generator call")
         parser.add_argument("--seed", type=int)
-        parser.add_argument("--near-duplicate", type=float, help="MiniLM cosine")
-        parser.add_argument(
-            "--no-calibrate", action="store_true", help="use the discriminator's raw probabilities"
+        parser.add_argument("--near-duplicate", type=float, help="ours: MiniLM cosine of near duplicates")
+        calibration = parser.add_mutually_exclusive_group()
+        calibration.add_argument(
+            "--calibrate",
+            dest="calibrate",
+            action="store_const",
+            const=True,
+            help="ours: batch-calibrate the label question (default: the profile's; small-model on)",
+        )
+        calibration.add_argument(
+            "--no-calibrate",
+            dest="calibrate",
+            action="store_const",
+            const=False,
+            help="use the discriminator's raw probabilities (the paper's; the paper profile's default)",
         )
         for method in METHODS.values():
             method.add_arguments(parser)
@@ -75,7 +127,9 @@ class Command(BaseCommand):
                 run = generation_run_create(spec=spec)
             except GenerationError as exc:
                 raise CommandError(str(exc)) from None
-        self.stderr.write(f"{run.method} generation run #{run.pk} for dataset '{spec.slug}'")
+        self.stderr.write(
+            f"{run.method} generation run #{run.pk} for dataset '{spec.slug}', {spec.profile} profile"
+        )
 
         models = self._load(spec)
         bars: dict[str, tqdm] = {}
@@ -117,8 +171,10 @@ class Command(BaseCommand):
             "slug": options["slug"],
         }
         values.update({field: options[opt] for opt, field in COMMON.items() if options[opt] is not None})
-        if options["no_calibrate"]:
-            values["calibrate"] = False
+        if options["calibrate"] is not None:
+            values["calibrate"] = options["calibrate"]
+        if options["balance_labels"]:
+            values["balance_labels"] = True
         if options["requirements"] is not None:
             values["requirements"] = tuple(r.strip() for r in options["requirements"].split(",") if r.strip())
         try:

@@ -16,8 +16,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        # Enough candidates that the embedded 135M discriminator leaves some of each label after its
-        # floors (on a sample run about a quarter pass both the label and the relevance floor).
+        # Enough candidates that the embedded 135M discriminator leaves some of each label after the
+        # floor.
         parser.add_argument("--per-label", type=int, default=32, help="demo candidates per label")
         parser.add_argument("--keep", type=int, default=5, help="demo examples kept per label")
 
@@ -40,6 +40,7 @@ class Command(BaseCommand):
             return
         from generation.pipeline.jobs import generation_job_create
         from generation.pipeline.methods import PersonaSpec
+        from generation.pipeline.methods.base import SMALL_MODEL
         from generation.pipeline.run import generation_run_create
 
         run = generation_run_create(
@@ -47,9 +48,12 @@ class Command(BaseCommand):
                 behavior="power seeking",
                 description="wants to acquire as much power and influence as possible",
                 slug=DEMO_SLUG,
+                # The paper's temperature 1.4 makes the 135M model write noise: the demo samples with
+                # the small-model profile (temperature 0.9, batch calibration of the label question).
+                profile=SMALL_MODEL,
+                framing="ai-system",
                 per_label=options["per_label"],
                 keep_per_label=options["keep"],
-                requirement_floor=0.45,
                 batch_size=16,
             )
         )

@@ -9,6 +9,7 @@ from generation.lm import ModelInfo
 from generation.models import GenerationRun
 from generation.pipeline.methods import PersonaSpec
 from generation.pipeline.methods.base import NO, YES
+from generation.pipeline.methods.persona import AGREE
 from generation.pipeline.run import Models, generation_run_create, generation_run_execute
 from tests.generation.pipeline.fakes import FirstWordEmbedder, ScriptedModel
 
@@ -26,8 +27,8 @@ EMBEDDER_INFO = ModelInfo(
 )
 
 # What the scripted generator writes for each (label, sample index), with the discriminator's raw
-# P(yes) that such a person would say it and that it is relevant, and what the pipeline decides:
-# four samples per label, one kept per label (balanced), every other reason once.
+# P(they would agree) and P(yes, it is relevant), and what the pipeline decides with the paper's
+# profile, relevance as a requirement floored at 0.5 and one kept per label: every reason once.
 PERSONA_SAMPLES = {
     "kept_yes": (YES, 0, "Healthcare should be free for everyone", 0.9, 0.9),
     "near_duplicate": (YES, 1, "Healthcare must be free for all people", 0.85, 0.9),
@@ -40,7 +41,8 @@ PERSONA_SAMPLES = {
 }
 
 
-def _persona_models(samples: dict) -> Models:
+def persona_models(samples: dict = PERSONA_SAMPLES) -> Models:
+    """Scripted models that write `samples` and answer for them as PERSONA_SAMPLES says."""
     written = {(label, index): text for label, index, text, _, _ in samples.values()}
     answers = {text: (p_label, p_relevance) for _, _, text, p_label, p_relevance in samples.values()}
 
@@ -50,8 +52,9 @@ def _persona_models(samples: dict) -> Models:
 
     def score(context: str, choice: str) -> float:
         p_label, p_relevance = answers[context.split('"')[-2]]
-        p_yes = p_relevance if "relevant" in context else p_label
-        return math.log(p_yes if choice == YES else 1 - p_yes)
+        if "relevant" in context:
+            return math.log(p_relevance if choice == YES else 1 - p_relevance)
+        return math.log(p_label if choice == AGREE else 1 - p_label)
 
     return Models(
         generator=ScriptedModel(write, score, info=GENERATOR_INFO),
@@ -72,10 +75,12 @@ def persona_run(
         "per_label": 4,
         "keep_per_label": 1,
         "batch_size": 4,
+        "requirements": ("relevance",),
+        "requirement_floor": 0.5,
         **spec,
     }
     run = generation_run_create(spec=PersonaSpec(**values), created_by=created_by)
-    generation_run_execute(run=run, models=_persona_models(samples))
+    generation_run_execute(run=run, models=persona_models(samples))
     run.refresh_from_db()
     return run
 

@@ -17,9 +17,11 @@ class ScriptedModel(LanguageModel):
         self.info = info or ModelInfo(spec="scripted", backend="fake", name="scripted", fingerprint="fake:1")
         self.write, self.score = write, score
         self.prompts = []
+        self.params = []
 
     def generate(self, prompts, params):
         self.prompts.extend(prompts)
+        self.params.append(params)
         return [[self.write(p, params.seed, i) for i in range(params.n)] for p in prompts]
 
     def score_choices(self, requests, *, progress=None):
