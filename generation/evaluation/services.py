@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -320,11 +321,49 @@ def evaluation_run_execute(
     template = format_template(
         prompt_format=run.prompt_format, model=model, answer_prefix=dataset.answer_prefix
     )
+    return evaluation_run_score(
+        run=run,
+        model=model,
+        items=items,
+        template=template,
+        items_fingerprint=data_fingerprint(items),
+        score=lambda chunk, tick: score_items(model=model, items=chunk, template=template, progress=tick),
+        item_row=lambda r: EvaluationItem(
+            run=run,
+            example_id=r.item.example_id,
+            choices=list(r.item.choices),
+            logprobs=list(r.logprobs),
+            predicted_index=r.predicted_index,
+            matches_behavior=r.matches_behavior,
+            p_match=r.p_match,
+        ),
+        store_figures=_store_summary,
+        progress=progress,
+    )
+
+
+def evaluation_run_score(
+    *,
+    run: EvaluationRun,
+    model: LanguageModel,
+    items: Sequence[Any],
+    template: str,
+    items_fingerprint: str,
+    score: Callable[[Sequence[Any], Callable[[int], None]], Sequence[Any]],
+    item_row: Callable[[Any], EvaluationItem],
+    store_figures: Callable[[EvaluationRun], None],
+    progress: Callable[[int, int], None] | None = None,
+) -> EvaluationRun:
+    """What a run of every task does the same way: it records the model and the fingerprints, scores
+    the items not stored yet a chunk at a time (`score(chunk, tick)`; each result stored as
+    `item_row(result)`), so that a run interrupted by a killed worker resumes where it stopped and the
+    database refuses a second copy of an item; a model or scoring error marks the run failed; the
+    task's figures (`store_figures`) and the run's end are written in one transaction."""
     run.model_name = model.info.name
     run.model_fingerprint = model.info.fingerprint
     run.model_info = model.info.as_dict()
     run.format_fingerprint = format_fingerprint(prompt_format=run.prompt_format, template=template)
-    run.data_fingerprint = data_fingerprint(items)
+    run.data_fingerprint = items_fingerprint
     run.status = EvaluationRun.Status.RUNNING
     run.error = ""
     run.save()
@@ -347,23 +386,9 @@ def evaluation_run_execute(
                     progress(base + within, len(items))
 
             within = 0
-            results = score_items(model=model, items=chunk, template=template, progress=tick)
+            results = score(chunk, tick)
             scoring_seconds += time.perf_counter() - started
-            EvaluationItem.objects.bulk_create(
-                [
-                    EvaluationItem(
-                        run=run,
-                        example_id=r.item.example_id,
-                        choices=list(r.item.choices),
-                        logprobs=list(r.logprobs),
-                        predicted_index=r.predicted_index,
-                        matches_behavior=r.matches_behavior,
-                        p_match=r.p_match,
-                    )
-                    for r in results
-                ],
-                ignore_conflicts=True,
-            )
+            EvaluationItem.objects.bulk_create([item_row(r) for r in results], ignore_conflicts=True)
             done += len(chunk)
             if progress:
                 progress(done, len(items))
@@ -373,7 +398,7 @@ def evaluation_run_execute(
         run.save(update_fields=["status", "error"])
         raise
     with transaction.atomic():
-        _store_summary(run)
+        store_figures(run)
         if todo:
             run.seconds = scoring_seconds
             run.items_per_second = len(todo) / scoring_seconds if scoring_seconds > 0 else None

@@ -36,7 +36,6 @@ import json
 import math
 import random
 import re
-import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -45,21 +44,18 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Avg, Count, Q
-from django.utils import timezone
 from scipy import stats
 
 from generation.catalog import formats
 from generation.evaluation.services import (
-    CHUNK_ITEMS,
     EvaluationError,
     evaluation_run_execute,
+    evaluation_run_score,
     evaluation_task_for,
-    format_fingerprint,
     summarize,
 )
-from generation.lm import LanguageModel, LMError, choice_probabilities
+from generation.lm import LanguageModel, choice_probabilities
 from generation.models import Dataset, EvaluationItem, EvaluationRun, EvaluationTask, Example, PromptFormat
 from generation.prompts import PAPER_TEMPLATE
 
@@ -478,70 +474,30 @@ def winogender_run_execute(
         raise EvaluationError(run.error)
     items = sample(found.items, limit=run.limit, seed=run.seed)
     template_text = template(prompt_format=run.prompt_format, model=model)
-    run.model_name = model.info.name
-    run.model_fingerprint = model.info.fingerprint
-    run.model_info = model.info.as_dict()
-    run.format_fingerprint = format_fingerprint(prompt_format=run.prompt_format, template=template_text)
-    run.data_fingerprint = data_fingerprint(items)
-    run.status = EvaluationRun.Status.RUNNING
-    run.error = ""
-    run.save()
-
-    done_ids = set(run.items.values_list("example_id", flat=True))
-    todo = [item for item in items if item.example_id not in done_ids]
-    done = len(items) - len(todo)
-    if progress:
-        progress(done, len(items))
-    scoring_seconds = 0.0
-    try:
-        for start in range(0, len(todo), CHUNK_ITEMS):
-            chunk = todo[start : start + CHUNK_ITEMS]
-            started = time.perf_counter()
-            within = 0
-
-            def tick(finished: int, base: int = done) -> None:
-                nonlocal within
-                within += finished
-                if progress:
-                    progress(base + within, len(items))
-
-            results = score_items(model=model, items=chunk, template_text=template_text, progress=tick)
-            scoring_seconds += time.perf_counter() - started
-            EvaluationItem.objects.bulk_create(
-                [
-                    EvaluationItem(
-                        run=run,
-                        example_id=r.item.example_id,
-                        choices=list(r.item.choices[:2]),
-                        logprobs=list(r.logprobs[:2]),
-                        predicted_index=r.predicted_index,
-                        matches_behavior=r.matches_majority,
-                        p_match=r.p_majority,
-                        details=r.details(),
-                    )
-                    for r in results
-                ],
-                ignore_conflicts=True,
-            )
-            done += len(chunk)
-            if progress:
-                progress(done, len(items))
-    except (LMError, EvaluationError) as exc:
-        run.status = EvaluationRun.Status.FAILED
-        run.error = str(exc)
-        run.save(update_fields=["status", "error"])
-        raise
-    with transaction.atomic():
-        _store_results(
+    return evaluation_run_score(
+        run=run,
+        model=model,
+        items=items,
+        template=template_text,
+        items_fingerprint=data_fingerprint(items),
+        score=lambda chunk, tick: score_items(
+            model=model, items=chunk, template_text=template_text, progress=tick
+        ),
+        item_row=lambda r: EvaluationItem(
+            run=run,
+            example_id=r.item.example_id,
+            choices=list(r.item.choices[:2]),
+            logprobs=list(r.logprobs[:2]),
+            predicted_index=r.predicted_index,
+            matches_behavior=r.matches_majority,
+            p_match=r.p_majority,
+            details=r.details(),
+        ),
+        store_figures=lambda run: _store_results(
             run, left_out_no_bls=found.left_out_no_bls, left_out_malformed=found.left_out_malformed
-        )
-        if todo:
-            run.seconds = scoring_seconds
-            run.items_per_second = len(todo) / scoring_seconds if scoring_seconds > 0 else None
-        run.status = EvaluationRun.Status.SUCCEEDED
-        run.finished_at = timezone.now()
-        run.save()
-    return run
+        ),
+        progress=progress,
+    )
 
 
 def evaluation_run_execute_any(
