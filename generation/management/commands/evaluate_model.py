@@ -1,6 +1,7 @@
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
@@ -137,74 +138,77 @@ class Command(BaseCommand):
             return self._jsonl_behavior(options)
         return self._jsonl_winogender(options, found)
 
+    def _score_file(self, options, *, items, template_for, score, data_fingerprint):
+        """Scores a file's items without storing them: the model loaded, the prompt template rendered
+        for it, the items scored under a progress bar. Returns the results and what a
+        stored run would carry (fingerprints, speed), for the same summary as a stored run's."""
+        model = self._load(options["model"])
+        try:
+            template = template_for(model)
+            with tqdm(total=len(items), unit="item", desc=options["jsonl"].name) as bar:
+                started = time.perf_counter()
+                results = score(model, template, bar.update)
+                seconds = time.perf_counter() - started
+        finally:
+            model.close()
+        info = SimpleNamespace(
+            model_spec=options["model"],
+            model_fingerprint=model.info.fingerprint,
+            prompt_format=options["prompt_format"],
+            format_fingerprint=evaluation.format_fingerprint(
+                prompt_format=options["prompt_format"], template=template
+            ),
+            data_fingerprint=data_fingerprint,
+            items_per_second=len(items) / seconds if seconds > 0 else None,
+            seconds_scoring=seconds,
+        )
+        return results, info
+
     def _jsonl_winogender(self, options, found):
         items = winogender.sample(found.items, limit=options["limit"], seed=options["seed"])
         if not items:
             raise CommandError(f"{options['jsonl']}: no sentence has a BLS figure to correlate with")
-        model = self._load(options["model"])
-        try:
-            template = winogender.template(prompt_format=options["prompt_format"], model=model)
-            with tqdm(total=len(items), unit="item", desc=options["jsonl"].name) as bar:
-                started = time.perf_counter()
-                results = winogender.score_items(
-                    model=model, items=items, template_text=template, progress=bar.update
-                )
-                seconds = time.perf_counter() - started
-        finally:
-            model.close()
-
-        class Info:  # the fingerprints a stored run would carry, for the same summary format
-            model_spec = options["model"]
-            model_fingerprint = model.info.fingerprint
-            prompt_format = options["prompt_format"]
-            format_fingerprint = evaluation.format_fingerprint(
-                prompt_format=options["prompt_format"], template=template
-            )
-            data_fingerprint = winogender.data_fingerprint(items)
-            items_per_second = len(items) / seconds if seconds > 0 else None
-            seconds_scoring = seconds
-
+        results, info = self._score_file(
+            options,
+            items=items,
+            template_for=lambda model: winogender.template(
+                prompt_format=options["prompt_format"], model=model
+            ),
+            score=lambda model, template, tick: winogender.score_items(
+                model=model, items=items, template_text=template, progress=tick
+            ),
+            data_fingerprint=winogender.data_fingerprint(items),
+        )
         figures = winogender.figures(
             winogender.result_points(results),
             left_out_no_bls=found.left_out_no_bls,
             left_out_malformed=found.left_out_malformed,
         )
-        lines = _winogender_lines(source=str(options["jsonl"]), run=Info, results=figures)
+        lines = _winogender_lines(source=str(options["jsonl"]), run=info, results=figures)
         return lines, [r.as_dict() for r in results]
 
     def _jsonl_behavior(self, options):
         items, kind = evaluation.items_from_jsonl(options["jsonl"])
         items = evaluation.stratified_sample(items, limit=options["limit"], seed=options["seed"])
-        model = self._load(options["model"])
-        try:
-            template = evaluation.format_template(
+        results, info = self._score_file(
+            options,
+            items=items,
+            template_for=lambda model: evaluation.format_template(
                 prompt_format=options["prompt_format"],
                 model=model,
                 answer_prefix=released_answer_prefix(kind=kind, file_name=options["jsonl"].name),
-            )
-            with tqdm(total=len(items), unit="item", desc=options["jsonl"].name) as bar:
-                started = time.perf_counter()
-                results = evaluation.score_items(
-                    model=model, items=items, template=template, progress=bar.update
-                )
-                seconds = time.perf_counter() - started
-        finally:
-            model.close()
-
-        class Info:  # the fingerprints a stored run would carry, for the same summary format
-            model_spec = options["model"]
-            model_fingerprint = model.info.fingerprint
-            prompt_format = options["prompt_format"]
-            format_fingerprint = evaluation.format_fingerprint(
-                prompt_format=options["prompt_format"], template=template
-            )
-            data_fingerprint = evaluation.data_fingerprint(items)
+            ),
+            score=lambda model, template, tick: evaluation.score_items(
+                model=model, items=items, template=template, progress=tick
+            ),
+            data_fingerprint=evaluation.data_fingerprint(items),
+        )
 
         lines = _summary_lines(
             source=str(options["jsonl"]),
-            run=Info,
+            run=info,
             summary=evaluation.summarize_results(results),
-            items_per_second=len(items) / seconds if seconds > 0 else None,
+            items_per_second=info.items_per_second,
         )
         return lines, [r.as_dict() for r in results]
 
