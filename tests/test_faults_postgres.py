@@ -315,6 +315,21 @@ def blocked_backend(statement: str) -> int:
     return wait_for(waiting, seconds=20, what=f"a request blocked on {statement!r}")
 
 
+def backend_waiting_for_table(table: str) -> int:
+    """The pid of the backend waiting for a lock on `table`. For a statement too long for
+    pg_stat_activity's query text (track_activity_query_size, 1 kB by default), such as the one
+    submit statement, whose insert comes after the answer check."""
+
+    def waiting():
+        with psycopg.connect(database_url(), autocommit=True) as probe:
+            row = probe.execute(
+                "SELECT pid FROM pg_locks WHERE NOT granted AND relation = to_regclass(%s)", [table]
+            ).fetchone()
+        return row[0] if row else None
+
+    return wait_for(waiting, seconds=20, what=f"a request blocked on the table {table}")
+
+
 def tables_written_by(pid: int) -> set[str]:
     with psycopg.connect(database_url(), autocommit=True) as probe:
         rows = probe.execute(
@@ -413,7 +428,7 @@ def test_a_dropped_connection_during_an_api_submit_answers_503_json(site, locker
     locker.execute(f"LOCK TABLE {Response._meta.db_table} IN SHARE MODE")
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(submit)
-        terminate(blocked_backend(f"INSERT INTO {Response._meta.db_table} ("))
+        terminate(backend_waiting_for_table(Response._meta.db_table))
         response = pending.result(timeout=30)
     locker.rollback()
 
