@@ -318,6 +318,13 @@ def evaluation_run_execute(
         )
     dataset = run.dataset
     items = stratified_sample(items_from_dataset(dataset), limit=run.limit, seed=run.seed)
+    if not items:
+        # Its examples were deleted or lost their answers after the run was created: a run of no
+        # items would report a share of nothing.
+        run.status = EvaluationRun.Status.FAILED
+        run.error = f"'{dataset.slug}' has no items with an answer to score"
+        run.save(update_fields=["status", "error"])
+        raise EvaluationError(run.error)
     template = format_template(
         prompt_format=run.prompt_format, model=model, answer_prefix=dataset.answer_prefix
     )

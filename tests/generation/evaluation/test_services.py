@@ -14,7 +14,7 @@ from generation.evaluation import services as evaluation
 from generation.evaluation.jobs import evaluation_job_create
 from generation.evaluation.services import EvalItem, EvaluationError
 from generation.lm import LMError
-from generation.models import Dataset, EvaluationItem, EvaluationRun, Job
+from generation.models import Dataset, EvaluationItem, EvaluationRun, Example, Job
 from tests.builders import DatasetFactory, ExampleFactory, StaffFactory
 from tests.generation.evaluation.fakes import FakeModel
 
@@ -223,6 +223,28 @@ def test_evaluation_job_runs_and_reports(dataset, monkeypatch, django_capture_on
     assert job.result == {"run": run.pk, "percent_matching": run.percent_matching, "items": 5}
     assert job.progress_done == job.progress_total == 5
     assert run.job_id == job.pk
+
+
+def test_a_run_whose_items_are_gone_fails_with_the_reason(
+    dataset, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Examples deleted between the run's creation and its job: the job fails and says why, instead
+    of a run of no items reporting a share of nothing."""
+    from generation.evaluation import jobs as evaluation_jobs
+
+    monkeypatch.setattr(evaluation_jobs, "worker_model", lambda spec: yes_lover(dataset))
+    run = evaluation.evaluation_run_create(
+        dataset=dataset, model_spec="smollm2-135m", prompt_format="plain", limit=None
+    )
+    Example.objects.filter(dataset=dataset).delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        job = evaluation_job_create(run=run, created_by=StaffFactory())
+    job.refresh_from_db()
+    run.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert "has no items with an answer to score" in job.error
+    assert run.status == EvaluationRun.Status.FAILED and run.error in job.error
+    assert not run.items.exists()
 
 
 # ----------------------------------------------------------------------------- the command, with the real model
