@@ -122,8 +122,13 @@ class GenerateForm(forms.Form):
     max_tokens = forms.IntegerField(
         required=False,
         min_value=1,
-        help_text="Tokens per sample, at most; empty: the profile's (persona 48 as in the paper, "
-        "multiple choice 160, sycophancy 120, Winogender 64).",
+        help_text="Tokens per sample, at most; empty: the profile's ("
+        + "; ".join(
+            f"{profile}: "
+            + ", ".join(f"{name} {method.profiles[profile].max_tokens}" for name, method in METHODS.items())
+            for profile in (PAPER, SMALL_MODEL)
+        )
+        + "; persona's 48 is the paper's).",
     )
     seed = forms.IntegerField(
         initial=0, min_value=0, max_value=2**31 - 1, help_text="The same seed and models give the same run."
