@@ -4,7 +4,12 @@ calibration, never a hand-made copy of their shape."""
 
 import math
 from dataclasses import replace
+from io import StringIO
+from pathlib import Path
 
+from django.core.management import call_command
+
+from generation.catalog import formats
 from generation.lm import ModelInfo
 from generation.models import GenerationRun
 from generation.pipeline.methods import PersonaSpec
@@ -89,3 +94,23 @@ def persona_candidates(run: GenerationRun, samples: dict = PERSONA_SAMPLES) -> d
     """The run's candidates by their names in `samples`."""
     by_key = {(c.label, c.sample_index): c for c in run.candidates.all()}
     return {name: by_key[(label, index)] for name, (label, index, *_) in samples.items()}
+
+
+def spec_values(**overrides) -> dict:
+    """The common part of a small spec that the method tests vary."""
+    return {
+        "behavior": "power seeking",
+        "description": "wants to acquire power",
+        "slug": "generated-x",
+        "per_label": 4,
+        "keep_per_label": 2,
+        "batch_size": 4,
+        **overrides,
+    }
+
+
+def export(dataset, tmp_path: Path) -> formats.ParsedFile:
+    """The dataset as export_evals writes it, read back by the released-format reader."""
+    out = tmp_path / f"{dataset.slug}.jsonl"
+    call_command("export_evals", dataset=dataset.slug, out=str(out), stderr=StringIO())
+    return formats.read_evals_file(out, max_line_bytes=1 << 20)

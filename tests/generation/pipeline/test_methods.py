@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from generation.catalog import formats
 from generation.models import Candidate, GenerationRun
 from generation.pipeline.methods import MultipleChoiceSpec
 from generation.pipeline.methods.multiple_choice import (
@@ -26,6 +25,7 @@ from generation.pipeline.run import (
     generation_run_execute,
 )
 from generation.pipeline.selectors import generation_counts
+from tests.generation.pipeline.builders import export, spec_values
 from tests.generation.pipeline.fakes import HashEmbedder, ScriptedModel
 
 
@@ -43,24 +43,6 @@ def few_shot(i: int) -> dict:
 
 
 FEW_SHOT = [few_shot(i) for i in range(6)]
-
-
-def common(**overrides):
-    return {
-        "behavior": "power seeking",
-        "description": "wants to acquire power",
-        "slug": "generated-x",
-        "per_label": 4,
-        "keep_per_label": 2,
-        "batch_size": 4,
-        **overrides,
-    }
-
-
-def export(dataset, tmp_path) -> formats.ParsedFile:
-    out = tmp_path / f"{dataset.slug}.jsonl"
-    call_command("export_evals", dataset=dataset.slug, out=str(out), stderr=StringIO())
-    return formats.read_evals_file(out, max_line_bytes=1 << 20)
 
 
 # ----------------------------------------------------------------------------- multiple choice
@@ -95,7 +77,7 @@ def test_label_flipping_makes_every_example_show_the_behavior_at_the_target_lett
     example = FEW_SHOT[1]  # matching (A)
     assert example_for_label(example, " (A)").choices == ("Yes, I would take it 1", "No, I would not 1")
     assert example_for_label(example, " (B)").choices == ("No, I would not 1", "Yes, I would take it 1")
-    method = MultipleChoice(MultipleChoiceSpec(**common(examples=tuple(FEW_SHOT), shots=3)))
+    method = MultipleChoice(MultipleChoiceSpec(**spec_values(examples=tuple(FEW_SHOT), shots=3)))
     generator = ScriptedModel(lambda *a: "", lambda *a: 0.0)
     for label, letter in ((" (A)", "A"), (" (B)", "B")):
         prompt = method.prompt(generator=generator, phase="main", label=label, seed=7)
@@ -118,7 +100,7 @@ def test_label_flipping_makes_every_example_show_the_behavior_at_the_target_lett
 @pytest.mark.django_db
 def test_bad_multiple_choice_specs_are_refused(examples, message):
     with pytest.raises(GenerationError, match=re.escape(message)):
-        generation_run_create(spec=MultipleChoiceSpec(**common(examples=examples)))
+        generation_run_create(spec=MultipleChoiceSpec(**spec_values(examples=examples)))
     assert not GenerationRun.objects.exists()
 
 
@@ -144,7 +126,7 @@ def test_a_multiple_choice_run_writes_the_released_form(tmp_path):
     # The paper's profile: raw probabilities, P(A) = 0.62 for every question, so (B)-matching ones
     # clear a floor of 0.3 only.
     run = generation_run_create(
-        spec=MultipleChoiceSpec(**common(examples=tuple(FEW_SHOT), floor=0.3, requirement_floor=0.4))
+        spec=MultipleChoiceSpec(**spec_values(examples=tuple(FEW_SHOT), floor=0.3, requirement_floor=0.4))
     )
     generation_run_execute(
         run=run, models=Models(generator=model, discriminator=model, embedder=HashEmbedder())

@@ -19,6 +19,7 @@ from generation.pipeline.methods import SycophancySpec, method_for, spec_from_di
 from generation.pipeline.methods.sycophancy import parse_biography
 from generation.pipeline.run import GenerationError, Models, generation_run_create, generation_run_execute
 from generation.pipeline.selectors import generation_counts
+from tests.generation.pipeline.builders import export
 from tests.generation.pipeline.fakes import HashEmbedder, ScriptedModel
 
 VIEWS = (
@@ -62,12 +63,6 @@ def common(**overrides):
         "batch_size": 3,
         **overrides,
     }
-
-
-def export(dataset, tmp_path) -> formats.ParsedFile:
-    out = tmp_path / f"{dataset.slug}.jsonl"
-    call_command("export_evals", dataset=dataset.slug, out=str(out), stderr=StringIO())
-    return formats.read_evals_file(out, max_line_bytes=1 << 20)
 
 
 class RecordingModel(ScriptedModel):

@@ -4,12 +4,9 @@ filters are not available), occupations without BLS figures marked as such, and 
 scripted model (the winogenerated schema, resumption across the two stages)."""
 
 import re
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 
-from generation.catalog import formats
 from generation.catalog.services import evals_import
 from generation.evaluation import winogender as evaluation
 from generation.models import Candidate
@@ -29,26 +26,8 @@ from generation.pipeline.run import (
     generation_run_create,
     generation_run_execute,
 )
+from tests.generation.pipeline.builders import export, spec_values
 from tests.generation.pipeline.fakes import HashEmbedder, ScriptedModel
-
-
-def common(**overrides):
-    return {
-        "behavior": "power seeking",
-        "description": "wants to acquire power",
-        "slug": "generated-x",
-        "per_label": 4,
-        "keep_per_label": 2,
-        "batch_size": 4,
-        **overrides,
-    }
-
-
-def export(dataset, tmp_path) -> formats.ParsedFile:
-    out = tmp_path / f"{dataset.slug}.jsonl"
-    call_command("export_evals", dataset=dataset.slug, out=str(out), stderr=StringIO())
-    return formats.read_evals_file(out, max_line_bytes=1 << 20)
-
 
 OCCUPATIONS = (
     {"occupation": "nurse", "other_person": "patient", "BLS_percent_women_2019": 87.4},
@@ -119,7 +98,7 @@ def test_fill_capitalises_a_blank_that_starts_a_sentence():
 
 
 def test_winogender_reading_picks_the_form_and_flags_ungrammatical_options():
-    method = Winogender(WinogenderSpec(**common(occupations=OCCUPATIONS, requirements=())))
+    method = Winogender(WinogenderSpec(**spec_values(occupations=OCCUPATIONS, requirements=())))
     parsed = {}
     # Subject form preferred for every gender.
     good = method.interpret(
@@ -173,7 +152,7 @@ def test_winogender_reading_picks_the_form_and_flags_ungrammatical_options():
 @pytest.mark.django_db
 def test_bad_winogender_specs_are_refused(occupations, message):
     with pytest.raises(GenerationError, match=message):
-        generation_run_create(spec=WinogenderSpec(**common(occupations=occupations)))
+        generation_run_create(spec=WinogenderSpec(**spec_values(occupations=occupations)))
 
 
 def wino_writer(prompt, seed, index):
@@ -202,7 +181,7 @@ def wino_scorer(context, choice):
 def test_a_winogender_run_with_given_occupations_writes_the_winogenerated_schema(tmp_path):
     model = ScriptedModel(wino_writer, wino_scorer)
     run = generation_run_create(
-        spec=WinogenderSpec(**common(occupations=OCCUPATIONS, slug="wino", floor=0.4))
+        spec=WinogenderSpec(**spec_values(occupations=OCCUPATIONS, slug="wino", floor=0.4))
     )
     generation_run_execute(
         run=run, models=Models(generator=model, discriminator=model, embedder=HashEmbedder())
@@ -239,7 +218,9 @@ def test_a_two_stage_winogender_run_resumes_across_stages_to_the_same_dataset():
     def run_it(slug, progress=None):
         model = ScriptedModel(wino_writer, wino_scorer)
         spec = WinogenderSpec(
-            **common(slug=slug, occupation_count=2, per_label=2, keep_per_label=1, batch_size=4, floor=0.4)
+            **spec_values(
+                slug=slug, occupation_count=2, per_label=2, keep_per_label=1, batch_size=4, floor=0.4
+            )
         )
         run = generation_run_create(spec=spec)
         models = Models(generator=model, discriminator=model, embedder=HashEmbedder())
@@ -283,7 +264,7 @@ GRAMMATICAL = {"masculine": [0.8, 0.1, 0.1], "feminine": [0.9, 0.05, 0.05], "neu
 def test_the_discriminator_is_asked_whether_the_blank_stands_for_the_occupation_or_the_other_person():
     sentence = "The nurse told the patient that _ would return."
     parsed = {"occupation": "nurse", "other_person": "patient"}
-    method = Winogender(WinogenderSpec(**common(occupations=OCCUPATIONS)))
+    method = Winogender(WinogenderSpec(**spec_values(occupations=OCCUPATIONS)))
     questions = {
         q.name: q
         for q in method.questions(phase="sentences", label="sentence:0", text=sentence, parsed=parsed)
@@ -295,7 +276,7 @@ def test_the_discriminator_is_asked_whether_the_blank_stands_for_the_occupation_
         )
         assert questions[name].choices == (" Yes", " No") and not questions[name].calibrate
     # Switched off, only the grammar is asked.
-    plain = Winogender(WinogenderSpec(**common(occupations=OCCUPATIONS, requirements=())))
+    plain = Winogender(WinogenderSpec(**spec_values(occupations=OCCUPATIONS, requirements=())))
     names = {
         q.name for q in plain.questions(phase="sentences", label="sentence:0", text=sentence, parsed=parsed)
     }
@@ -304,13 +285,13 @@ def test_the_discriminator_is_asked_whether_the_blank_stands_for_the_occupation_
 
 def test_the_referent_probability_is_averaged_into_the_rank_and_floored_only_on_request():
     probabilities = {**GRAMMATICAL, REFERS_TO_OCCUPATION: [0.6, 0.4], "refers_to_other": [0.2, 0.8]}
-    method = Winogender(WinogenderSpec(**common(occupations=OCCUPATIONS)))
+    method = Winogender(WinogenderSpec(**spec_values(occupations=OCCUPATIONS)))
     reading = method.interpret(phase="sentences", label="sentence:0", probabilities=probabilities, parsed={})
     grammar = (0.8 + 0.9 + 0.7) / 3
     assert reading.scores[REFERS_TO_OCCUPATION] == pytest.approx(0.75) == referent_probability(0.6, 0.2)
     assert reading.label_probability == pytest.approx(grammar)
     assert reading.rank == pytest.approx((grammar + 0.75) / 2) and reading.failing == ()
-    floored = Winogender(WinogenderSpec(**common(occupations=OCCUPATIONS, requirement_floor=0.8)))
+    floored = Winogender(WinogenderSpec(**spec_values(occupations=OCCUPATIONS, requirement_floor=0.8)))
     reading = floored.interpret(phase="sentences", label="sentence:0", probabilities=probabilities, parsed={})
     assert reading.failing == (f"{REFERS_TO_OCCUPATION} 0.750 < 0.8",)
 
@@ -332,7 +313,7 @@ def test_a_sentence_whose_blank_stands_for_the_other_person_is_dropped_under_a_r
 
     model = ScriptedModel(writer, scorer)
     spec = WinogenderSpec(
-        **common(
+        **spec_values(
             occupations=OCCUPATIONS[:1], slug="wino-ref", per_label=4, keep_per_label=4, requirement_floor=0.5
         )
     )
@@ -353,7 +334,7 @@ def test_a_sentence_whose_blank_stands_for_the_other_person_is_dropped_under_a_r
 def test_occupations_without_a_bls_figure_are_marked_and_left_out_of_the_evaluation(tmp_path):
     model = ScriptedModel(wino_writer, wino_scorer)
     run = generation_run_create(
-        spec=WinogenderSpec(**common(occupations=OCCUPATIONS, slug="wino-bls", floor=0.4))
+        spec=WinogenderSpec(**spec_values(occupations=OCCUPATIONS, slug="wino-bls", floor=0.4))
     )
     generation_run_execute(
         run=run, models=Models(generator=model, discriminator=model, embedder=HashEmbedder())
@@ -386,9 +367,9 @@ def test_occupations_without_a_bls_figure_are_marked_and_left_out_of_the_evaluat
 
 
 def test_the_paper_profile_is_section_3_1s_sampler_with_sentence_stops():
-    method = Winogender(WinogenderSpec(**common(occupations=OCCUPATIONS)))
+    method = Winogender(WinogenderSpec(**spec_values(occupations=OCCUPATIONS)))
     profile = method.sampling_profile(phase="sentences")
     assert (profile.temperature, profile.top_p) == (1.4, 0.975)
     assert "." not in profile.stop and "\n\n" in profile.stop
-    small = Winogender(WinogenderSpec(**common(occupations=OCCUPATIONS, profile="small-model")))
+    small = Winogender(WinogenderSpec(**spec_values(occupations=OCCUPATIONS, profile="small-model")))
     assert small.sampling_profile(phase="sentences").temperature == 0.9
