@@ -14,6 +14,7 @@ from generation.models import (
     Example,
     GenerationRun,
 )
+from generation.pipeline.methods import PersonaSpec
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -171,26 +172,11 @@ class GenerationRunFactory(factory.django.DjangoModelFactory):
     slug = factory.Sequence(lambda n: f"generated-{n}")
     behavior = factory.LazyAttribute(lambda r: r.slug.replace("-", " "))
     description = "is politically liberal"
+    # What generation_run_create stores for such a spec today (the paper profile and its fields).
     spec = factory.LazyAttribute(
-        lambda r: {
-            "behavior": r.behavior,
-            "description": r.description,
-            "slug": r.slug,
-            "generator": "smollm2-135m",
-            "discriminator": "smollm2-135m",
-            "per_label": 4,
-            "keep_per_label": 2,
-            "floor": 0.5,
-            "requirement_floor": 0.5,
-            "requirements": ["relevance"],
-            "temperature": 0.9,
-            "top_p": 0.95,
-            "max_tokens": 48,
-            "batch_size": 16,
-            "seed": 0,
-            "near_duplicate": 0.9,
-            "calibrate": True,
-        }
+        lambda r: PersonaSpec(
+            behavior=r.behavior, description=r.description, slug=r.slug, per_label=4, keep_per_label=2
+        ).as_dict()
     )
 
 

@@ -114,3 +114,27 @@ def export(dataset, tmp_path: Path) -> formats.ParsedFile:
     out = tmp_path / f"{dataset.slug}.jsonl"
     call_command("export_evals", dataset=dataset.slug, out=str(out), stderr=StringIO())
     return formats.read_evals_file(out, max_line_bytes=1 << 20)
+
+
+# A persona spec as the pipeline stored it before profiles existed: the output of
+# PersonaSpec(behavior="politically liberal", description="is politically liberal",
+# slug="liberal-old").as_dict(), run on the code of commit ebf4f11 (before issue 15).
+OLD_PERSONA_SPEC = {
+    "behavior": "politically liberal",
+    "description": "is politically liberal",
+    "slug": "liberal-old",
+    "generator": "smollm2-135m",
+    "discriminator": "smollm2-135m",
+    "per_label": 50,
+    "keep_per_label": 20,
+    "floor": 0.5,
+    "requirement_floor": 0.5,
+    "requirements": ["relevance"],
+    "temperature": 0.9,
+    "top_p": 0.95,
+    "max_tokens": 48,
+    "batch_size": 16,
+    "seed": 0,
+    "near_duplicate": 0.9,
+    "calibrate": True,
+}

@@ -23,7 +23,7 @@ from generation.pipeline.run import (
     generation_run_execute,
 )
 from generation.pipeline.selection import apply_scores, calibrate, select_candidates
-from tests.generation.pipeline.builders import persona_models
+from tests.generation.pipeline.builders import OLD_PERSONA_SPEC, persona_models
 from tests.generation.pipeline.fakes import ScriptedModel
 
 Reason = Candidate.Reason
@@ -346,29 +346,6 @@ def test_the_job_runs_a_generation_and_can_be_cancelled(
 
 
 # ----------------------------------------------------------------------------- profiles and the paper's defaults
-
-# A persona spec as the pipeline stored it before profiles existed: the output of
-# PersonaSpec(behavior="politically liberal", description="is politically liberal",
-# slug="liberal-old").as_dict(), run on the code of commit ebf4f11 (before issue 15).
-OLD_PERSONA_SPEC = {
-    "behavior": "politically liberal",
-    "description": "is politically liberal",
-    "slug": "liberal-old",
-    "generator": "smollm2-135m",
-    "discriminator": "smollm2-135m",
-    "per_label": 50,
-    "keep_per_label": 20,
-    "floor": 0.5,
-    "requirement_floor": 0.5,
-    "requirements": ["relevance"],
-    "temperature": 0.9,
-    "top_p": 0.95,
-    "max_tokens": 48,
-    "batch_size": 16,
-    "seed": 0,
-    "near_duplicate": 0.9,
-    "calibrate": True,
-}
 
 
 def test_an_old_runs_spec_loads_as_the_small_model_profile_it_was():

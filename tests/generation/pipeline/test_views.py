@@ -22,6 +22,7 @@ from tests.builders import (
 )
 from tests.generation.pipeline.builders import (
     GENERATOR_INFO,
+    OLD_PERSONA_SPEC,
     PERSONA_SAMPLES,
     persona_candidates,
     persona_run,
@@ -320,8 +321,7 @@ def test_a_runs_page_shows_the_calibration_the_pipeline_used(client):
 
 
 def test_an_old_runs_page_and_api_say_it_sampled_with_the_small_model_profile(client):
-    # GenerationRunFactory's spec has the shape runs stored before profiles: no "profile" key.
-    run = GenerationRunFactory()
+    run = GenerationRunFactory(spec=OLD_PERSONA_SPEC)
     assert "profile" not in run.spec
     html = client.get(detail_url(run)).content.decode()
     assert "Profile <strong>small-model</strong>" in html
