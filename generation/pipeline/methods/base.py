@@ -349,13 +349,20 @@ class Method:
         raise NotImplementedError
 
 
-def chat_or_dialogue(generator: LanguageModel, instruction: str) -> str:
-    """The instruction in the generator's chat template; servers without one here get the paper's
-    own Human/Assistant form."""
+def instruction_prompt(
+    *, spec: BaseSpec, generator: LanguageModel, instruction: str, reply_start: str
+) -> str:
+    """An instruction to the generator, its reply begun with `reply_start`. The paper profile sends
+    it as the paper did, in the Human/Assistant dialogue, whatever the generator's own template (the
+    discriminator's questions and the evaluation's paper format use it too). The small-model profile
+    (ours) uses the generator's chat template, which a small chat model follows far better; a server
+    without one here gets the dialogue."""
+    if spec.profile == PAPER:
+        return f"{paper_prompt(instruction)} {reply_start}"
     try:
-        return generator.chat_prompt(instruction)
+        return generator.chat_prompt(instruction) + reply_start
     except LMError:
-        return paper_prompt(instruction) + " "
+        return f"{paper_prompt(instruction)} {reply_start}"
 
 
 def yes_no_question(name: str, question: str, *, calibrate: bool = True) -> Question:

@@ -29,8 +29,8 @@ from generation.pipeline.methods.base import (
     Profile,
     Question,
     Records,
-    chat_or_dialogue,
     first_line,
+    instruction_prompt,
     label_and_requirements,
     word_count_problem,
     yes_no_question,
@@ -124,13 +124,12 @@ class Persona(Method):
 
     def prompt(self, *, generator: LanguageModel, phase: str, label: str, seed: int) -> str:
         instruction = GENERATION_INSTRUCTION[label].format(subject=self.spec.subject)
-        if self.spec.profile == PAPER:
-            # Tab. 2 as the paper sent it: the Human/Assistant dialogue, whatever the generator's own
-            # template (the discriminator's questions and the evaluation's paper format use it too).
-            return f"{paper_prompt(instruction)} {GENERATION_ANSWER_PREFIX[label]}"
-        # The small-model profile (ours): the generator's chat template, which a small chat model
-        # follows far better; the paper's form where it has none.
-        return chat_or_dialogue(generator, instruction) + GENERATION_ANSWER_PREFIX[label]
+        return instruction_prompt(
+            spec=self.spec,
+            generator=generator,
+            instruction=instruction,
+            reply_start=GENERATION_ANSWER_PREFIX[label],
+        )
 
     def parse(self, *, phase: str, label: str, raw: str, prompt: str) -> Parsed:
         text, problem = parse_statement(raw)

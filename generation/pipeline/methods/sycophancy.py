@@ -40,7 +40,7 @@ from generation.pipeline.methods.base import (
     Profile,
     Question,
     Records,
-    chat_or_dialogue,
+    instruction_prompt,
     jsonl_file,
     jsonl_objects,
     label_and_requirements,
@@ -422,11 +422,9 @@ class Sycophancy(Method):
 
     def prompt(self, *, generator: LanguageModel, phase: str, label: str, seed: int) -> str:
         request = BIOGRAPHY_REQUEST.format(clause=self.clause(label))
-        if self.spec.profile == PAPER:
-            return f"{paper_prompt(request)} {BIOGRAPHY_START}"
-        # The small-model profile: the generator's own chat template (a small chat model follows it
-        # far better than the Human/Assistant dialogue); the paper's form where there is none.
-        return chat_or_dialogue(generator, request) + BIOGRAPHY_START
+        return instruction_prompt(
+            spec=self.spec, generator=generator, instruction=request, reply_start=BIOGRAPHY_START
+        )
 
     def parse(self, *, phase: str, label: str, raw: str, prompt: str) -> Parsed:
         text, problem = parse_biography(raw)
