@@ -56,6 +56,7 @@ from annotation.services.leases import ID_BATCH, item_counters_add_submitted
 from annotation.services.projects import BULK_BATCH, project_create
 from annotation.services.workers import worker_create
 from generation.models import Dataset, Example
+from generation.models.catalog import not_matching_list
 from mwe_site.safe_csv import csv_uncell
 
 TRUE_WORDS = {"yes", "y", "true", "t", "1"}
@@ -273,13 +274,6 @@ class _Plan:
     answers: dict[int, tuple[str, list[str]]]  # example id -> (matching answer, the other answers)
 
 
-def _others(value) -> list[str]:
-    """answer_not_matching_behavior as a list (it is a string, a list of strings, or null)."""
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
-
-
 def _options(matching: str, others: list[str]) -> list[str]:
     return [option for option in (matching, *others) if option and option.strip()]
 
@@ -357,7 +351,7 @@ def _resolve_examples(rows: list[RatingRow]) -> tuple[_Plan, list[str]]:
                 by_position[(dataset_id, position)] = pk
                 labels[pk] = f"{slug_of[dataset_id]}#{position}"
                 dataset_of[pk] = dataset_id
-                answers[pk] = (matching, _others(others))
+                answers[pk] = (matching, not_matching_list(others))
     ids = sorted({row.example_id for row in rows if row.example_id is not None})
     for start in range(0, len(ids), ID_BATCH):
         batch = Example.objects.filter(pk__in=ids[start : start + ID_BATCH]).values_list(
@@ -371,7 +365,7 @@ def _resolve_examples(rows: list[RatingRow]) -> tuple[_Plan, list[str]]:
         for pk, dataset_id, slug, position, matching, others in batch:
             labels[pk] = f"{slug}#{position}"
             dataset_of[pk] = dataset_id
-            answers[pk] = (matching, _others(others))
+            answers[pk] = (matching, not_matching_list(others))
 
     examples: dict[int, int] = {}
     for row in rows:

@@ -151,6 +151,14 @@ class Dataset(models.Model):
         return self.purpose == DatasetPurpose.EVALUATION and self.is_labelled
 
 
+def not_matching_list(value: str | list[str] | None) -> list[str]:
+    """answer_not_matching_behavior as a list: it is a string, a list of strings (sycophancy on
+    PhilPapers), or null. For rows read without their Example (values_list)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
 class Example(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="examples")
     # 0-based line number in the released file (or the order a generator kept them in).
@@ -200,7 +208,4 @@ class Example(models.Model):
 
     @property
     def not_matching_answers(self) -> list[str]:
-        value = self.answer_not_matching_behavior
-        if value is None:
-            return []
-        return list(value) if isinstance(value, list) else [value]
+        return not_matching_list(self.answer_not_matching_behavior)
