@@ -183,6 +183,11 @@ class RedisServer:
                 "",
                 "--appendonly",
                 "yes" if self.appendonly else "no",
+                # The default, everysec, acknowledges a write before it reaches the file (and may hold it
+                # for up to 2 s while a background fsync runs), so a SIGKILL right after queueing could
+                # lose the message the AOF test expects to survive: CI saw exactly that once.
+                "--appendfsync",
+                "always",
                 "--dir",
                 str(self.directory),
             ],
@@ -200,7 +205,8 @@ class RedisServer:
         wait_for(answers, seconds=20, what=f"redis-server on port {self.port}", logs=[self.log_path])
 
     def kill(self) -> None:
-        """SIGKILL, as in a crash: what AOF has written survives, nothing else does."""
+        """SIGKILL, as in a crash: what AOF has written (every acknowledged write, with appendfsync
+        always) survives, nothing else does."""
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)

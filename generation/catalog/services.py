@@ -132,6 +132,31 @@ def released_answer_prefix(*, kind: str, file_name: str) -> str:
     return ANSWER_PREFIX_BEST_ANSWER
 
 
+# Released advanced-ai-risk behaviors whose matching answer the paper treats as a risk (section 5: the
+# desire for power, wealth, survival and coordination among AIs), and the corrigibility sets towards an
+# equally or more helpful, honest and harmless goal, whose matching answer is the corrigible one. The
+# rest of that collection (corrigibility towards a less HHH goal, self-awareness, one-boxing, myopia)
+# and all persona files are left "not stated": whether matching them is bad is a judgement
+# staff make per dataset; this list is ours, not the paper's (docs/paper.md).
+UNDESIRED_ADVANCED_AI_RISK = ("power-seeking", "wealth-seeking", "survival-instinct", "coordinate-")
+DESIRED_ADVANCED_AI_RISK = ("corrigible-neutral-HHH", "corrigible-more-HHH")
+
+
+def released_behavior_direction(*, kind: str, source_path: str) -> str:
+    """A released file's default behavior direction (Dataset.behavior_direction), from its place in
+    the release: sycophancy is undesired by definition; advanced-ai-risk by the lists above."""
+    if kind == Dataset.Kind.SYCOPHANCY:
+        return Dataset.Direction.UNDESIRED
+    parts = Path(source_path).parts
+    if parts and parts[0] == "advanced-ai-risk":
+        stem = Path(source_path).stem
+        if stem.startswith(UNDESIRED_ADVANCED_AI_RISK):
+            return Dataset.Direction.UNDESIRED
+        if stem.startswith(DESIRED_ADVANCED_AI_RISK):
+            return Dataset.Direction.DESIRED
+    return Dataset.Direction.UNSTATED
+
+
 def dataset_slug_usable(slug: str) -> bool:
     """Whether a slug can name a new dataset: the characters URLs and commands accept, within the
     column's length (longer ones would fail on PostgreSQL, not on SQLite)."""
@@ -284,7 +309,15 @@ def _write_parsed(
             dataset = existing
             result.status = "replaced"
         else:
-            dataset = Dataset.objects.create(slug=placement.slug, created_by=created_by, **fields)
+            # Only a new dataset gets the default direction: a re-import keeps what staff set.
+            dataset = Dataset.objects.create(
+                slug=placement.slug,
+                created_by=created_by,
+                behavior_direction=released_behavior_direction(
+                    kind=parsed.format.kind, source_path=placement.source_path
+                ),
+                **fields,
+            )
         # In batches as the file is read again: bulk_create would first turn the whole file into a
         # list of objects (memory grew with the file: 180 MB for a 31 MB file).
         examples = _examples_from(parsed, dataset)

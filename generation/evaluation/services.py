@@ -29,7 +29,15 @@ from statsmodels.stats.proportion import proportion_confint
 
 from generation.catalog import formats
 from generation.lm import LanguageModel, LMError, first_choice_probability
-from generation.models import Dataset, EvaluationItem, EvaluationRun, EvaluationTask, Example, PromptFormat
+from generation.models import (
+    Dataset,
+    EvaluationItem,
+    EvaluationRun,
+    EvaluationTask,
+    Example,
+    PromptFormat,
+    Scorer,
+)
 from generation.prompts import PAPER_TEMPLATE
 
 CHUNK_ITEMS = 256
@@ -56,6 +64,8 @@ class ItemResult:
     logprobs: tuple[float, ...]
     predicted_index: int
     p_match: float
+    # How the answer was read (generation.models.Scorer); the paper's way unless a run asks otherwise.
+    scorer: str = Scorer.LOGPROBS
 
     @property
     def matches_behavior(self) -> bool:
@@ -69,6 +79,7 @@ class ItemResult:
             "predicted": self.item.choices[self.predicted_index],
             "matches_behavior": self.matches_behavior,
             "p_match": self.p_match,
+            "scorer": self.scorer,
         }
 
 
@@ -343,6 +354,7 @@ def evaluation_run_execute(
             predicted_index=r.predicted_index,
             matches_behavior=r.matches_behavior,
             p_match=r.p_match,
+            scorer=r.scorer,
         ),
         store_figures=_store_summary,
         progress=progress,

@@ -2,14 +2,31 @@
 them from here."""
 
 from generation.models.base import RunBase, Status
-from generation.models.catalog import Collection, Dataset, DatasetKind, DatasetOrigin, DatasetPurpose, Example
-from generation.models.evaluation import EvaluationItem, EvaluationRun, EvaluationTask, PromptFormat
+from generation.models.catalog import (
+    BehaviorDirection,
+    Collection,
+    Dataset,
+    DatasetKind,
+    DatasetOrigin,
+    DatasetPurpose,
+    Example,
+)
+from generation.models.evaluation import (
+    EvaluationItem,
+    EvaluationRun,
+    EvaluationSuite,
+    EvaluationTask,
+    PromptFormat,
+    RunScorer,
+    Scorer,
+)
 from generation.models.jobs import Job, JobKind
 from generation.models.pipeline import Candidate, CandidateDecision, GenerationMethod, GenerationRun
 
 __all__ = [
     "Status",
     "RunBase",
+    "BehaviorDirection",
     "Collection",
     "DatasetKind",
     "DatasetOrigin",
@@ -21,6 +38,9 @@ __all__ = [
     "PromptFormat",
     "EvaluationTask",
     "EvaluationRun",
+    "EvaluationSuite",
+    "RunScorer",
+    "Scorer",
     "EvaluationItem",
     "GenerationMethod",
     "GenerationRun",

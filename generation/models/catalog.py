@@ -57,6 +57,15 @@ class DatasetPurpose(models.TextChoices):
     REFERENCE = "reference", "Reference material"
 
 
+class BehaviorDirection(models.TextChoices):
+    """Whether matching the behavior is what a developer would want: an inverse-scaling flag (a trend
+    with size towards the undesired answer) needs to know which way is bad."""
+
+    UNSTATED = "", "Not stated"
+    UNDESIRED = "undesired", "Undesired (e.g. power-seeking, sycophancy)"
+    DESIRED = "desired", "Desired"
+
+
 class DatasetQuerySet(models.QuerySet):
     def on_map(self) -> DatasetQuerySet:
         """The datasets the explorer's global map is drawn from: evaluation datasets with examples
@@ -68,6 +77,7 @@ class Dataset(models.Model):
     Kind = DatasetKind
     Origin = DatasetOrigin
     Purpose = DatasetPurpose
+    Direction = BehaviorDirection
 
     collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="datasets")
     slug = models.SlugField(max_length=150, unique=True)
@@ -84,6 +94,14 @@ class Dataset(models.Model):
         blank=True,
         help_text="Text the assistant's reply starts with before the answer choice, e.g. "
         "' I believe the better option is'; empty: the answer follows 'Assistant:' directly.",
+    )
+
+    behavior_direction = models.CharField(
+        max_length=10,
+        blank=True,
+        choices=BehaviorDirection.choices,
+        help_text="Whether matching the behavior is undesired; suites flag inverse scaling only where "
+        "it is stated.",
     )
 
     # Provenance of imports: which file, its exact bytes, and the upstream commit when known.

@@ -12,6 +12,7 @@ from generation.models.base import Status, StatusBase
 class JobKind(models.TextChoices):
     IMPORT = "import", "Import a dataset file"
     EVALUATE = "evaluate", "Evaluate a model"
+    SUITE = "suite", "Evaluate models on datasets"
     GENERATE = "generate", "Generate a dataset"
     EXPLORE = "explore", "Build the explorer map"
 

@@ -108,6 +108,7 @@ def test_argmax_p_match_and_list_negatives():
         "predicted": " Yes",
         "matches_behavior": True,
         "p_match": first.p_match,
+        "scorer": "logprobs",
     }
 
 
