@@ -7,6 +7,7 @@ from generation.models import (
     Dataset,
     EvaluationItem,
     EvaluationRun,
+    EvaluationSuite,
     Example,
     GenerationRun,
     Job,
@@ -28,10 +29,14 @@ class DatasetAdmin(admin.ModelAdmin):
         "kind",
         "purpose",
         "origin",
+        "behavior_direction",
         "example_count",
         "mean_label_confidence",
     ]
-    list_filter = ["collection", "kind", "purpose", "origin"]
+    list_filter = ["collection", "kind", "purpose", "origin", "behavior_direction"]
+    # Set per dataset by staff (imports only give released files a default): suites flag inverse
+    # scaling by it.
+    list_editable = ["behavior_direction"]
     search_fields = ["slug", "behavior", "description", "source_path"]
     list_select_related = ["collection"]
     # Stats and provenance are derived from the examples and the imported file, never typed in.
@@ -111,10 +116,23 @@ class EvaluationRunAdmin(admin.ModelAdmin):
     list_filter = ["status", "prompt_format", "dataset__collection"]
     search_fields = ["model_spec", "model_name", "dataset__slug"]
     list_select_related = ["dataset"]
-    raw_id_fields = ["dataset", "job", "created_by"]
+    raw_id_fields = ["dataset", "suite", "job", "created_by"]
     # Runs are started from a dataset page or evaluate_model, and everything a run records is written
     # by generation.evaluation.services from the model and the stored items; the admin only shows it.
     readonly_fields = [f.name for f in EvaluationRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(EvaluationSuite)
+class EvaluationSuiteAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "status", "prompt_format", "scorer", "item_count", "created_at"]
+    list_filter = ["status", "prompt_format", "scorer"]
+    search_fields = ["name"]
+    raw_id_fields = ["job", "created_by"]
+    # As runs: a suite is started from its page or evaluate_model and written by its service.
+    readonly_fields = [f.name for f in EvaluationSuite._meta.fields] + ["datasets"]
 
     def has_add_permission(self, request):
         return False

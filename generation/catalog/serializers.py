@@ -31,6 +31,7 @@ class DatasetSerializer(serializers.ModelSerializer):
             "behavior",
             "description",
             "category",
+            "behavior_direction",
             "kind",
             "purpose",
             "origin",
