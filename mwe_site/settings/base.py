@@ -281,6 +281,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AssignmentStatusEnum": "annotation.models.AssignmentStatus",
         "RunStatusEnum": "generation.models.Status",
+        # Runs and suites share their scorer's choices; items have others (generation.models.Scorer).
+        "RunScorerEnum": "generation.models.RunScorer",
     },
 }
 
@@ -322,6 +324,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 MWE_EVALS_DATA = Path(
     os.environ.get("MWE_EVALS_DATA", BASE_DIR.parent / "shared" / "data" / "anthropic-evals")
 )
+# The licence dataset cards give datasets this site generated (an id as the Hugging Face Hub's cards
+# take it); released data keeps its own, CC BY 4.0. Generated text is the operator's to license.
+MWE_GENERATED_DATA_LICENSE = os.environ.get("MWE_GENERATED_DATA_LICENSE", "cc-by-4.0")
 # A line longer than this is rejected on import: no released record comes close (the longest is
 # about 2 KB), and an unbounded line would let one bad file exhaust memory.
 MWE_IMPORT_MAX_LINE_BYTES = int(os.environ.get("MWE_IMPORT_MAX_LINE_BYTES", str(1024 * 1024)))
@@ -366,3 +371,8 @@ MWE_EXPLORER_SUMMARY_MODEL = os.environ.get("MWE_EXPLORER_SUMMARY_MODEL", "")
 # `host:port` (`[v6]:port`), host names compared case-insensitively. Loopback here, for `make run` and
 # the tests; production.py starts from none. A spec's key comes from a variable named MWE_MODEL_KEY_*.
 MWE_MODEL_SERVER_HOSTS = env_list("MWE_MODEL_SERVER_HOSTS", ["127.0.0.1", "localhost", "::1"])
+# Where embedded models that ship in chunks (gemma3-270m) are assembled into one GGUF, once, on first
+# load or at `make setup`: a folder the site may write, outside the tracked files and site-packages
+# (which a deployment may mount read-only). Fixed at startup, not under each test's VAR_DIR, so the
+# test suite assembles once.
+MWE_MODEL_CACHE = Path(os.environ.get("MWE_MODEL_CACHE", VAR_DIR / "models"))

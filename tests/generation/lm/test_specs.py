@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from generation.lm import ModelSpecError, parse_model_spec
+from generation.lm.specs import EMBEDDED_DEFAULT, EMBEDDED_MODELS, declared_details
 
 
 @pytest.mark.parametrize(
@@ -97,3 +98,78 @@ def test_local_specs_need_no_allowlist(settings):
     settings.MWE_MODEL_SERVER_HOSTS = []
     assert parse_model_spec("smollm2-135m").backend == "local"
     assert parse_model_spec("hf:HuggingFaceTB/SmolLM2-135M").backend == "local"
+
+
+# --- What a spec declares about its model (family, training, params, steps) --------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", {}),
+        ("family=Llama%203.1&training=instruct", {"family": "Llama 3.1", "training": "instruct"}),
+        # A + in a query is a space unless written %2B.
+        ("training=sft%2Brlhf", {"training": "sft+rlhf"}),
+        ("params=270M", {"parameters": 270_000_000, "parameters_source": "spec"}),
+        ("params=7B", {"parameters": 7_000_000_000, "parameters_source": "spec"}),
+        ("params=1.1b", {"parameters": 1_100_000_000, "parameters_source": "spec"}),
+        ("params=1.5e9", {"parameters": 1_500_000_000, "parameters_source": "spec"}),
+        ("params=134515008", {"parameters": 134_515_008, "parameters_source": "spec"}),
+        ("steps=0", {"training_steps": 0}),
+        ("steps=1200000", {"training_steps": 1_200_000}),
+    ],
+)
+def test_declared_details_for_every_backend(query, expected):
+    for raw in (f"hf:org/model?{query}", f"openai:http://127.0.0.1:8000/v1?{query}#m"):
+        assert declared_details(spec=parse_model_spec(raw)) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("params=1.5", "whole number"),
+        ("params=0", "whole number"),
+        ("params=2e15", "whole number"),
+        ("params=7Q", "not a parameter count"),
+        ("params=", "not a parameter count"),
+        ("params=-7B", "not a parameter count"),
+        ("training=", "1 to 40 characters"),
+        ("training=<script>", "1 to 40 characters"),
+        ("family=" + "x" * 41, "1 to 40 characters"),
+        ("family=a/b", "1 to 40 characters"),
+        ("steps=-1", "between 0 and"),
+        ("steps=many", "not an integer"),
+        ("params=7B&params=8B", "given twice"),
+    ],
+)
+def test_malformed_declarations_are_refused_at_parse_time(query, message):
+    for raw in (f"hf:org/model?{query}", f"openai:http://127.0.0.1:8000/v1?{query}#m"):
+        with pytest.raises(ModelSpecError, match=message):
+            parse_model_spec(raw)
+
+
+@pytest.mark.parametrize("name", ["smollm2-135m", "gemma3-270m"])
+def test_embedded_models_parse_and_declare_nothing(name):
+    spec = parse_model_spec(f"{name}?batch_size=8&device=cpu")
+    assert (spec.backend, spec.target, spec.options) == ("local", name, {"batch_size": "8", "device": "cpu"})
+    assert name in EMBEDDED_MODELS
+    # Their family, training and size are known facts, not declarations.
+    for query in ("family=x", "training=base", "params=1B", "steps=3", "gguf_file=x.gguf", "revision=main"):
+        with pytest.raises(ModelSpecError, match="unknown option"):
+            parse_model_spec(f"{name}?{query}")
+
+
+def test_the_embedded_models_facts():
+    assert EMBEDDED_DEFAULT == "smollm2-135m"
+    smol, gemma = EMBEDDED_MODELS["smollm2-135m"], EMBEDDED_MODELS["gemma3-270m"]
+    assert (smol.family, smol.training, smol.assembled) == ("SmolLM2", "instruct", False)
+    assert (gemma.family, gemma.training, gemma.assembled) == ("Gemma 3", "base", True)
+    assert gemma.gguf_file == "gemma-3-270m-q4_k_m.gguf"
+
+
+@pytest.mark.parametrize("raw", ["", "gemma3", "gemma3-270m-it", "smollm2"])
+def test_errors_list_every_spec_form(raw):
+    with pytest.raises(ModelSpecError) as caught:
+        parse_model_spec(raw)
+    for form in ("smollm2-135m", "gemma3-270m", "hf:", "openai:"):
+        assert form in str(caught.value)
