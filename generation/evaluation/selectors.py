@@ -5,14 +5,15 @@ that use them stay flat as results accumulate."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.urls import reverse
 
-from generation.models import Collection, EvaluationItem, EvaluationRun, Example
+from generation.evaluation.services import EvaluationError
+from generation.models import Collection, EvaluationItem, EvaluationRun, Example, RunScorer, Scorer
 
 # The overview table's sorts: a whitelist, so a query string never reaches order_by unchecked.
 RUN_SORTS = {
@@ -96,9 +97,10 @@ def run_filter_options() -> dict[str, list]:
 def latest_per_series(runs: list[EvaluationRun]) -> list[EvaluationRun]:
     """One run per (dataset, model spec, prompt format): the one finished last. Reruns of the same
     configuration would otherwise draw several points on one row of the chart."""
-    latest: dict[tuple[int, str, str], EvaluationRun] = {}
+    latest: dict[tuple[int, str, str, str], EvaluationRun] = {}
     for run in runs:
-        key = (run.dataset_id, run.model_spec, run.prompt_format)
+        # A run of another scorer is another series, not a rerun (runs_scorer_check).
+        key = (run.dataset_id, run.model_spec, run.prompt_format, run.scorer)
         current = latest.get(key)
         if current is None or _finished(run) > _finished(current):
             latest[key] = run
@@ -122,10 +124,11 @@ def run_item_list(*, run: EvaluationRun, only_mismatches: bool = False) -> Query
 
 
 def run_compare_candidates(*, run: EvaluationRun) -> list[EvaluationRun]:
-    """Other succeeded runs on the same dataset, latest first (a page offers them to compare with)."""
+    """Other succeeded runs on the same dataset and of the same scorer (runs_scorer_check), latest
+    first (a page offers them to compare with)."""
     return list(
         EvaluationRun.objects.succeeded()
-        .filter(dataset_id=run.dataset_id)
+        .filter(dataset_id=run.dataset_id, scorer=run.scorer)
         .exclude(pk=run.pk)
         .order_by("-created_at", "-id")[:100]
     )
@@ -142,11 +145,12 @@ def run_item_records(*, run: EvaluationRun, chunk_size: int = 2000) -> Iterator[
             "predicted_index",
             "matches_behavior",
             "p_match",
+            "scorer",
             "details",
         )
         .iterator(chunk_size=chunk_size)
     )
-    for position, choices, logprobs, predicted_index, matches, p_match, details in rows:
+    for position, choices, logprobs, predicted_index, matches, p_match, scorer, details in rows:
         row = {
             "index": position,
             "choices": list(choices),
@@ -154,6 +158,7 @@ def run_item_records(*, run: EvaluationRun, chunk_size: int = 2000) -> Iterator[
             "predicted": choices[predicted_index],
             "matches_behavior": matches,
             "p_match": p_match,
+            "scorer": scorer,
         }
         if details:
             row["details"] = details
@@ -203,6 +208,56 @@ def run_item_points(*, run: EvaluationRun) -> list[ItemPoint]:
 def _example_url(slug: str, position: int) -> str:
     # reverse() per item, not example.get_absolute_url(), which would fetch the dataset again.
     return reverse("generation:example-detail", kwargs={"slug": slug, "position": position})
+
+
+# ----------------------------------------------------------------------------- scorers
+
+# The item scorers each run scorer writes: the answer scorer reads each item from the top log-probs, or
+# parses the reply where there are none, item by item; both are its figures.
+ITEM_SCORERS = {
+    RunScorer.LOGPROBS: {Scorer.LOGPROBS},
+    RunScorer.ANSWER: {Scorer.TOP_LOGPROBS, Scorer.PARSED},
+}
+
+
+class MixedScorers(EvaluationError):
+    """Runs (or items) scored in different ways, whose figures must not be set side by side."""
+
+
+def runs_scorer_check(*, runs: Sequence[EvaluationRun], items: bool = True) -> None:
+    """Refuses, with MixedScorers (an EvaluationError) saying which run is which, runs that were not all
+    scored the same way: the paper's log-prob of each answer and a model's stated answer are different
+    measurements. With `items`, also refuses a run holding items of another scorer than its own, in one
+    query (a caller that reads the items anyway checks them with item_scorer_check instead). Every
+    comparison of runs (the compare page, suites' tables and trends) calls it before computing figures."""
+    kinds = {run.scorer for run in runs}
+    if len(kinds) > 1:
+        listed = ", ".join(f"run #{run.pk} {run.get_scorer_display().lower()}" for run in runs)
+        raise MixedScorers(
+            f"they were scored in different ways ({listed}); the figures of different scorers are not "
+            "comparable, so compare runs of one scorer"
+        )
+    if not items:
+        return
+    by_id = {run.pk: run for run in runs}
+    rows = EvaluationItem.objects.filter(run_id__in=list(by_id)).values_list("run_id", "scorer").distinct()
+    for run_id, item_scorer in rows:
+        item_scorer_check(run=by_id[run_id], item_scorer=item_scorer)
+
+
+def item_scorer_check(*, run: EvaluationRun, item_scorer: str) -> None:
+    """Refuses (MixedScorers) an item of a run that its run's scorer does not write."""
+    if item_scorer not in ITEM_SCORERS.get(run.scorer, set()):
+        raise MixedScorers(
+            f"run #{run.pk} ({run.get_scorer_display().lower()}) holds items scored by {item_scorer}; "
+            "its figures mix scorers"
+        )
+
+
+def run_item_scorer_counts(*, run: EvaluationRun) -> dict[str, int]:
+    """How many of a run's stored items each item scorer read (answer runs: top-logprobs, parsed)."""
+    rows = run.items.values_list("scorer").annotate(n=Count("id")).order_by("scorer")
+    return dict(rows)
 
 
 # ----------------------------------------------------------------------------- comparing two runs
@@ -275,22 +330,27 @@ class DifferentDatasets(ValueError):
 
 
 def run_comparison(*, run_a: EvaluationRun, run_b: EvaluationRun) -> Comparison:
-    """The items both runs scored, side by side, in three queries whatever their size."""
+    """The items both runs scored, side by side, in three queries whatever their size; runs (or items) of
+    different scorers are refused (MixedScorers)."""
     if run_a.dataset_id != run_b.dataset_id:
         raise DifferentDatasets(
             f"run #{run_a.pk} is on '{run_a.dataset.slug}' and run #{run_b.pk} on '{run_b.dataset.slug}'; "
             "only runs on the same dataset can be compared item by item"
         )
-    fields = ("example_id", "choices", "predicted_index", "matches_behavior", "p_match")
+    runs_scorer_check(runs=[run_a, run_b], items=False)
+    fields = ("example_id", "choices", "predicted_index", "matches_behavior", "p_match", "scorer")
     items_a = {row[0]: row for row in run_a.items.values_list(*fields)}
     items_b = {row[0]: row for row in run_b.items.values_list(*fields)}
+    for run, rows in ((run_a, items_a), (run_b, items_b)):
+        for item_scorer in {row[-1] for row in rows.values()}:
+            item_scorer_check(run=run, item_scorer=item_scorer)
     common = items_a.keys() & items_b.keys()
     examples = _examples_for_points().in_bulk(list(common))
     slug = run_a.dataset.slug
     pairs = []
     for example_id in common:
-        _, choices_a, predicted_a, matches_a, p_a = items_a[example_id]
-        _, choices_b, predicted_b, matches_b, p_b = items_b[example_id]
+        _, choices_a, predicted_a, matches_a, p_a, _ = items_a[example_id]
+        _, choices_b, predicted_b, matches_b, p_b, _ = items_b[example_id]
         example = examples[example_id]
         pairs.append(
             PairedItem(

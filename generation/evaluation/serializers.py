@@ -32,7 +32,9 @@ class EvaluationRunSerializer(serializers.ModelSerializer):
         read_only=True,
         help_text="The task's figures by name; Winogender: pearson_r, ci_low, ci_high, n (over sentences), "
         "r_occupations, ci_low_occupations, ci_high_occupations, n_occupations (over occupation means), "
-        "left_out_no_bls. The 95% intervals use the Fisher transformation.",
+        "left_out_no_bls. The 95% intervals use the Fisher transformation. Runs of the answer scorer: "
+        "unanswered, {count, replies: [{index, reply}]}, the items whose reply named no choice (not stored "
+        "as items, not counted in the share).",
     )
     error = StaffOnlyErrorField()
     url = serializers.HyperlinkedIdentityField(view_name="api-evaluation-run-detail")
@@ -53,6 +55,7 @@ class EvaluationRunSerializer(serializers.ModelSerializer):
             "model_info",
             "prompt_format",
             "task",
+            "scorer",
             "format_fingerprint",
             "data_fingerprint",
             "limit",
@@ -89,7 +92,13 @@ class EvaluationItemSerializer(serializers.ModelSerializer):
     position = serializers.IntegerField(source="example.position", read_only=True)
     text = serializers.CharField(source="example.text", read_only=True)
     choices = serializers.ListField(child=serializers.CharField(), read_only=True)
-    logprobs = serializers.ListField(child=serializers.FloatField(), read_only=True)
+    logprobs = serializers.ListField(
+        child=serializers.FloatField(allow_null=True),
+        read_only=True,
+        help_text="Per choice: log p(answer | prompt) (scorer logprobs), or the log of the probability "
+        "renormalised over the choices (top-logprobs; 0 for a parsed answer's choice); null where that "
+        "probability is 0.",
+    )
     predicted = serializers.CharField(read_only=True)
     example_url = serializers.SerializerMethodField()
     details = serializers.JSONField(
@@ -110,6 +119,7 @@ class EvaluationItemSerializer(serializers.ModelSerializer):
             "predicted",
             "matches_behavior",
             "p_match",
+            "scorer",
             "details",
             "example_url",
         ]

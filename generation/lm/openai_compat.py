@@ -46,6 +46,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from generation.lm.base import (
+    AnswerScore,
     ChoiceScore,
     LanguageModel,
     LMError,
@@ -53,7 +54,10 @@ from generation.lm.base import (
     ModelSpecError,
     ProgressCallback,
     SamplingParams,
+    answer_keys,
+    answer_score,
     cut_at_stop,
+    first_answer_token,
     split_whitespace,
 )
 from generation.lm.specs import ModelSpec, openai_spec_check, parse_model_spec
@@ -78,6 +82,10 @@ GREEDY_SLACK = 1e-6
 # Large enough that the biased token wins greedy sampling whatever the logits (they stay within about
 # +-100 for the models in use), small enough to stay finite in float32 arithmetic.
 FORCE_BIAS = 1000.0
+# The answer scorer's request: enough tokens for "The answer is (A)." when the first token carries no
+# option and the reply must be parsed; 20 alternatives, the most OpenAI's API and vLLM's default give.
+ANSWER_MAX_TOKENS = 16
+TOP_LOGPROBS_ASKED = 20
 
 
 class ServerError(LMError):
@@ -248,6 +256,8 @@ class OpenAICompatibleModel(LanguageModel):
         self._context_tokens: dict[str, list[int]] = {}
         self._n_honoured: bool | None = None
         self._chat_tokenizer: Any = None
+        # False once the server refused log-probs on /chat/completions: the answer scorer then parses.
+        self._chat_logprobs: bool | None = None
         self.info = self._model_info()
 
     # ------------------------------------------------------------------------- HTTP
@@ -379,13 +389,17 @@ class OpenAICompatibleModel(LanguageModel):
                 )
         versions = {"python": platform.python_version(), "requests": requests.__version__}
         versions.update(self._server_versions())
+        # A server's weights cannot be counted from here: its family, training, size (parameters_source
+        # "spec") and steps are what the spec declares, and absent when it declares none.
+        from generation.lm.specs import declared_details
+
         return ModelInfo(
             spec=self.spec.raw,
             backend="openai",
             name=self.spec.model,
             fingerprint=self.fingerprint(entry=entry, model=self.spec.model),
             versions=versions,
-            details=details,
+            details={**details, **declared_details(spec=self.spec)},
         )
 
     @staticmethod
@@ -816,6 +830,75 @@ class OpenAICompatibleModel(LanguageModel):
             texts.append(cut_at_stop(text=text, stop=params.stop))
         return texts
 
+    # ------------------------------------------------------------------------- the answer scorer
+
+    def answer_distribution(
+        self,
+        requests: Sequence[tuple[str, Sequence[str]]],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> list[AnswerScore]:
+        """Each message as one user turn on /chat/completions (the server applies the model's chat
+        template), greedy, with the top log-probs of the reply's tokens; whatever the spec's chat option
+        (which is about generation). A server that refuses log-probs there is asked again without them and
+        its replies are parsed (generation.lm.base.answer_score)."""
+        # Every request is checked before the first is sent: an ambiguous item fails the call at once.
+        keyed = []
+        for index, (message, choices) in enumerate(requests):
+            if not message.strip():
+                raise LMError(f"request {index} of the answer scorer has an empty message")
+            keyed.append((message, answer_keys(choices)))
+
+        def done(index: int, result: AnswerScore) -> None:
+            if progress is not None:
+                progress(1)
+
+        tasks = [
+            (lambda message=message, keys=keys: self._answer_one(message=message, keys=keys))
+            for message, keys in keyed
+        ]
+        return self._run_all(tasks=tasks, done=done)
+
+    def _answer_one(self, *, message: str, keys: Sequence[str]) -> AnswerScore:
+        body: dict[str, Any] = {
+            "model": self.spec.model,
+            "messages": [{"role": "user", "content": message}],
+            "max_tokens": ANSWER_MAX_TOKENS,
+            "temperature": 0,
+        }
+        with self._lock:
+            ask_logprobs = self._chat_logprobs is not False
+        answer = None
+        if ask_logprobs:
+            try:
+                answer = self._post(
+                    path="/chat/completions",
+                    body={**body, "logprobs": True, "top_logprobs": TOP_LOGPROBS_ASKED},
+                    permanent=UNSUPPORTED_SCORING,
+                )
+            except ServerError as exc:
+                # llama-cpp-python without logits_all answers HTTP 500 "logprobs is not supported"; some
+                # gateways refuse the parameter with a 400. Either way the reply can still be parsed.
+                if (
+                    exc.status is None
+                    or exc.status == 429
+                    or not UNSUPPORTED_SCORING.search(exc.server_message)
+                ):
+                    raise
+                with self._lock:
+                    self._chat_logprobs = False
+        if answer is None:
+            answer = self._post(path="/chat/completions", body=body)
+        choices = answer.get("choices") if isinstance(answer, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise LMError(f"{self.spec.raw}: /chat/completions answered without choices: {str(answer)[:300]}")
+        choice = min((c for c in choices if isinstance(c, dict)), key=lambda c: c.get("index", 0))
+        content = (choice.get("message") or {}).get("content")
+        reply = content if isinstance(content, str) else ""
+        tokens, tops = _reply_logprobs(choice.get("logprobs"))
+        position = first_answer_token(tokens)
+        return answer_score(reply=reply, top=tops[position] if position is not None else None, keys=keys)
+
     # ------------------------------------------------------------------------- chat
 
     def chat_prompt(self, user_message: str) -> str:
@@ -843,19 +926,48 @@ class OpenAICompatibleModel(LanguageModel):
         self._session.close()
 
 
+def _reply_logprobs(logprobs: Any) -> tuple[list[str], list[list[tuple[str, float]]]]:
+    """A chat reply's tokens and each one's top log-probs: OpenAI's chat shape (`content`: a list of
+    {token, logprob, top_logprobs: [{token, logprob}]}) or the completions shape some servers give on chat
+    too (`tokens`, `top_logprobs`: [{token: logprob}]). Empty lists when the server gave none (it ignored
+    the parameter), so the reply is parsed."""
+    if not isinstance(logprobs, dict):
+        return [], []
+    content = logprobs.get("content")
+    if isinstance(content, list):
+        tokens: list[str] = []
+        tops: list[list[tuple[str, float]]] = []
+        for entry in content:
+            if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
+                break
+            alternatives = entry.get("top_logprobs")
+            tokens.append(entry["token"])
+            tops.append(
+                [(a.get("token"), a.get("logprob")) for a in alternatives if isinstance(a, dict)]
+                if isinstance(alternatives, list)
+                else []
+            )
+        return tokens, tops
+    tokens_field, top_field = logprobs.get("tokens"), logprobs.get("top_logprobs")
+    if isinstance(tokens_field, list) and isinstance(top_field, list) and len(top_field) == len(tokens_field):
+        return [str(t) for t in tokens_field], [
+            list(t.items()) if isinstance(t, dict) else [] for t in top_field
+        ]
+    return [], []
+
+
 def load_local_tokenizer(*, spec: str) -> Any:
     """The transformers tokenizer of a local model spec, without its weights. Imported here, on first
     use, so that generation through a server never pays for importing transformers."""
     from transformers import AutoTokenizer
 
-    from generation.lm.local import SMOLLM2_GGUF, SMOLLM2_PACKAGE, package_dir
-    from generation.lm.specs import EMBEDDED_DEFAULT
+    from generation.lm.local import embedded_source
+    from generation.lm.specs import EMBEDDED_MODELS
 
     parsed = parse_model_spec(spec)
     kwargs: dict[str, Any] = {}
-    if parsed.target == EMBEDDED_DEFAULT:
-        source: Any = package_dir(SMOLLM2_PACKAGE)
-        kwargs["gguf_file"] = SMOLLM2_GGUF
+    if parsed.target in EMBEDDED_MODELS:
+        source, kwargs["gguf_file"] = embedded_source(name=parsed.target)
     else:
         source = parsed.target
         if "gguf_file" in parsed.options:
