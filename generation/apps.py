@@ -15,7 +15,7 @@ class GenerationConfig(AppConfig):
         import generation.jobs.tasks  # noqa: F401
         import mwe_site.throttling  # noqa: F401
         from generation.catalog.jobs import import_job_cleanup, import_job_run
-        from generation.evaluation.jobs import evaluation_job_run
+        from generation.evaluation.jobs import evaluation_job_run, suite_job_run
         from generation.jobs.services import job_handler_register
         from generation.models import Job
         from generation.pipeline.jobs import generation_job_run
@@ -24,4 +24,5 @@ class GenerationConfig(AppConfig):
         # part that owns the work, so that the job machinery imports none of them.
         job_handler_register(kind=Job.Kind.IMPORT, handler=import_job_run, cleanup=import_job_cleanup)
         job_handler_register(kind=Job.Kind.EVALUATE, handler=evaluation_job_run)
+        job_handler_register(kind=Job.Kind.SUITE, handler=suite_job_run)
         job_handler_register(kind=Job.Kind.GENERATE, handler=generation_job_run)

@@ -1,16 +1,26 @@
 """Evaluation jobs: a run created by the evaluation form or API, scored by the job worker
-(evaluation_job_run, registered by generation.apps)."""
+(evaluation_job_run), and a suite of runs (suite_job_run); both registered by generation.apps."""
 
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 
 from generation.evaluation.services import EvaluationError
+from generation.evaluation.suites import SuiteCancelled, SuiteProgress, suite_execute
 from generation.evaluation.winogender import evaluation_run_execute_any, summary_line
-from generation.jobs.services import job_create_for_run, job_fail, job_finish, job_progress
+from generation.jobs.selectors import job_cancel_requested
+from generation.jobs.services import (
+    job_cancelled,
+    job_create,
+    job_create_for_run,
+    job_fail,
+    job_finish,
+    job_progress,
+)
 from generation.jobs.worker_models import worker_model
 from generation.lm import LMError
-from generation.models import EvaluationRun, Job
+from generation.models import EvaluationRun, EvaluationSuite, Job
 
 
 def evaluation_job_create(*, run: EvaluationRun, created_by: AbstractBaseUser | None) -> Job:
@@ -37,3 +47,46 @@ def evaluation_job_run(job: Job) -> None:
         result = {"run": run.pk, "percent_matching": run.percent_matching, "items": run.item_count}
         message = f"{run.percent_matching:.1f}% matching behavior on {run.item_count} items"
     job_finish(job=job, result=result, message=message)
+
+
+# ----------------------------------------------------------------------------- suites
+
+
+def suite_job_create(*, suite: EvaluationSuite, created_by: AbstractBaseUser | None) -> Job:
+    """Queues the job that runs a suite, and links the suite to it, in one transaction."""
+    with transaction.atomic():
+        job = job_create(kind=Job.Kind.SUITE, params={"suite_id": suite.pk}, created_by=created_by)
+        suite.job = job
+        suite.save(update_fields=["job"])
+    return job
+
+
+def suite_job_run(job: Job) -> None:
+    """Runs a suite on this worker: its models through worker_model (kept loaded between jobs), the
+    progress over all items of all models on the job, a cancel honoured between chunks."""
+    suite = EvaluationSuite.objects.get(pk=job.params["suite_id"])
+
+    def progress(state: SuiteProgress) -> None:
+        job_progress(job=job, done=state.done, total=state.total, message=state.message)
+
+    try:
+        suite_execute(
+            suite=suite,
+            load_model=worker_model,
+            progress=progress,
+            should_cancel=lambda: job_cancel_requested(job=job),
+        )
+    except SuiteCancelled:
+        job_cancelled(job=job)
+        return
+    runs = suite.runs.count()
+    result = {"suite": suite.pk, "runs": runs, "items": suite.item_count}
+    if suite.status == EvaluationSuite.Status.FAILED:
+        job_fail(job=job, error=suite.error, result=result)
+        return
+    job_finish(
+        job=job,
+        result=result,
+        message=f"{len(suite.model_specs)} models on {runs // len(suite.model_specs)} datasets: "
+        f"{suite.item_count:,} items scored",
+    )

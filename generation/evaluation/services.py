@@ -61,7 +61,7 @@ class EvalItem:
 @dataclass(frozen=True)
 class ItemResult:
     item: EvalItem
-    logprobs: tuple[float, ...]
+    logprobs: tuple[float | None, ...]  # None: a choice the answer scorer saw no probability for
     predicted_index: int
     p_match: float
     # How the answer was read (generation.models.Scorer); the paper's way unless a run asks otherwise.
@@ -275,17 +275,22 @@ def evaluation_run_create(
     limit: int | None,
     seed: int = 0,
     created_by: AbstractBaseUser | None = None,
+    scorer: str = "logprobs",
 ) -> EvaluationRun:
     """Checks everything that can be checked without a model, then records a queued run."""
+    from generation.evaluation.scorers import scorer_run_check
     from generation.lm import parse_model_spec
 
-    parse_model_spec(model_spec)  # raises ModelSpecError with the reason
+    spec = parse_model_spec(model_spec)  # raises ModelSpecError with the reason
     if prompt_format not in PromptFormat.values:
         raise EvaluationError(f"unknown prompt format {prompt_format!r}; use plain, paper or chat")
+    scorer_run_check(scorer=scorer, prompt_format=prompt_format, backend=spec.backend)
     if limit is not None and limit < 1:
         raise EvaluationError("the sample size must be at least 1")
     task = evaluation_task_for(dataset)
     if task == EvaluationTask.WINOGENDER:
+        if scorer != "logprobs":
+            raise EvaluationError("Winogender runs compare pronoun log-probs: use the logprobs scorer")
         # Scored by generation.evaluation.winogender, which leaves out sentences without a BLS figure.
         if not dataset.examples.exists():
             raise EvaluationError(f"'{dataset.slug}' has no sentences to score")
@@ -299,6 +304,7 @@ def evaluation_run_create(
         limit=limit,
         seed=seed,
         created_by=created_by,
+        scorer=scorer,
     )
 
 
@@ -336,29 +342,51 @@ def evaluation_run_execute(
         run.error = f"'{dataset.slug}' has no items with an answer to score"
         run.save(update_fields=["status", "error"])
         raise EvaluationError(run.error)
-    template = format_template(
-        prompt_format=run.prompt_format, model=model, answer_prefix=dataset.answer_prefix
-    )
-    return evaluation_run_score(
+    from generation.evaluation import scorers
+
+    if run.scorer == scorers.RunScorer.ANSWER:
+        # Each question goes as a chat message of its own (scorers.answer_prompt): no completion prompt.
+        template = scorers.ANSWER_TEMPLATE
+    else:
+        template = format_template(
+            prompt_format=run.prompt_format, model=model, answer_prefix=dataset.answer_prefix
+        )
+    # The answer scorer's items whose reply names no choice are not stored; a resumed run asks them
+    # again, so this session's list is the run's.
+    unanswered: list[scorers.Unanswered] = []
+
+    def score(chunk: Sequence[EvalItem], tick: Callable[[int], None]) -> list[ItemResult]:
+        scored = scorers.score_items_by(
+            scorer=run.scorer, model=model, items=chunk, template=template, progress=tick
+        )
+        unanswered.extend(scored.unanswered)
+        return scored.results
+
+    def store_figures(run: EvaluationRun) -> None:
+        _store_summary(run)
+        if run.scorer == scorers.RunScorer.ANSWER:
+            run.results = {**run.results, "unanswered": scorers.unanswered_record(unanswered=unanswered)}
+
+    run = evaluation_run_score(
         run=run,
         model=model,
         items=items,
         template=template,
         items_fingerprint=data_fingerprint(items),
-        score=lambda chunk, tick: score_items(model=model, items=chunk, template=template, progress=tick),
-        item_row=lambda r: EvaluationItem(
-            run=run,
-            example_id=r.item.example_id,
-            choices=list(r.item.choices),
-            logprobs=list(r.logprobs),
-            predicted_index=r.predicted_index,
-            matches_behavior=r.matches_behavior,
-            p_match=r.p_match,
-            scorer=r.scorer,
-        ),
-        store_figures=_store_summary,
+        score=score,
+        item_row=lambda r: evaluation_item_row(run=run, result=r),
+        store_figures=store_figures,
         progress=progress,
     )
+    if not run.item_count:
+        # Every reply was unanswered: a share of nothing is no result.
+        evaluation_run_fail(
+            run=run,
+            error=f"none of the {len(items)} items got a reply that names one answer choice; "
+            "the run's page shows some of the replies",
+        )
+        raise EvaluationError(run.error)
+    return run
 
 
 def evaluation_run_score(
@@ -377,18 +405,10 @@ def evaluation_run_score(
     the items not stored yet a chunk at a time (`score(chunk, tick)`; each result stored as
     `item_row(result)`), so that a run interrupted by a killed worker resumes where it stopped and the
     database refuses a second copy of an item; a model or scoring error marks the run failed; the
-    task's figures (`store_figures`) and the run's end are written in one transaction."""
-    run.model_name = model.info.name
-    run.model_fingerprint = model.info.fingerprint
-    run.model_info = model.info.as_dict()
-    run.format_fingerprint = format_fingerprint(prompt_format=run.prompt_format, template=template)
-    run.data_fingerprint = items_fingerprint
-    run.status = EvaluationRun.Status.RUNNING
-    run.error = ""
-    run.save()
-
-    done_ids = set(run.items.values_list("example_id", flat=True))
-    todo = [item for item in items if item.example_id not in done_ids]
+    task's figures (`store_figures`) and the run's end are written in one transaction. A suite
+    (generation.evaluation.suites) does the same through the same pieces, for many runs at once."""
+    evaluation_run_begin(run=run, model=model, template=template, items_fingerprint=items_fingerprint)
+    todo = evaluation_run_todo(run=run, items=items)
     done = len(items) - len(todo)
     if progress:
         progress(done, len(items))
@@ -412,15 +432,68 @@ def evaluation_run_score(
             if progress:
                 progress(done, len(items))
     except (LMError, EvaluationError) as exc:
-        run.status = EvaluationRun.Status.FAILED
-        run.error = str(exc)
-        run.save(update_fields=["status", "error"])
+        evaluation_run_fail(run=run, error=str(exc))
         raise
+    return evaluation_run_finish(
+        run=run, store_figures=store_figures, scored=len(todo), scoring_seconds=scoring_seconds
+    )
+
+
+def evaluation_run_begin(
+    *, run: EvaluationRun, model: LanguageModel, template: str, items_fingerprint: str
+) -> None:
+    """Records on a run about to be scored the model, the prompt and the data it is scored with,
+    and marks it running (a resumed run's earlier error is cleared)."""
+    run.model_name = model.info.name
+    run.model_fingerprint = model.info.fingerprint
+    run.model_info = model.info.as_dict()
+    run.format_fingerprint = format_fingerprint(prompt_format=run.prompt_format, template=template)
+    run.data_fingerprint = items_fingerprint
+    run.status = EvaluationRun.Status.RUNNING
+    run.error = ""
+    run.save()
+
+
+def evaluation_run_todo(*, run: EvaluationRun, items: Sequence[Any]) -> list[Any]:
+    """The run's items not stored yet (items carry their example_id): what a resumed run scores."""
+    done_ids = set(run.items.values_list("example_id", flat=True))
+    return [item for item in items if item.example_id not in done_ids]
+
+
+def evaluation_item_row(*, run: EvaluationRun, result: ItemResult) -> EvaluationItem:
+    """A behavior item's result as the row stored for it."""
+    return EvaluationItem(
+        run=run,
+        example_id=result.item.example_id,
+        choices=list(result.item.choices),
+        logprobs=list(result.logprobs),
+        predicted_index=result.predicted_index,
+        matches_behavior=result.matches_behavior,
+        p_match=result.p_match,
+        scorer=result.scorer,
+    )
+
+
+def evaluation_run_fail(*, run: EvaluationRun, error: str) -> None:
+    run.status = EvaluationRun.Status.FAILED
+    run.error = error
+    run.save(update_fields=["status", "error"])
+
+
+def evaluation_run_finish(
+    *,
+    run: EvaluationRun,
+    store_figures: Callable[[EvaluationRun], None],
+    scored: int,
+    scoring_seconds: float,
+) -> EvaluationRun:
+    """Writes a run's figures from its stored items and its end, in one transaction. `scored` items
+    took `scoring_seconds` in this session; a run resumed with nothing left keeps its earlier speed."""
     with transaction.atomic():
         store_figures(run)
-        if todo:
+        if scored:
             run.seconds = scoring_seconds
-            run.items_per_second = len(todo) / scoring_seconds if scoring_seconds > 0 else None
+            run.items_per_second = scored / scoring_seconds if scoring_seconds > 0 else None
         run.status = EvaluationRun.Status.SUCCEEDED
         run.finished_at = timezone.now()
         run.save()

@@ -18,11 +18,12 @@ from django.views.decorators.http import require_safe
 from django.views.generic import FormView, ListView, TemplateView
 
 from generation.evaluation import charts, selectors
-from generation.evaluation.forms import EvaluateForm
-from generation.evaluation.jobs import evaluation_job_create
+from generation.evaluation.forms import EvaluateForm, SuiteForm
+from generation.evaluation.jobs import evaluation_job_create, suite_job_create
 from generation.evaluation.services import EvaluationError, evaluation_run_create, evaluation_task_for
+from generation.evaluation.suites import suite_create, suite_datasets_select
 from generation.lm import ModelSpecError
-from generation.models import Dataset, EvaluationRun, EvaluationTask, PromptFormat
+from generation.models import Dataset, EvaluationRun, EvaluationTask, PromptFormat, RunScorer
 from mwe_site.pagination import LastPageOnOverflowMixin
 from mwe_site.permissions import StaffRequiredMixin
 from mwe_site.throttling import throttled
@@ -100,6 +101,7 @@ class EvaluateView(StaffRequiredMixin, FormView):
                     limit=data["limit"],
                     seed=data["seed"],
                     created_by=self.request.user,
+                    scorer=data["scorer"],
                 )
                 evaluation_job_create(run=run, created_by=self.request.user)
         except (EvaluationError, ModelSpecError) as exc:
@@ -173,6 +175,11 @@ class RunDetailView(LastPageOnOverflowMixin, ListView):
             winogender_figure=winogender_figure,
             winogender_runs=selectors.winogender_runs_on_dataset(run=run) if winogender else [],
             compare_candidates=selectors.run_compare_candidates(run=run) if not in_progress else [],
+            answer_scorer=run.scorer == RunScorer.ANSWER,
+            item_scorers=sorted(selectors.run_item_scorer_counts(run=run).items())
+            if run.scorer == RunScorer.ANSWER
+            else [],
+            unanswered=(run.results or {}).get("unanswered"),
         )
         return context
 
@@ -212,10 +219,15 @@ class RunListView(TemplateView):
         runs = list(selectors.run_list(sort=sort, **filters))
         # The chart is the share matching the behavior; a Winogender run's figure is its r, shown in
         # the table and on its page.
+        # Runs of the answer scorer are left out of it: one chart would set them beside the paper's
+        # log-prob scores as if they measured the same (selectors.runs_scorer_check).
+        series = selectors.latest_per_series(runs)
         charted = [
             r
-            for r in selectors.latest_per_series(runs)
-            if r.percent_matching is not None and r.task == EvaluationTask.BEHAVIOR
+            for r in series
+            if r.percent_matching is not None
+            and r.task == EvaluationTask.BEHAVIOR
+            and r.scorer == RunScorer.LOGPROBS
         ]
         base_query = _query_without(self.request, "sort", "page")
         context.update(
@@ -242,6 +254,7 @@ class RunListView(TemplateView):
             if charted
             else None,
             unfinished=selectors.run_list_unfinished(**filters),
+            answer_runs_not_charted=sum(r.scorer == RunScorer.ANSWER for r in series),
         )
         return context
 
@@ -274,8 +287,9 @@ def run_compare(request):
         raise Http404("No such evaluation run.")
     run_a, run_b = runs[id_a], runs[id_b]
     try:
+        # run_comparison refuses runs of different scorers (selectors.runs_scorer_check) too.
         comparison = selectors.run_comparison(run_a=run_a, run_b=run_b)
-    except selectors.DifferentDatasets as exc:
+    except (selectors.DifferentDatasets, selectors.MixedScorers) as exc:
         return _bad_compare(request, f"These runs cannot be compared: {exc}.")
     figure = (
         charts.comparison_figure(comparison.pairs, run_a=run_a, run_b=run_b) if comparison.pairs else None
@@ -291,3 +305,40 @@ def run_compare(request):
         "swap_url": reverse("generation:run-compare") + f"?a={run_b.pk}&b={run_a.pk}",
     }
     return render(request, "generation/run_compare.html", context)
+
+
+# ----------------------------------------------------------------------------- starting a suite
+
+
+class SuiteCreateView(StaffRequiredMixin, FormView):
+    """Several models on several datasets as one background job (generation.evaluation.suites); the
+    job's page shows its progress, and links to the suite's page."""
+
+    template_name = "generation/suite_form.html"
+    form_class = SuiteForm
+
+    def form_valid(self, form):
+        data = form.cleaned_data
+        try:
+            # One transaction: a suite is never left queued without the job that would run it, and
+            # the job is handed to Celery only once both are committed.
+            with transaction.atomic():
+                suite = suite_create(
+                    model_specs=data["model_specs"],
+                    datasets=suite_datasets_select(
+                        slugs=[dataset.slug for dataset in data["datasets"]],
+                        collections=[collection.slug for collection in data["collections"]],
+                        everything=data["all_datasets"],
+                    ),
+                    prompt_format=data["prompt_format"],
+                    scorer=data["scorer"],
+                    limit=data["limit"],
+                    seed=data["seed"],
+                    name=data["name"],
+                    created_by=self.request.user,
+                )
+                job = suite_job_create(suite=suite, created_by=self.request.user)
+        except EvaluationError as exc:
+            form.add_error(None, str(exc))
+            return self.form_invalid(form)
+        return redirect("generation:job-detail", pk=job.pk)

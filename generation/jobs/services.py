@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 # with an accelerator, or near the model servers, take it (`celery worker -Q models`), while imports
 # run anywhere.
 MODEL_QUEUE = "models"
-MODEL_JOB_KINDS = frozenset({Job.Kind.EVALUATE, Job.Kind.GENERATE, Job.Kind.EXPLORE})
+MODEL_JOB_KINDS = frozenset({Job.Kind.EVALUATE, Job.Kind.SUITE, Job.Kind.GENERATE, Job.Kind.EXPLORE})
 
 # A lost database connection (a restart, a failover, a dropped network link, a terminated backend)
 # is a transient failure: the same work succeeds once the database answers again.

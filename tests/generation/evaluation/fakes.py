@@ -6,17 +6,20 @@ from generation.lm import ChoiceScore, LanguageModel, LMError, ModelInfo
 class FakeModel(LanguageModel):
     """Scores each choice from a table keyed by (prompt, choice); records what it was asked."""
 
-    def __init__(self, table=None, *, fail_after=None, default=-5.0):
-        self.info = ModelInfo(spec="fake", backend="fake", name="fake", fingerprint="fake:1")
+    def __init__(self, table=None, *, fail_after=None, default=-5.0, name="fake"):
+        self.info = ModelInfo(spec=name, backend="fake", name=name, fingerprint=f"{name}:1")
         self.table = table or {}
         self.default = default
         self.fail_after = fail_after
         self.requests = []
+        self.calls = []  # the requests of each score_choices call, in order
+        self.closed = False
 
     def score_choices(self, requests, *, progress=None):
         if self.fail_after is not None and len(self.requests) + len(requests) > self.fail_after:
             raise LMError("server went away")
         self.requests.extend(requests)
+        self.calls.append(list(requests))
         out = []
         for context, choices in requests:
             out.append(
@@ -40,16 +43,22 @@ class FakeModel(LanguageModel):
     def chat_prompt(self, user_message):
         return f"<user>{user_message}</user><assistant>"
 
+    def close(self):
+        self.closed = True
+
 
 class FunctionModel(FakeModel):
     """Scores each choice with score(context, choice); records what it was asked."""
 
-    def __init__(self, score):
-        super().__init__()
+    def __init__(self, score, *, name="fake", fail_after=None):
+        super().__init__(name=name, fail_after=fail_after)
         self.score = score
 
     def score_choices(self, requests, *, progress=None):
+        if self.fail_after is not None and len(self.requests) + len(requests) > self.fail_after:
+            raise LMError("server went away")
         self.requests.extend(requests)
+        self.calls.append(list(requests))
         out = [
             [
                 ChoiceScore(
@@ -65,3 +74,19 @@ class FunctionModel(FakeModel):
         if progress:
             progress(len(requests))
         return out
+
+
+class FakeLoader:
+    """A stand-in for load_model: hands out the model (or raises the error) given for each spec, and
+    records every load."""
+
+    def __init__(self, models):
+        self.models = models
+        self.loads = []
+
+    def __call__(self, spec):
+        self.loads.append(spec)
+        model = self.models[spec]
+        if isinstance(model, Exception):
+            raise model
+        return model

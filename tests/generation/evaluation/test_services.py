@@ -279,7 +279,15 @@ def test_command_scores_a_jsonl_file_with_a_stratified_sample(command_model, eva
     assert sum(1 for r in rows if r["choices"][0] == " Yes") == 4
     assert [r["index"] for r in rows] != list(range(8))
     for row in rows:
-        assert set(row) == {"index", "choices", "logprobs", "predicted", "matches_behavior", "p_match"}
+        assert set(row) == {
+            "index",
+            "choices",
+            "logprobs",
+            "predicted",
+            "matches_behavior",
+            "p_match",
+            "scorer",
+        }
         assert row["matches_behavior"] == (row["predicted"] == row["choices"][0])
     matching = sum(r["matches_behavior"] for r in rows)
     assert f"matching behavior:  {matching}/8" in out.getvalue()

@@ -420,7 +420,15 @@ def test_items_download_has_the_evaluate_model_fields(client, dataset):
     rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
     assert [row["index"] for row in rows] == [0, 1, 2]
     for row in rows:
-        assert set(row) == {"index", "choices", "logprobs", "predicted", "matches_behavior", "p_match"}
+        assert set(row) == {
+            "index",
+            "choices",
+            "logprobs",
+            "predicted",
+            "matches_behavior",
+            "p_match",
+            "scorer",
+        }
     assert rows[0] == {
         "index": 0,
         "choices": [" Yes", " No"],
@@ -428,6 +436,7 @@ def test_items_download_has_the_evaluate_model_fields(client, dataset):
         "predicted": " Yes",
         "matches_behavior": True,
         "p_match": 0.73,
+        "scorer": "logprobs",
     }
     assert rows[1]["predicted"] == " No" and rows[1]["matches_behavior"] is False
 

@@ -147,7 +147,11 @@ def test_a_redelivered_finished_job_does_not_run_again():
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("kind", "params", "link"),
-    [("explore", {}, "/explore/"), ("generate", {"run_id": 5}, "/generations/5/")],
+    [
+        ("explore", {}, "/explore/"),
+        ("generate", {"run_id": 5}, "/generations/5/"),
+        ("suite", {"suite_id": 5}, "/evaluations/suites/5/"),
+    ],
 )
 def test_a_job_page_links_to_what_the_job_makes(staff_client, kind, params, link):
     job = Job.objects.create(kind=kind, params=params)
@@ -169,6 +173,7 @@ def test_model_work_is_sent_to_its_own_queue(monkeypatch, django_capture_on_comm
         [
             (created["import"].pk, "default"),
             (created["evaluate"].pk, "models"),
+            (created["suite"].pk, "models"),
             (created["generate"].pk, "models"),
             (created["explore"].pk, "models"),
         ]
