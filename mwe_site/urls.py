@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from generation.catalog import api as catalog_api
 from generation.evaluation import api as evaluation_api
+from generation.evaluation import suite_api, suite_figures_api
 from generation.pipeline import api as pipeline_api
 from mwe_site import admin_login
 from mwe_site.health import health
@@ -14,12 +15,19 @@ router.register("collections", catalog_api.CollectionViewSet, basename="api-coll
 router.register("datasets", catalog_api.DatasetViewSet, basename="api-dataset")
 router.register("examples", catalog_api.ExampleViewSet, basename="api-example")
 router.register("evaluation-runs", evaluation_api.EvaluationRunViewSet, basename="api-evaluation-run")
+router.register("evaluation-suites", suite_api.EvaluationSuiteViewSet, basename="api-evaluation-suite")
 router.register("generation-runs", pipeline_api.GenerationRunViewSet, basename="api-generation-run")
 
 # The annotation API comes first: it takes most of the requests under load, and Django tries the
 # patterns in order.
 urlpatterns = [
     path("api/", include("annotation.api_urls")),
+    # Its own path, before the router's: a suite's figures, whoever serves the suites themselves.
+    path(
+        "api/evaluation-suites/<int:pk>/figures/",
+        suite_figures_api.SuiteFiguresView.as_view(),
+        name="api-evaluation-suite-figures",
+    ),
     path("api/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script as a file, so the Content Security Policy
