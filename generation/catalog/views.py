@@ -12,6 +12,7 @@ from django.views.decorators.http import condition, require_safe
 from django.views.generic import DetailView, FormView, ListView, TemplateView
 
 from generation.catalog import selectors, services
+from generation.catalog.exports import archive
 from generation.catalog.forms import ImportForm
 from generation.catalog.jobs import import_job_create
 from generation.models import Collection, Dataset, Example
@@ -180,6 +181,60 @@ def dataset_download(request, slug: str) -> FileResponse:
     if zipped:
         response["Content-Encoding"] = "gzip"
     return response
+
+
+def _archive_scope(request, slug: str | None = None) -> archive.ArchiveScope | None:
+    # ETag, Last-Modified and the view all need the scope (one query); look it up once per request.
+    if not hasattr(request, "_archive_scope"):
+        collection = None
+        if slug is not None:
+            collection = Collection.objects.filter(slug=slug).first()
+        request._archive_scope = (
+            None if slug is not None and collection is None else archive.archive_scope(collection=collection)
+        )
+    scope = request._archive_scope
+    return scope if scope is not None and scope.datasets else None
+
+
+def _archive_etag(request, slug: str | None = None) -> str | None:
+    scope = _archive_scope(request, slug)
+    return f'"{scope.version}"' if scope else None
+
+
+def _archive_last_modified(request, slug: str | None = None):
+    scope = _archive_scope(request, slug)
+    return max(dataset.updated_at for dataset in scope.datasets) if scope else None
+
+
+def _archive_response(request, slug: str | None, filename: str) -> FileResponse:
+    scope = _archive_scope(request, slug)
+    if scope is None:
+        raise Http404("No datasets to download here.")
+    return FileResponse(
+        open(archive.archive_file(scope=scope), "rb"),  # noqa: SIM115  (FileResponse closes it)
+        as_attachment=True,
+        filename=filename,
+        content_type="application/zip",
+    )
+
+
+@require_safe
+@_cacheable
+@condition(etag_func=_archive_etag, last_modified_func=_archive_last_modified)
+@throttled("download")  # inside `condition`: revalidating a copy (a 304) does not count
+def collection_archive_download(request, slug: str) -> FileResponse:
+    """A collection's datasets as one zip of JSONL files in the released layout, written once per
+    version of its datasets (generation.catalog.exports.archive)."""
+    return _archive_response(request, slug, filename=f"{slug}.zip")
+
+
+@require_safe
+@_cacheable
+@condition(etag_func=_archive_etag, last_modified_func=_archive_last_modified)
+@throttled("download")
+def catalog_archive_download(request) -> FileResponse:
+    """Every dataset of the catalog as one zip in the released layout, like a collection's."""
+    return _archive_response(request, None, filename="model-written-evals-catalog.zip")
 
 
 class ExampleDetailView(DetailView):

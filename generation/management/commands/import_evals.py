@@ -3,6 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from generation.catalog import formats
+from generation.catalog.exports.parquet import parquet_file_paths, parquet_import
 from generation.catalog.formats import EvalsFormatError
 from generation.catalog.services import evals_import
 
@@ -11,7 +12,8 @@ class Command(BaseCommand):
     help = (
         "Import files in the format released with the paper (persona, advanced-ai-risk, sycophancy, "
         "winogenerated), detecting each file's format from its fields. Folders are searched for .jsonl "
-        "files. Every file is validated before anything is written."
+        "files, and for .parquet files (a Hugging Face datasets folder as export_dataset writes it). Every "
+        "file is validated before anything is written."
     )
 
     def add_arguments(self, parser):
@@ -36,20 +38,48 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        try:
-            results = evals_import(
-                paths=options["paths"],
-                slug=options["slug"],
-                collection_slug=options["collection"],
-                format_name=options["format"],
-                upstream_commit=options["upstream_commit"],
-                replace=options["replace"],
-                dry_run=options["dry_run"],
-                keep_going=options["keep_going"],
+        # Parquet files (or Hugging Face datasets folders of them, as export_dataset --format parquet
+        # writes) go through the same import as JSONL, as the files they were exported from.
+        parquet = parquet_file_paths(paths=options["paths"])
+        jsonl_paths = [
+            path
+            for path in options["paths"]
+            if (path.is_dir() and any(path.rglob("*.jsonl")))
+            or (not path.is_dir() and path.suffix != ".parquet")
+        ]
+        if parquet and (options["slug"] or options["format"] or options["collection"]):
+            raise CommandError(
+                "--slug, --collection and --format apply to JSONL; a Parquet file names its own"
             )
+        try:
+            results = []
+            if parquet:
+                results += parquet_import(
+                    paths=parquet,
+                    upstream_commit=options["upstream_commit"],
+                    replace=options["replace"],
+                    dry_run=options["dry_run"],
+                    keep_going=options["keep_going"],
+                )
+            if not parquet or jsonl_paths:
+                results += self._import_jsonl(jsonl_paths if parquet else options["paths"], options)
         except EvalsFormatError as exc:
             raise CommandError(str(exc)) from None
+        self._report(results, options)
 
+    def _import_jsonl(self, paths, options):
+        return evals_import(
+            paths=paths,
+            slug=options["slug"],
+            collection_slug=options["collection"],
+            format_name=options["format"],
+            upstream_commit=options["upstream_commit"],
+            replace=options["replace"],
+            dry_run=options["dry_run"],
+            keep_going=options["keep_going"],
+        )
+
+    def _report(self, results, options):
         counts: dict[str, int] = {}
         total_seconds = 0.0
         for result in results:
