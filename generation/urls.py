@@ -1,6 +1,7 @@
 from django.urls import path
 
 from generation.catalog import views
+from generation.evaluation import suite_views
 from generation.evaluation import views as evaluation_views
 from generation.jobs import views as job_views
 from generation.pipeline import views as generation_views
@@ -12,6 +13,12 @@ urlpatterns = [
     path("collections/<slug:slug>/", views.CollectionDetailView.as_view(), name="collection-detail"),
     path("datasets/<slug:slug>/", views.DatasetDetailView.as_view(), name="dataset-detail"),
     path("datasets/<slug:slug>/download.jsonl", views.dataset_download, name="dataset-download"),
+    path(
+        "collections/<slug:slug>/download.zip",
+        views.collection_archive_download,
+        name="collection-download",
+    ),
+    path("download/catalog.zip", views.catalog_archive_download, name="catalog-download"),
     path("import/", views.ImportView.as_view(), name="import"),
     path("jobs/<int:pk>/", job_views.JobDetailView.as_view(), name="job-detail"),
     path(
@@ -22,6 +29,16 @@ urlpatterns = [
     path("datasets/<slug:slug>/evaluate/", evaluation_views.EvaluateView.as_view(), name="evaluate"),
     path("evaluations/", evaluation_views.RunListView.as_view(), name="run-list"),
     path("evaluations/compare/", evaluation_views.run_compare, name="run-compare"),
+    # Suites: the staff's form first; the pages of results below (generation.evaluation.suite_views).
+    path("evaluations/suites/new/", evaluation_views.SuiteCreateView.as_view(), name="suite-create"),
+    path("evaluations/suites/", suite_views.suite_list, name="suite-list"),
+    path("evaluations/suites/<int:pk>/", suite_views.suite_detail, name="suite-detail"),
+    path("evaluations/suites/<int:pk>/compare/", suite_views.suite_compare, name="suite-compare"),
+    path(
+        "evaluations/suites/<int:pk>/datasets/<slug:slug>/",
+        suite_views.suite_dataset,
+        name="suite-dataset",
+    ),
     path("evaluations/<int:pk>/", evaluation_views.RunDetailView.as_view(), name="run-detail"),
     path("evaluations/<int:pk>/items.jsonl", evaluation_views.run_items_download, name="run-items-download"),
     path("generate/", generation_views.GenerateView.as_view(), name="generate"),

@@ -32,6 +32,7 @@ from annotation.services.leases import task_claim
 from annotation.services.projects import project_create
 from annotation.services.workers import worker_api_token
 from generation.catalog.services import dataset_refresh_stats
+from generation.evaluation.suites import suite_create
 from generation.models import Dataset, EvaluationRun, GenerationRun, Job
 from generation.pipeline.jobs import generation_job_create
 from tests.analysis.builders import rate
@@ -113,6 +114,13 @@ def world_build() -> World:
         for i, example in enumerate(w.examples):
             EvaluationItemFactory(run=run, example=example, matches_behavior=bool(i % 2))
     w.evaluation_item = w.run_a.items.first()
+    # Queued, as suite_create leaves it: its pages show progress; the compare page has no items yet.
+    w.suite = suite_create(
+        model_specs=["smollm2-135m", "hf:HuggingFaceTB/SmolLM2-360M-Instruct"],
+        datasets=[w.dataset],
+        name="authz",
+        created_by=w.researcher,
+    )
 
     w.generation_run = GenerationRunFactory(slug="authz-generating", created_by=w.researcher)
     w.job = generation_job_create(run=w.generation_run, created_by=w.researcher)
@@ -369,12 +377,41 @@ SITE_ROWS = [
         bodies={
             "POST": lambda w: Body({"model_spec": "smollm2-135m", "prompt_format": "paper", "seed": "0"})
         },
-        effect=lambda w: EvaluationRun.objects.exclude(pk__in=[w.run_a.pk, w.run_b.pk]).exists(),
+        effect=lambda w: (
+            EvaluationRun.objects.filter(suite=None).exclude(pk__in=[w.run_a.pk, w.run_b.pk]).exists()
+        ),
     ),
     Row("generation:run-list", PUBLIC_PAGE),
     Row("generation:run-compare", PUBLIC_FUNCTION, query=lambda w: {"a": w.run_a.pk, "b": w.run_b.pk}),
     Row("generation:run-detail", PUBLIC_PAGE, lambda w: {"pk": w.run_a.pk}),
     Row("generation:run-items-download", PUBLIC_FUNCTION, lambda w: {"pk": w.run_a.pk}),
+    Row("generation:suite-list", PUBLIC_PAGE),
+    Row(
+        "generation:suite-create",
+        {"GET": staff_only(OK), "POST": staff_only(to(lambda w: "/jobs/"))},
+        bodies={
+            "POST": lambda w: Body(
+                {
+                    "model_specs": "smollm2-135m",
+                    "datasets": [w.dataset.slug],
+                    "prompt_format": "paper",
+                    "scorer": "logprobs",
+                    "seed": "0",
+                }
+            )
+        },
+        effect=_job_of(Job.Kind.SUITE),
+    ),
+    Row("generation:suite-detail", PUBLIC_PAGE, lambda w: {"pk": w.suite.pk}),
+    Row("generation:suite-dataset", PUBLIC_PAGE, lambda w: {"pk": w.suite.pk, "slug": w.dataset.slug}),
+    Row(
+        "generation:suite-compare",
+        PUBLIC_FUNCTION,
+        lambda w: {"pk": w.suite.pk},
+        query=lambda w: {"a": 0, "b": 1},
+    ),
+    Row("generation:collection-download", PUBLIC_FUNCTION, lambda w: {"slug": w.collection.slug}),
+    Row("generation:catalog-download", PUBLIC_FUNCTION),
     Row(
         "generation:generate",
         {"GET": staff_only(OK), "POST": staff_only(to(lambda w: "/generations/"))},
@@ -614,6 +651,54 @@ API_ROWS += [
 ]
 
 
+# Suites (generation/evaluation/suite_api.py): everyone reads; only staff start one (201 with a valid
+# body); other writes are 403 without staff rights (the permission is checked first) and 405 for staff.
+SUITE_WRITE = cells(anonymous=FORBIDDEN, worker=FORBIDDEN, researcher=NOT_ALLOWED, worker_token=FORBIDDEN)
+SUITE_START = cells(anonymous=FORBIDDEN, worker=FORBIDDEN, researcher=CREATED, worker_token=FORBIDDEN)
+
+
+def _suite_body(w: World) -> Body:
+    return Body({"model_specs": ["smollm2-135m"], "datasets": [w.dataset.slug]}, "json")
+
+
+def _suite_started(w: World) -> bool:
+    from generation.models import EvaluationSuite
+
+    return EvaluationSuite.objects.exclude(pk=w.suite.pk).exists()
+
+
+API_ROWS += [
+    Row(
+        "api-evaluation-suite-list" + suffix,
+        {
+            "GET": everyone(OK, tokens=True),
+            "POST": SUITE_START,
+            "PUT": SUITE_WRITE,
+            "PATCH": SUITE_WRITE,
+            "DELETE": SUITE_WRITE,
+        },
+        bodies={"POST": _suite_body},
+        effect=_suite_started,
+    )
+    for suffix in ("", FORMAT)
+] + [
+    Row(
+        "api-evaluation-suite-detail" + suffix,
+        {"GET": everyone(OK, tokens=True), **{m: SUITE_WRITE for m in API_METHODS[1:]}},
+        lambda w: {"pk": w.suite.pk},
+    )
+    for suffix in ("", FORMAT)
+]
+# The suite's figures (generation/evaluation/suite_figures_api.py): read-only, for everyone.
+API_ROWS.append(
+    Row(
+        "api-evaluation-suite-figures",
+        {"GET": everyone(OK, tokens=True), **{m: CATALOG_WRITE for m in API_METHODS[1:]}},
+        lambda w: {"pk": w.suite.pk},
+    )
+)
+
+
 # ----------------------------------------------------------------------------- the Django admin
 
 
@@ -685,6 +770,7 @@ ADMIN_MODELS: dict[str, AdminModel] = {
     "generation.job": AdminModel(lambda w: w.job, None),
     "generation.evaluationrun": AdminModel(lambda w: w.run_a, None),
     "generation.evaluationitem": AdminModel(lambda w: w.evaluation_item, None),
+    "generation.evaluationsuite": AdminModel(lambda w: w.suite, None),
     "generation.generationrun": AdminModel(lambda w: w.generation_run, None),
     "generation.candidate": AdminModel(lambda w: w.candidate, None),
     "annotation.annotationproject": AdminModel(
