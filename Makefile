@@ -97,4 +97,5 @@ bench: setup $(BENCH_STAMP) postgres
 	$(PY) benchmarks/explorer.py
 	$(PY) benchmarks/eval_vs_lm_eval.py --bench-python $(BENCH_VENV)/bin/python
 	$(PY) benchmarks/exported_tasks.py --bench-python $(BENCH_VENV)/bin/python
+	$(PY) benchmarks/suite_vs_lm_eval.py --bench-python $(BENCH_VENV)/bin/python
 	$(PY) benchmarks/generation.py

@@ -308,7 +308,7 @@ def evaluation_run_create(
     )
 
 
-def _store_summary(run: EvaluationRun) -> None:
+def evaluation_run_summary_store(run: EvaluationRun) -> None:
     stored = run.items.aggregate(
         n=Count("id"), matching=Count("id", filter=Q(matches_behavior=True)), mean=Avg("p_match")
     )
@@ -363,7 +363,7 @@ def evaluation_run_execute(
         return scored.results
 
     def store_figures(run: EvaluationRun) -> None:
-        _store_summary(run)
+        evaluation_run_summary_store(run)
         if run.scorer == scorers.RunScorer.ANSWER:
             run.results = {**run.results, "unanswered": scorers.unanswered_record(unanswered=unanswered)}
 

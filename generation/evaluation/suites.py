@@ -30,12 +30,12 @@ from generation.evaluation.services import (
     CHUNK_ITEMS,
     EvalItem,
     EvaluationError,
-    _store_summary,
     data_fingerprint,
     evaluation_item_row,
     evaluation_run_begin,
     evaluation_run_fail,
     evaluation_run_finish,
+    evaluation_run_summary_store,
     evaluation_run_todo,
     evaluation_task_for,
     format_template,
@@ -411,7 +411,7 @@ class _Suite:
         """A behavior run's end, written as a single run writes it (evaluation_run_execute)."""
 
         def store_figures(run: EvaluationRun) -> None:
-            _store_summary(run)
+            evaluation_run_summary_store(run)
             if run.scorer == RunScorer.ANSWER:
                 run.results = {**run.results, "unanswered": scorers.unanswered_record(unanswered=unanswered)}
 
