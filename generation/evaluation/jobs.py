@@ -3,11 +3,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from generation.evaluation.services import EvaluationError
-from generation.evaluation.suites import SuiteCancelled, SuiteProgress, suite_execute
+from generation.evaluation.suites import (
+    SuiteCancelled,
+    SuiteProgress,
+    suite_create,
+    suite_datasets_select,
+    suite_execute,
+)
 from generation.evaluation.winogender import evaluation_run_execute_any, summary_line
 from generation.jobs.selectors import job_cancel_requested
 from generation.jobs.services import (
@@ -59,6 +67,40 @@ def suite_job_create(*, suite: EvaluationSuite, created_by: AbstractBaseUser | N
         suite.job = job
         suite.save(update_fields=["job"])
     return job
+
+
+def suite_start(
+    *,
+    model_specs: Sequence[str],
+    dataset_slugs: Sequence[str] = (),
+    collection_slugs: Sequence[str] = (),
+    all_datasets: bool = False,
+    prompt_format: str,
+    scorer: str,
+    limit: int | None,
+    seed: int,
+    name: str,
+    created_by: AbstractBaseUser | None,
+) -> tuple[EvaluationSuite, Job]:
+    """What the suite form and the API do: the datasets chosen, the suite and its runs recorded, and
+    its job queued, in one transaction, so that a suite is never left queued without the job that
+    would run it (the job reaches Celery only once both are committed). Raises EvaluationError with
+    the reason, having written nothing."""
+    with transaction.atomic():
+        suite = suite_create(
+            model_specs=model_specs,
+            datasets=suite_datasets_select(
+                slugs=dataset_slugs, collections=collection_slugs, everything=all_datasets
+            ),
+            prompt_format=prompt_format,
+            scorer=scorer,
+            limit=limit,
+            seed=seed,
+            name=name,
+            created_by=created_by,
+        )
+        job = suite_job_create(suite=suite, created_by=created_by)
+    return suite, job
 
 
 def suite_job_run(job: Job) -> None:

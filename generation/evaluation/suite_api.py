@@ -3,13 +3,12 @@ staff start one (POST), which queues the job that runs it, as the suite form doe
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.db.models import Count, Prefetch
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.response import Response
 
-from generation.evaluation.jobs import suite_job_create
+from generation.evaluation.jobs import suite_start
 from generation.evaluation.selectors import run_error_visible
 from generation.evaluation.serializers import StaffOnlyErrorField
 from generation.evaluation.services import EvaluationError
@@ -17,8 +16,6 @@ from generation.evaluation.suites import (
     MAX_SEED,
     MAX_SUITE_DATASETS,
     MAX_SUITE_MODELS,
-    suite_create,
-    suite_datasets_select,
 )
 from generation.models import EvaluationRun, EvaluationSuite, PromptFormat, RunScorer
 
@@ -179,22 +176,18 @@ class EvaluationSuiteViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelView
         given.is_valid(raise_exception=True)
         data = given.validated_data
         try:
-            with transaction.atomic():
-                suite = suite_create(
-                    model_specs=data["model_specs"],
-                    datasets=suite_datasets_select(
-                        slugs=data["datasets"],
-                        collections=data["collections"],
-                        everything=data["all_datasets"],
-                    ),
-                    prompt_format=data["prompt_format"],
-                    scorer=data["scorer"],
-                    limit=data["limit"],
-                    seed=data["seed"],
-                    name=data["name"],
-                    created_by=request.user,
-                )
-                suite_job_create(suite=suite, created_by=request.user)
+            suite, _ = suite_start(
+                model_specs=data["model_specs"],
+                dataset_slugs=data["datasets"],
+                collection_slugs=data["collections"],
+                all_datasets=data["all_datasets"],
+                prompt_format=data["prompt_format"],
+                scorer=data["scorer"],
+                limit=data["limit"],
+                seed=data["seed"],
+                name=data["name"],
+                created_by=request.user,
+            )
         except EvaluationError as exc:
             raise serializers.ValidationError({"detail": str(exc)}) from None
         suite = self.get_queryset().get(pk=suite.pk)

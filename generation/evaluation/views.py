@@ -19,9 +19,8 @@ from django.views.generic import FormView, ListView, TemplateView
 
 from generation.evaluation import charts, selectors
 from generation.evaluation.forms import EvaluateForm, SuiteForm
-from generation.evaluation.jobs import evaluation_job_create, suite_job_create
+from generation.evaluation.jobs import evaluation_job_create, suite_start
 from generation.evaluation.services import EvaluationError, evaluation_run_create, evaluation_task_for
-from generation.evaluation.suites import suite_create, suite_datasets_select
 from generation.lm import ModelSpecError
 from generation.models import Dataset, EvaluationRun, EvaluationTask, PromptFormat, RunScorer
 from mwe_site.pagination import LastPageOnOverflowMixin
@@ -320,24 +319,18 @@ class SuiteCreateView(StaffRequiredMixin, FormView):
     def form_valid(self, form):
         data = form.cleaned_data
         try:
-            # One transaction: a suite is never left queued without the job that would run it, and
-            # the job is handed to Celery only once both are committed.
-            with transaction.atomic():
-                suite = suite_create(
-                    model_specs=data["model_specs"],
-                    datasets=suite_datasets_select(
-                        slugs=[dataset.slug for dataset in data["datasets"]],
-                        collections=[collection.slug for collection in data["collections"]],
-                        everything=data["all_datasets"],
-                    ),
-                    prompt_format=data["prompt_format"],
-                    scorer=data["scorer"],
-                    limit=data["limit"],
-                    seed=data["seed"],
-                    name=data["name"],
-                    created_by=self.request.user,
-                )
-                job = suite_job_create(suite=suite, created_by=self.request.user)
+            _, job = suite_start(
+                model_specs=data["model_specs"],
+                dataset_slugs=[dataset.slug for dataset in data["datasets"]],
+                collection_slugs=[collection.slug for collection in data["collections"]],
+                all_datasets=data["all_datasets"],
+                prompt_format=data["prompt_format"],
+                scorer=data["scorer"],
+                limit=data["limit"],
+                seed=data["seed"],
+                name=data["name"],
+                created_by=self.request.user,
+            )
         except EvaluationError as exc:
             form.add_error(None, str(exc))
             return self.form_invalid(form)
