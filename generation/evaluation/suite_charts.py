@@ -182,16 +182,23 @@ def size_plot(*, results: SuiteResults, dataset_id: int, trend: TrendReport) -> 
     if not series:
         return None
     figure = go.Figure()
-    for position, (name, members) in enumerate(sorted(series.items())):
+    for name, members in sorted(series.items()):
         members.sort(key=lambda mc: mc[0].parameters)
+        # Each model keeps the colour and symbol it has in the dot plot; a series' line takes the
+        # colour of its first model in the suite's list.
+        line_color = COLORS[min(m.index for m, _ in members) % len(COLORS)]
         figure.add_trace(
             go.Scatter(
                 x=[m.parameters for m, _ in members],
                 y=[c.percent for _, c in members],
                 mode="lines+markers",
                 name=safe(name),
-                marker={"size": 10, "color": COLORS[position % len(COLORS)]},
-                line={"color": COLORS[position % len(COLORS)], "width": 1.5},
+                marker={
+                    "size": 10,
+                    "color": [COLORS[m.index % len(COLORS)] for m, _ in members],
+                    "symbol": [SYMBOLS[m.index % len(SYMBOLS)] for m, _ in members],
+                },
+                line={"color": line_color, "width": 1.5},
                 error_y={
                     "type": "data",
                     "symmetric": False,

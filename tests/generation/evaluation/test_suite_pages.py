@@ -127,6 +127,18 @@ def test_the_dataset_page_draws_the_size_plot_and_states_the_test(client, suite)
     assert "60 items" in html
 
 
+def test_a_model_keeps_its_colour_and_symbol_from_the_dot_plot_to_the_size_plot(client, suite):
+    suite_page = client.get(suite.get_absolute_url()).content.decode()
+    dataset_url = reverse("generation:suite-dataset", kwargs={"pk": suite.pk, "slug": "power"})
+    dots = figure_json(suite_page, "figure-suite")["data"]
+    [line, _fit] = figure_json(client.get(dataset_url).content.decode(), "figure-size")["data"]
+    # One dot-plot trace per model in the suite's order; the plans' sizes rise in that order too.
+    assert list(zip(line["marker"]["color"], line["marker"]["symbol"], strict=True)) == [
+        (trace["marker"]["color"], trace["marker"]["symbol"]) for trace in dots[: len(plans())]
+    ]
+    assert len(set(line["marker"]["color"])) == len(plans())
+
+
 def test_the_dataset_page_says_when_a_size_is_unknown(client):
     ds = persona_dataset(slug="power", n=20)
     suite = suite_build(datasets=[ds], models=[SuiteModelPlan(spec="hf:test/old", matches=by_share(0.5))])
