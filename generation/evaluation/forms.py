@@ -99,7 +99,7 @@ class SuiteForm(forms.Form):
         initial=RunScorer.LOGPROBS,
         help_text=(
             "'logprobs' is the paper's. 'answer' asks each model for its answer, for servers without "
-            "prompt log-probs (openai: specs, plain prompt format only)."
+            "prompt log-probs (plain prompt format only; the model's chat template is applied)."
         ),
     )
     limit = forms.IntegerField(

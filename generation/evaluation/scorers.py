@@ -63,21 +63,16 @@ class Scored(NamedTuple):
     unanswered: list[Unanswered]
 
 
-def scorer_run_check(*, scorer: str, prompt_format: str, backend: str) -> None:
+def scorer_run_check(*, scorer: str, prompt_format: str) -> None:
     """What can be checked of a run's scorer before any model is loaded (EvaluationError otherwise)."""
     if scorer not in RunScorer.values:
         raise EvaluationError(f"unknown scorer {scorer!r}; use {' or '.join(RunScorer.values)}")
     if scorer != RunScorer.ANSWER:
         return
-    if backend != "openai":
-        raise EvaluationError(
-            "the answer scorer asks a chat endpoint for the answer, for servers without prompt log-probs; "
-            "give an openai:<url>#<model> spec, or score this model with the logprobs scorer (the paper's)"
-        )
     if prompt_format != PromptFormat.PLAIN:
         raise EvaluationError(
-            "the answer scorer sends each question as a chat message, to which the server applies the "
-            "model's own chat template; choose the plain prompt format with it"
+            "the answer scorer sends each question as a chat message, in the model's own chat template "
+            "(applied by the server, or here for a local model); choose the plain prompt format with it"
         )
 
 

@@ -281,10 +281,10 @@ def evaluation_run_create(
     from generation.evaluation.scorers import scorer_run_check
     from generation.lm import parse_model_spec
 
-    spec = parse_model_spec(model_spec)  # raises ModelSpecError with the reason
+    parse_model_spec(model_spec)  # raises ModelSpecError with the reason
     if prompt_format not in PromptFormat.values:
         raise EvaluationError(f"unknown prompt format {prompt_format!r}; use plain, paper or chat")
-    scorer_run_check(scorer=scorer, prompt_format=prompt_format, backend=spec.backend)
+    scorer_run_check(scorer=scorer, prompt_format=prompt_format)
     if limit is not None and limit < 1:
         raise EvaluationError("the sample size must be at least 1")
     task = evaluation_task_for(dataset)

@@ -164,8 +164,7 @@ def suite_create(
     reason, having written nothing."""
     if prompt_format not in PromptFormat.values:
         raise EvaluationError(f"unknown prompt format {prompt_format!r}; use plain, paper or chat")
-    if scorer not in RunScorer.values:
-        raise EvaluationError(f"unknown scorer {scorer!r}; use {' or '.join(RunScorer.values)}")
+    scorers.scorer_run_check(scorer=scorer, prompt_format=prompt_format)
     specs = [spec.strip() for spec in model_specs]
     if not specs:
         raise EvaluationError("a suite needs at least one model")
@@ -175,12 +174,8 @@ def suite_create(
         if not spec:
             raise EvaluationError("a model spec is empty")
         try:
-            parsed = parse_model_spec(spec)
+            parse_model_spec(spec)
         except ModelSpecError as exc:
-            raise EvaluationError(f"model {spec!r}: {exc}") from None
-        try:
-            scorers.scorer_run_check(scorer=scorer, prompt_format=prompt_format, backend=parsed.backend)
-        except EvaluationError as exc:
             raise EvaluationError(f"model {spec!r}: {exc}") from None
     repeated = [spec for spec, count in Counter(specs).items() if count > 1]
     if repeated:

@@ -119,6 +119,12 @@ _LETTER = re.compile(r"\(?([A-Z])\)?")
 _WRAPPING = " \t\r\n\u00a0()*\"'`"
 
 
+# The answer scorer's reply: long enough to get past "The answer is" to the answer, short enough to stay
+# cheap; and how many alternatives of each reply token it reads (OpenAI's API gives at most 20).
+ANSWER_MAX_TOKENS = 16
+TOP_LOGPROBS_ASKED = 20
+
+
 @dataclass(frozen=True)
 class AnswerScore:
     """How a model answered one question of the answer scorer.
@@ -310,11 +316,11 @@ class LanguageModel(ABC):
         progress: ProgressCallback | None = None,
     ) -> list[AnswerScore]:
         """The answer scorer: for each (user message, choices) pair (the message from answer_prompt), the
-        model's answer to the message as one chat turn, read by answer_score. Backends that give the
-        log-probs of the prompt's tokens are scored with score_choices, the paper's way, instead."""
+        model's answer to the message as one chat turn, read by answer_score. The local and
+        OpenAI-compatible backends implement it; a backend that does not is scored with score_choices."""
         raise LMError(
-            f"{self.info.spec}: the answer scorer asks a chat endpoint for the answer and is implemented for "
-            "OpenAI-compatible servers (openai:<url>#<model>); score this model with the logprobs scorer"
+            f"{self.info.spec}: this backend cannot be asked for its answer (the answer scorer is implemented "
+            "for local models and OpenAI-compatible servers); score this model with the logprobs scorer"
         )
 
     def chat_prompt(self, user_message: str) -> str:

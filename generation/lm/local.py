@@ -23,13 +23,19 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from generation.lm.base import (
+    ANSWER_MAX_TOKENS,
+    TOP_LOGPROBS_ASKED,
+    AnswerScore,
     ChoiceScore,
     LanguageModel,
     LMError,
     ModelInfo,
     ProgressCallback,
     SamplingParams,
+    answer_keys,
+    answer_score,
     cut_at_stop,
+    first_answer_token,
     split_whitespace,
 )
 from generation.lm.specs import EMBEDDED_DEFAULT, EMBEDDED_MODELS, EmbeddedModel, ModelSpec, declared_details
@@ -482,6 +488,54 @@ class LocalModel(LanguageModel):
                     ]
                 )
         return outputs
+
+    @torch.inference_mode()
+    def answer_distribution(
+        self,
+        requests: Sequence[tuple[str, Sequence[str]]],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> list[AnswerScore]:
+        """The answer scorer run here, as a chat server would: each message as one user turn in the
+        model's chat template, a greedy reply of up to ANSWER_MAX_TOKENS tokens, and the top log-probs
+        of its first answer token (generation.lm.base.answer_score reads them, or parses the reply). It
+        lets the scorer be compared with the paper's log-prob scoring on the same local model."""
+        keyed = []
+        for index, (message, choices) in enumerate(requests):
+            if not message.strip():
+                raise LMError(f"request {index} of the answer scorer has an empty message")
+            keyed.append((message, answer_keys(choices)))
+        results = []
+        for message, keys in keyed:
+            # The chat template already holds the BOS where the model wants one.
+            encoded = self.tokenizer(self.chat_prompt(message), add_special_tokens=False, return_tensors="pt")
+            out = self.model.generate(
+                input_ids=encoded["input_ids"].to(self.device),
+                attention_mask=encoded["attention_mask"].to(self.device),
+                do_sample=False,
+                max_new_tokens=ANSWER_MAX_TOKENS,
+                output_logits=True,
+                return_dict_in_generate=True,
+                pad_token_id=self.pad_token_id,
+            )
+            new_ids = out.sequences[0, encoded["input_ids"].shape[1] :].tolist()
+            tokens = [self.tokenizer.decode([token_id]) for token_id in new_ids]
+            position = first_answer_token(tokens)
+            top = None
+            if position is not None:
+                # Raw logits (output_logits), not the processed scores: the same distribution a server's
+                # top_logprobs reports at temperature 0.
+                logprobs = torch.log_softmax(out.logits[position][0].float(), dim=-1)
+                values, ids = torch.topk(logprobs, TOP_LOGPROBS_ASKED)
+                top = [
+                    (self.tokenizer.decode([int(token_id)]), float(value))
+                    for value, token_id in zip(values, ids, strict=True)
+                ]
+            reply = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+            results.append(answer_score(reply=reply, top=top, keys=keys))
+            if progress:
+                progress(1)
+        return results
 
     def chat_prompt(self, user_message: str) -> str:
         if not getattr(self.tokenizer, "chat_template", None):

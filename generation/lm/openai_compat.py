@@ -46,6 +46,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from generation.lm.base import (
+    ANSWER_MAX_TOKENS,
+    TOP_LOGPROBS_ASKED,
     AnswerScore,
     ChoiceScore,
     LanguageModel,
@@ -84,8 +86,6 @@ GREEDY_SLACK = 1e-6
 FORCE_BIAS = 1000.0
 # The answer scorer's request: enough tokens for "The answer is (A)." when the first token carries no
 # option and the reply must be parsed; 20 alternatives, the most OpenAI's API and vLLM's default give.
-ANSWER_MAX_TOKENS = 16
-TOP_LOGPROBS_ASKED = 20
 
 
 class ServerError(LMError):

@@ -186,7 +186,7 @@ def test_a_model_without_the_answer_scorer_fails_the_run_with_the_reason(dataset
     ("spec", "prompt_format", "scorer", "message"),
     [
         (SPEC, "paper", "answer", "choose the plain prompt format"),
-        ("smollm2-135m", "plain", "answer", "give an openai:<url>#<model> spec"),
+        ("smollm2-135m", "chat", "answer", "choose the plain prompt format"),
         (SPEC, "plain", "vibes", "unknown scorer 'vibes'"),
     ],
 )
@@ -285,3 +285,23 @@ def test_the_api_gives_the_scorer_of_runs_and_items(client, dataset):
     items = client.get(reverse("api-evaluation-run-items", kwargs={"pk": run.pk})).json()["results"]
     assert [item["scorer"] for item in items][:6] == ["top-logprobs"] * 4 + ["parsed"] * 2
     assert items[4]["logprobs"] == [None, 0.0]
+
+
+# ----------------------------------------------------------------------------- a local model
+
+
+@pytest.mark.django_db
+def test_a_local_model_answers_through_its_chat_template(smollm2, evals_data):
+    """The embedded SmolLM2, asked as a chat server would be: every released item read from its first
+    answer token's top log-probs or its parsed reply, the probabilities over the options summing to 1."""
+    from generation.evaluation.scorers import score_items_by
+    from generation.evaluation.services import items_from_jsonl
+
+    items, _ = items_from_jsonl(evals_data / "persona" / "narcissism.jsonl")
+    scored = score_items_by(scorer="answer", model=smollm2, items=items[:4], template="{question}")
+    assert len(scored.results) + len(scored.unanswered) == 4
+    for result in scored.results:
+        assert result.scorer in {"top-logprobs", "parsed"}
+        if result.scorer == "top-logprobs":
+            probabilities = [math.exp(lp) for lp in result.logprobs if lp is not None]
+            assert sum(probabilities) == pytest.approx(1.0)

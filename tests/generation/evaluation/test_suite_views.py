@@ -106,7 +106,7 @@ def test_staff_start_a_suite_that_runs_as_one_job(
         # Only evaluation datasets are offered.
         ({"datasets": ["reference"]}, "Select a valid choice"),
         ({"datasets": ["nope"]}, "Select a valid choice"),
-        ({"scorer": "answer"}, "openai"),
+        ({"scorer": "answer"}, "choose the plain prompt format"),
         ({"limit": "0"}, "greater than or equal to 1"),
     ],
 )

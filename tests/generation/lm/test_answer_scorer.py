@@ -127,7 +127,9 @@ def test_a_backend_without_the_answer_scorer_says_so():
         def score_choices(self, requests, *, progress=None):
             return []
 
-    with pytest.raises(LMError, match="hf:some/model: the answer scorer .* logprobs scorer"):
+    with pytest.raises(
+        LMError, match="hf:some/model: this backend cannot be asked for its answer .* logprobs scorer"
+    ):
         Completions().answer_distribution([("Q?", YES_NO)])
 
 
