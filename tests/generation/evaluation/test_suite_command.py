@@ -141,7 +141,10 @@ def test_a_failed_model_shows_in_the_table_and_the_command_fails(catalog, loader
         ([f"--model={SMOL}", "--collection=nope"], "no collection with slug 'nope'"),
         ([f"--model={SMOL}", f"--model={OTHER}", "--jsonl=x.jsonl"], "one file with one model"),
         ([f"--model={SMOL}", "--jsonl=x.jsonl", "--scorer=answer"], "log-probs"),
-        ([f"--model={SMOL}", "--dataset=a", "--dataset=b", "--scorer=answer"], "openai"),
+        (
+            [f"--model={SMOL}", "--dataset=a", "--dataset=b", "--scorer=answer"],
+            "choose the plain prompt format",
+        ),
         (["--resume=1", f"--model={SMOL}"], "give no --model"),
         (["--resume=999"], "no suite #999"),
     ],
