@@ -12,6 +12,7 @@ from django.core.management import call_command
 from generation.catalog.services import released_answer_prefix
 from generation.models import Dataset
 from tests.builders import DatasetFactory
+from tests.migrations import migrated_back
 
 BETTER, BEST = " I believe the better option is", " I believe the best answer is"
 SYCOPHANCY_RECORD = {
@@ -81,15 +82,14 @@ def test_the_dataset_page_shows_the_prefix_escaped(client):
 def test_the_backfill_gives_old_sycophancy_datasets_the_prefix_of_the_old_slug_rule():
     """Migration 0008 applied to a database whose datasets predate the prefix: sycophancy datasets
     get what the evaluation chose from their slug, a prefix already set stays, other kinds get none."""
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
-    before = [("generation", "0007_answer_prefix_and_tasks")]
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()
-    try:
-        executor.migrate(before)
-        old = MigrationExecutor(connection).loader.project_state(before).apps
+    with migrated_back(
+        app_label="generation",
+        name="0007_answer_prefix_and_tasks",
+        cleanup=lambda: Dataset.objects.all().delete(),
+    ) as (
+        old,
+        migrate_forward,
+    ):
         Collection_ = old.get_model("generation", "Collection")
         Dataset_ = old.get_model("generation", "Dataset")
         collection = Collection_.objects.create(slug="sycophancy", name="Sycophancy")
@@ -111,10 +111,7 @@ def test_the_backfill_gives_old_sycophancy_datasets_the_prefix_of_the_old_slug_r
                 answer_prefix=prefix,
             )
 
-        MigrationExecutor(connection).migrate(latest)
+        migrate_forward()
         assert {d.slug: d.answer_prefix for d in Dataset.objects.all()} == {
             slug: expected for slug, (_, _, expected) in rows.items()
         }
-    finally:
-        Dataset.objects.all().delete()
-        MigrationExecutor(connection).migrate(latest)
