@@ -36,6 +36,11 @@ from generation.models import Dataset, Example
 GOLD_ITEM_CAPACITY = 10_000
 
 
+class StudyPlatform(models.TextChoices):
+    PROLIFIC = "prolific", "Prolific"
+    MTURK = "mturk", "Amazon Mechanical Turk"
+
+
 class AnnotationProject(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
@@ -62,6 +67,28 @@ class AnnotationProject(models.Model):
     # pages (the explorer's agreement overlay and point ratings) show its ratings, so a worker can
     # never read the crowd's answers to an item that is still being rated.
     published_at = models.DateTimeField(null=True, blank=True)
+    # Entry from a crowd platform (Prolific, Amazon Mechanical Turk): the study link
+    # /annotate/study/<study_token>/ with the platform's ids in its query finds or creates the worker
+    # itself (annotation.services.studies). None: no study link, invites only.
+    study_platform = models.CharField(max_length=10, choices=StudyPlatform.choices, blank=True)
+    study_token = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    study_quota = models.PositiveIntegerField(
+        default=20, help_text="Tasks one participant of the study link does before their completion code."
+    )
+    completion_code = models.CharField(
+        max_length=64, blank=True, help_text="The code the platform expects when a participant finishes."
+    )
+    completion_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="Where a finished participant is sent (Prolific: https://app.prolific.com/submissions/"
+        "complete?cc=<code>). Mechanical Turk posts to its own turkSubmitTo instead.",
+    )
+    # Hourly rate and gold-accuracy bar of the payment report (annotation.selectors).
+    pay_per_hour = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
+    bonus_gold_accuracy = models.FloatField(
+        null=True, blank=True, help_text="Gold accuracy (0-1) at or above which a worker earns the bonus."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -84,6 +111,15 @@ class AnnotationProject(models.Model):
             models.CheckConstraint(
                 condition=Q(max_sessions_per_worker__gte=1, max_sessions_per_worker__lte=100),
                 name="annotation_project_max_sessions_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(study_quota__gte=1, study_quota__lte=10_000),
+                name="annotation_project_study_quota",
+            ),
+            models.CheckConstraint(
+                condition=Q(bonus_gold_accuracy__isnull=True)
+                | Q(bonus_gold_accuracy__gte=0.0, bonus_gold_accuracy__lte=1.0),
+                name="annotation_project_bonus_gold_accuracy",
             ),
         ]
 
@@ -141,6 +177,9 @@ class Worker(models.Model):
         validators=[validate_external_id],
         help_text="e.g. the crowd platform's id.",
     )
+    # Set for a worker a study link created: external_id is then that platform's participant id
+    # (PROLIFIC_PID, workerId), unique per platform.
+    platform = models.CharField(max_length=10, choices=StudyPlatform.choices, blank=True)
     projects = models.ManyToManyField(AnnotationProject, related_name="workers", blank=True)
     # The secret of the worker's invite link (/annotate/join/#<token>); replaced by rotating or
     # revoking it (annotation.services.workers), which also ends the sessions it signed in.
@@ -156,7 +195,9 @@ class Worker(models.Model):
         ordering = ["pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["external_id"], condition=~Q(external_id=""), name="annotation_worker_external_id"
+                fields=["platform", "external_id"],
+                condition=~Q(external_id=""),
+                name="annotation_worker_platform_external_id",
             ),
         ]
 
@@ -178,6 +219,33 @@ class WorkerSession(models.Model):
 
     def __str__(self) -> str:
         return f"session of worker {self.worker_id} since {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class StudySession(models.Model):
+    """One arrival of a participant through a project's study link: the platform's study and
+    session ids (Prolific STUDY_ID and SESSION_ID; Mechanical Turk hitId and assignmentId), kept for
+    the payment report and to recognise a participant who comes back."""
+
+    project = models.ForeignKey(AnnotationProject, on_delete=models.CASCADE, related_name="study_sessions")
+    worker = models.ForeignKey(Worker, on_delete=models.PROTECT, related_name="study_sessions")
+    platform = models.CharField(max_length=10, choices=StudyPlatform.choices)
+    study_id = models.CharField(max_length=100, blank=True)
+    session_id = models.CharField(max_length=100)
+    # Mechanical Turk's turkSubmitTo (checked against its two hosts); empty for Prolific.
+    submit_to = models.URLField(max_length=200, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "started_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "platform", "session_id"], name="annotation_study_session_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform} session {self.session_id} of worker {self.worker_id}"
 
 
 class ProjectItem(models.Model):
@@ -285,7 +353,14 @@ class Response(models.Model):
     label_correct = models.BooleanField()
     ambiguous = models.BooleanField()
     time_on_task_ms = models.PositiveIntegerField(null=True, blank=True)
+    # The worker's free-text note and their "this example is broken" flag, for researchers to
+    # review (annotation.selectors); a flag is resolved by a researcher, never by the worker.
+    comment = models.TextField(blank=True, max_length=2000)
+    flagged_broken = models.BooleanField(default=False)
+    flag_resolved_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set when the worker changed their answer after submitting it (allowed while its lease lasts).
+    edited_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["pk"]

@@ -563,7 +563,9 @@ def _write(
     project.datasets.add(*sorted({plan.datasets[plan.examples[row.line]] for row in rows}))
 
     external_ids = sorted({row.worker for row in rows})
-    workers = dict(Worker.objects.filter(external_id__in=external_ids).values_list("external_id", "pk"))
+    workers = dict(
+        Worker.objects.filter(platform="", external_id__in=external_ids).values_list("external_id", "pk")
+    )
     for external_id in external_ids:
         if external_id not in workers:
             workers[external_id] = worker_create(project=project, external_id=external_id).pk
