@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,6 +129,81 @@ def embedded_source(*, name: str) -> tuple[Path, str]:
     return assembled_gguf(model=model, folder=Path(settings.MWE_MODEL_CACHE) / name).parent, model.gguf_file
 
 
+# Written last into a converted copy's folder: a folder without it is not used.
+CONVERTED_MARK = "converted-from.json"
+
+
+def converted_folder(*, digest: str, dtype_name: str) -> Path | None:
+    """Where the transformers form of a local GGUF (`digest`: sha256_of the file) is kept, or None
+    when the setting MWE_CACHE_CONVERTED_MODELS is off.
+
+    transformers turns a GGUF into its own model by de-quantizing every tensor and rebuilding the
+    tokenizer from the GGUF's vocabulary, on every load: 20 s for SmolLM2 and over a minute for
+    Gemma 3's 262k-token vocabulary, on two cores, before a single item is scored. The result is
+    saved once (safetensors: the same floats, bit for bit) and loaded from then on. The key holds
+    the transformers version, whose conversion could change, and the dtype the tensors were cast to."""
+    import transformers
+    from django.conf import settings
+
+    if not getattr(settings, "MWE_CACHE_CONVERTED_MODELS", True):
+        return None
+    name = f"{digest[:32]}-{dtype_name}-transformers-{transformers.__version__}"
+    return Path(settings.MWE_MODEL_CACHE) / "converted" / name
+
+
+def converted_store(*, folder: Path, model, tokenizer, digest: str) -> None:
+    """Saves a converted model and tokenizer into `folder` for the next load. Written into a
+    temporary folder beside it and renamed into place, so that another process sees no copy or a
+    whole one; a failure (a full disk, a read-only cache) costs only the speed-up."""
+    import json
+
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None and getattr(quantizer, "packed_modules", None):
+        # Its layers compute on the GGUF's packed blocks (transformers found a kernel for them):
+        # nothing was converted, and loading the GGUF is already fast.
+        return
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".part"))
+    except OSError as exc:
+        logger.warning("not keeping a converted copy of the model in %s: %s", folder.parent, exc)
+        return
+    try:
+        _save_dequantized(model=model, folder=partial)
+        tokenizer.save_pretrained(partial)
+        (partial / CONVERTED_MARK).write_text(json.dumps({"gguf_sha256_of": digest}) + "\n")
+        for path in partial.iterdir():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+        # mkdtemp makes the folder private; the site's other processes (web, worker) must read it.
+        partial.chmod(0o755)
+        os.rename(partial, folder)
+    except OSError as exc:
+        # Also when another process renamed its own copy into place first: theirs is as good.
+        if not (folder / CONVERTED_MARK).is_file():
+            logger.warning("not keeping a converted copy of the model in %s: %s", folder, exc)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _save_dequantized(*, model, folder: Path) -> None:
+    """save_pretrained of a model loaded from a GGUF and de-quantized on load. transformers refuses
+    to save it while it carries its GGUF "quantizer", although every weight is already a plain
+    tensor; without it (and without the quantization entry in the config, which would make the copy
+    look for a GGUF file) it saves as any model does."""
+    config = model.config
+    quantizer = getattr(model, "hf_quantizer", None)
+    quantization = config.__dict__.pop("quantization_config", None)
+    model.hf_quantizer = None
+    try:
+        model.save_pretrained(folder, safe_serialization=True)
+    finally:
+        model.hf_quantizer = quantizer
+        if quantization is not None:
+            config.quantization_config = quantization
+
+
 def sha256_of(paths: Sequence[Path]) -> str:
     digest = hashlib.sha256()
     for path in sorted(paths):
@@ -215,11 +291,35 @@ class LocalModel(LanguageModel):
         load_kwargs = {"revision": options["revision"]} if "revision" in options else {}
         if gguf_file:
             load_kwargs["gguf_file"] = gguf_file
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source, **load_kwargs)
-            self.model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **load_kwargs)
-        except (OSError, ValueError) as exc:
-            raise LMError(f"{spec.raw}: could not load the model: {exc}") from exc
+        # A GGUF on this machine is identified by its bytes, which also key its converted copy.
+        local_gguf = bool(gguf_file) and Path(source).is_dir() and (Path(source) / gguf_file).is_file()
+        gguf_digest = sha256_of([Path(source) / gguf_file]) if local_gguf else None
+        converted = (
+            converted_folder(digest=gguf_digest, dtype_name=dtype_name) if gguf_digest is not None else None
+        )
+        self.tokenizer, self.model = None, None
+        if converted is not None and (converted / CONVERTED_MARK).is_file():
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(converted)
+                self.model = AutoModelForCausalLM.from_pretrained(converted, dtype=dtype)
+            # Whatever breaks a copy (a truncated file: safetensors raises its own error type), the
+            # GGUF is still there: drop the copy, so that this load writes a good one.
+            except Exception as exc:  # noqa: BLE001
+                logger.warning(
+                    "could not load the converted copy %s (%s); converting the GGUF again", converted, exc
+                )
+                shutil.rmtree(converted, ignore_errors=True)
+                self.tokenizer, self.model = None, None
+        if self.model is None:
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(source, **load_kwargs)
+                self.model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **load_kwargs)
+            except (OSError, ValueError) as exc:
+                raise LMError(f"{spec.raw}: could not load the model: {exc}") from exc
+            if converted is not None:
+                converted_store(
+                    folder=converted, model=self.model, tokenizer=self.tokenizer, digest=gguf_digest
+                )
         self.model.to(self.device).eval()
         eos = self.tokenizer.eos_token_id
         bos = self.tokenizer.bos_token_id
@@ -243,7 +343,7 @@ class LocalModel(LanguageModel):
             backend="transformers",
             # A GGUF's folder is a path on this machine; its file name says which model it is.
             name=Path(gguf_file).stem if gguf_file else spec.target,
-            fingerprint=self._fingerprint(source, gguf_file),
+            fingerprint=f"sha256:{gguf_digest}" if gguf_digest else self._fingerprint(source, gguf_file),
             versions=library_versions(packages=LM_PACKAGES),
             details={
                 "device": str(self.device),

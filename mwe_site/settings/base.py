@@ -376,3 +376,6 @@ MWE_MODEL_SERVER_HOSTS = env_list("MWE_MODEL_SERVER_HOSTS", ["127.0.0.1", "local
 # (which a deployment may mount read-only). Fixed at startup, not under each test's VAR_DIR, so the
 # test suite assembles once.
 MWE_MODEL_CACHE = Path(os.environ.get("MWE_MODEL_CACHE", VAR_DIR / "models"))
+# Keep the transformers form of a local GGUF model in MWE_MODEL_CACHE/converted (generation/lm/local.py,
+# converted_folder): loads take seconds instead of converting the GGUF again each time.
+MWE_CACHE_CONVERTED_MODELS = env_bool("MWE_CACHE_CONVERTED_MODELS", True)
