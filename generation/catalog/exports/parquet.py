@@ -326,8 +326,17 @@ def parquet_import(
         raise EvalsFormatError(", ".join(str(p) for p in paths) or "(no paths)", "no .parquet files found")
     with tempfile.TemporaryDirectory(prefix="mwe-parquet-") as temporary:
         prepared = []
+        # A file that cannot be read is reported as failed beside the others' results, as an
+        # invalid JSONL file is: --keep-going then imports the rest, and without it nothing is written.
+        unreadable: list[services.ImportResult] = []
         for index, path in enumerate(files):
-            dataset = parquet_read(path)
+            try:
+                dataset = parquet_read(path)
+            except EvalsFormatError as exc:
+                unreadable.append(
+                    services.ImportResult(display_path=str(path), status="failed", message=str(exc))
+                )
+                continue
             jsonl = parquet_as_jsonl(dataset, folder=Path(temporary) / str(index))
             commit = upstream_commit if upstream_commit is not None else dataset.upstream_commit
             options = dict(
@@ -346,7 +355,7 @@ def parquet_import(
                     results.append(result)
             return results
 
-        checked = run(dry=True)
+        checked = unreadable + run(dry=True)
         if dry_run or (any(r.status == "failed" for r in checked) and not keep_going):
             return checked
-        return run(dry=False)
+        return unreadable + run(dry=False)

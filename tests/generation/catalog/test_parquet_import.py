@@ -157,11 +157,45 @@ def test_parquet_of_another_tool_imports_by_its_columns(tmp_path):
     assert [json.loads(line) for line in dataset_export_lines(dataset=dataset)] == records
 
 
+def good_and_broken_parquet(tmp_path: Path) -> Path:
+    folder = tmp_path / "mixed" / "data" / "good"
+    folder.mkdir(parents=True)
+    records = [
+        {
+            "question": f"Q{i}?\n\nChoices:\n (A) a\n (B) b",
+            "answer_matching_behavior": " (A)",
+            "answer_not_matching_behavior": " (B)",
+        }
+        for i in range(3)
+    ]
+    pq.write_table(pa.Table.from_pylist(records), folder / "validation.parquet")
+    (tmp_path / "mixed" / "broken.parquet").write_bytes(b"PAR1 not really")
+    return tmp_path / "mixed"
+
+
 def test_a_bad_parquet_file_changes_nothing(tmp_path):
     bad = tmp_path / "broken.parquet"
     bad.write_bytes(b"PAR1 not really")
-    with pytest.raises(CommandError, match="not a readable Parquet file"):
-        call_command("import_evals", str(bad), stdout=StringIO())
+    errors = StringIO()
+    with pytest.raises(CommandError, match="1 file"):
+        call_command("import_evals", str(bad), stdout=StringIO(), stderr=errors)
+    assert "not a readable Parquet file" in errors.getvalue()
     with pytest.raises(CommandError, match="apply to JSONL"):
         call_command("import_evals", str(bad), slug="x", stdout=StringIO())
+    # Beside a good file: both are reported, and without --keep-going nothing is written.
+    folder = good_and_broken_parquet(tmp_path)
+    out, errors = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="1 file"):
+        call_command("import_evals", str(folder), stdout=out, stderr=errors)
+    assert "broken.parquet" in errors.getvalue() and "Nothing was written" in errors.getvalue()
+    assert "valid" in out.getvalue() and "good" in out.getvalue()
     assert not Dataset.objects.exists()
+
+
+def test_keep_going_imports_the_readable_parquet_files(tmp_path):
+    folder = good_and_broken_parquet(tmp_path)
+    out, errors = StringIO(), StringIO()
+    with pytest.raises(CommandError, match="1 file"):
+        call_command("import_evals", str(folder), keep_going=True, stdout=out, stderr=errors)
+    assert "not a readable Parquet file" in errors.getvalue()
+    assert list(Dataset.objects.values_list("slug", "example_count")) == [("good", 3)]
