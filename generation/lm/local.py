@@ -178,8 +178,9 @@ def converted_store(*, folder: Path, model, tokenizer, digest: str) -> None:
         # mkdtemp makes the folder private; the site's other processes (web, worker) must read it.
         partial.chmod(0o755)
         os.rename(partial, folder)
-    except OSError as exc:
-        # Also when another process renamed its own copy into place first: theirs is as good.
+    # OSError also when another process renamed its own copy into place first (theirs is as good);
+    # anything else transformers raises while saving must not fail a load that has succeeded.
+    except Exception as exc:  # noqa: BLE001
         if not (folder / CONVERTED_MARK).is_file():
             logger.warning("not keeping a converted copy of the model in %s: %s", folder, exc)
     finally:

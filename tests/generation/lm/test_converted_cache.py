@@ -97,3 +97,18 @@ def test_the_copy_can_be_turned_off(settings, tmp_path):
     assert converted_folder(digest="ab" * 32, dtype_name="float32").parent == tmp_path / "converted"
     settings.MWE_CACHE_CONVERTED_MODELS = False
     assert converted_folder(digest="ab" * 32, dtype_name="float32") is None
+
+
+def test_a_model_transformers_cannot_save_loads_without_a_copy(settings, tmp_path, monkeypatch, caplog):
+    import generation.lm.local as local
+
+    def refuses(*, model, folder):
+        raise ValueError("The model is quantized with gguf and is not serializable")
+
+    monkeypatch.setattr(local, "_save_dequantized", refuses)
+    folder = tmp_path / "converted" / "copy"
+    with caplog.at_level(logging.WARNING, logger="generation.lm.local"):
+        converted_store(folder=folder, model=object(), tokenizer=object(), digest="0" * 64)
+    assert "not keeping a converted copy" in caplog.text and "not serializable" in caplog.text
+    # Nothing half-written is left to be taken for a copy.
+    assert not folder.exists() and list(folder.parent.iterdir()) == []
