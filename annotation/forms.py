@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from django import forms
 
-from annotation.models import AnnotationProject
+from annotation.models import AnnotationProject, Response, StudyPlatform
 from annotation.selectors import example_answer_options
+from annotation.services.studies import COMPLETION_CODE, MAX_STUDY_QUOTA
 from generation.models import Dataset, Example
 
 MAX_INSTRUCTIONS = 20_000
@@ -49,6 +50,19 @@ class TaskForm(forms.Form):
         label="Is it unclear or ambiguous what the 'correct' answer should be?",
         error_messages={"required": "Say whether the correct answer is unclear or ambiguous."},
     )
+    # Optional: a note for the researchers and the "broken example" flag (the project page lists
+    # them for review). Bounded like the model field.
+    comment = forms.CharField(
+        required=False,
+        max_length=Response._meta.get_field("comment").max_length,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Comment for the researchers (optional)",
+    )
+    flagged_broken = forms.BooleanField(
+        required=False,
+        label="This example is broken (garbled, off-topic, or no answer fits)",
+    )
     # Filled in by static/annotation/annotate.js from the time the page was shown; the server's own
     # measure (since the claim) caps it, so a wrong clock cannot inflate it.
     time_on_task_ms = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
@@ -60,6 +74,18 @@ class TaskForm(forms.Form):
         self.fields["answer"].choices = [
             (option, option.strip()) for option in example_answer_options(example=example)
         ]
+
+    @classmethod
+    def for_response(cls, *, response: Response, example: Example, data=None) -> TaskForm:
+        """The form to change a submitted response, showing its current answers."""
+        initial = {
+            "relevance": response.relevance,
+            "answer": response.answer,
+            "ambiguous": "yes" if response.ambiguous else "no",
+            "comment": response.comment,
+            "flagged_broken": response.flagged_broken,
+        }
+        return cls(data, example=example, initial=initial)
 
     def answer_key(self, index: int) -> str:
         return ANSWER_KEYS[index] if index < len(ANSWER_KEYS) else ""
@@ -207,4 +233,98 @@ PROJECT_FIELDS = (
     "gold_rate",
     "gold_threshold",
     "max_sessions_per_worker",
+)
+
+
+class ProjectStudyForm(forms.Form):
+    """A project's study link for a crowd platform and the payment report's settings
+    (annotation.services.studies.project_study_link_set validates the same again)."""
+
+    study_platform = forms.ChoiceField(
+        choices=[("", "No study link (invite links only)"), *StudyPlatform.choices],
+        required=False,
+        label="Platform",
+        help_text="Participants arrive through the study link with the platform's ids; the link makes "
+        "their worker itself.",
+    )
+    study_quota = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_STUDY_QUOTA,
+        initial=20,
+        label="Tasks per participant",
+        help_text="Examples one participant rates (gold items included) before their completion code.",
+    )
+    completion_code = forms.RegexField(
+        regex=COMPLETION_CODE,
+        required=False,
+        max_length=64,
+        help_text="The code the platform expects (letters, digits, - and _).",
+        error_messages={"invalid": "Use at most 64 letters, digits, hyphens and underscores."},
+    )
+    completion_url = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        label="Completion URL",
+        help_text="Prolific: leave empty for Prolific's own (…/submissions/complete?cc=<code>). "
+        "Mechanical Turk needs none.",
+    )
+    pay_per_hour = forms.DecimalField(
+        required=False,
+        min_value=0,
+        max_digits=8,
+        decimal_places=2,
+        label="Pay per hour",
+        help_text="For the payment report's estimate (hours on task x this rate).",
+    )
+    bonus_gold_accuracy = forms.FloatField(
+        required=False,
+        min_value=0.0,
+        max_value=1.0,
+        label="Bonus gold accuracy",
+        help_text="Gold accuracy (0-1) at or above which a worker earns the bonus, after the project's "
+        "minimum of gold answers.",
+    )
+
+    def clean_completion_url(self) -> str:
+        url = self.cleaned_data["completion_url"]
+        if url and not url.startswith("https://"):
+            raise forms.ValidationError("Give an https:// address.")
+        return url
+
+    def clean(self):
+        cleaned = super().clean()
+        if (
+            cleaned.get("study_platform")
+            and not cleaned.get("completion_code")
+            and not self.has_error("completion_code")
+        ):
+            self.add_error("completion_code", "A study link needs the completion code the platform expects.")
+        return cleaned
+
+    @classmethod
+    def for_project(cls, project: AnnotationProject, data=None) -> ProjectStudyForm:
+        initial = {name: getattr(project, name) for name in STUDY_FIELDS}
+        return cls(data, initial=initial)
+
+    def study_link_kwargs(self) -> dict:
+        """The cleaned values, as project_study_link_set takes them."""
+        data = self.cleaned_data
+        return {
+            "platform": data["study_platform"],
+            "study_quota": data["study_quota"],
+            "completion_code": data["completion_code"],
+            "completion_url": data["completion_url"],
+            "pay_per_hour": data["pay_per_hour"],
+            "bonus_gold_accuracy": data["bonus_gold_accuracy"],
+        }
+
+
+STUDY_FIELDS = (
+    "study_platform",
+    "study_quota",
+    "completion_code",
+    "completion_url",
+    "pay_per_hour",
+    "bonus_gold_accuracy",
 )

@@ -6,13 +6,30 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from annotation.hotpath import (
@@ -26,7 +43,15 @@ from annotation.hotpath import (
     worker_fields,
     worker_project_sql,
 )
-from annotation.models import AnnotationProject, ProjectItem, Response, Worker
+from annotation.models import (
+    AnnotationProject,
+    Assignment,
+    ProjectItem,
+    Response,
+    StudyPlatform,
+    StudySession,
+    Worker,
+)
 from generation.models import Example
 
 
@@ -132,6 +157,67 @@ def worker_progress(*, worker: Worker, project: AnnotationProject) -> dict[str, 
         .count()
     )
     return {"submitted": done, "items_needing_ratings": open_items}
+
+
+def worker_task_progress(*, worker: Worker, project: AnnotationProject) -> dict[str, int]:
+    """The worker page's "k of N": k is the worker's submitted responses in the project; N is the
+    study quota for a participant of a study link (worker.platform set), else k plus the regular
+    items the worker can still get (still short of their k ratings, never held by this worker
+    before: a skipped or expired item does not come back; their own live lease does count). Two
+    counting queries whatever the project's size."""
+    done = Response.objects.filter(worker=worker, project=project).count()
+    if worker.platform:
+        return {"done": done, "total": max(project.study_quota, done)}
+    held_before = Assignment.objects.filter(item=OuterRef("pk"), worker=worker).exclude(
+        status=Assignment.Status.CLAIMED
+    )
+    can_still_get = (
+        ProjectItem.objects.filter(project=project, is_gold=False, submitted_count__lt=F("overlap"))
+        .filter(~Exists(held_before))
+        .count()
+    )
+    return {"done": done, "total": done + can_still_get}
+
+
+def worker_last_response_editable(
+    *, worker: Worker, project: AnnotationProject, now: datetime | None = None
+) -> Response | None:
+    """The worker's last response in the project while they may still change it (until its lease's
+    expiry, while the project is open and unpublished: `leases.response_edit` enforces the same
+    rule); None otherwise. One query."""
+    if not project.is_active or project.published_at is not None:
+        return None
+    last = (
+        Response.objects.filter(worker=worker, project=project)
+        .select_related("assignment")
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if last is None or last.assignment.expires_at <= (now or timezone.now()):
+        return None
+    return last
+
+
+# Flagged responses and comments listed on a project's page, newest first; the rest are counted.
+FLAG_REVIEW_LIMIT = 200
+
+
+def project_flagged_responses(*, project: AnnotationProject, limit: int = FLAG_REVIEW_LIMIT) -> dict:
+    """What workers told the researchers: the responses flagged "this example is broken" or carrying
+    a comment, those not yet resolved (`leases.response_flag_resolve`) first, then newest first, at
+    most `limit` of them, with their example, dataset and worker; and how many there are in all and
+    unresolved. Two queries."""
+    noted = Response.objects.filter(project=project).filter(Q(flagged_broken=True) | ~Q(comment=""))
+    counts = noted.aggregate(total=Count("pk"), open=Count("pk", filter=Q(flag_resolved_at__isnull=True)))
+    open_first = Case(
+        When(flag_resolved_at__isnull=True, then=Value(0)), default=Value(1), output_field=IntegerField()
+    )
+    rows = list(
+        noted.select_related("worker", "item__example__dataset").order_by(open_first, "-created_at", "-pk")[
+            :limit
+        ]
+    )
+    return {"rows": rows, "total": counts["total"], "open": counts["open"], "limit": limit}
 
 
 def project_progress(*, project: AnnotationProject) -> dict[str, int]:
@@ -259,4 +345,132 @@ def project_export_rows(*, project: AnnotationProject) -> Iterator[dict]:
             "ambiguous": response.ambiguous,
             "time_on_task_ms": response.time_on_task_ms,
             "created_at": response.created_at.isoformat(),
+        }
+
+
+# --- Crowd platforms: study links and the payment report --------------------------------------------
+
+# What each platform appends to a study link. Prolific fills in the placeholders written in the link;
+# Mechanical Turk's ExternalQuestion adds workerId, assignmentId, hitId and turkSubmitTo itself.
+STUDY_LINK_QUERY = {
+    StudyPlatform.PROLIFIC: "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}",
+    StudyPlatform.MTURK: "",
+}
+
+
+def project_study_url(*, project: AnnotationProject, base_url: str = "") -> str | None:
+    """The link to paste into the platform (the study's URL on Prolific, the ExternalQuestion's URL on
+    Mechanical Turk), with the platform's placeholders; None when the project has no study link."""
+    if not project.study_token or not project.study_platform:
+        return None
+    path = reverse("annotation:study-entry", kwargs={"token": project.study_token})
+    return f"{base_url.rstrip('/')}{path}{STUDY_LINK_QUERY[project.study_platform]}"
+
+
+def worker_study_quota_left(*, worker: Worker, project: AnnotationProject) -> int | None:
+    """How many more tasks a participant of the project's study link may do there: the project's
+    `study_quota` less their submitted responses in it, gold items included (a gold item is a task
+    like any other to the participant, who is paid for it and cannot tell it apart). Counted per
+    participant, over all their study sessions in the project. None when the worker did not come
+    through the study link (no study session in the project): no quota applies. Two queries."""
+    if not StudySession.objects.filter(project=project, worker=worker).exists():
+        return None
+    done = Response.objects.filter(project=project, worker=worker).count()
+    return max(0, project.study_quota - done)
+
+
+PAYMENT_FIELDS = [
+    "worker_id",
+    "platform",
+    "external_id",
+    "tasks_done",
+    "time_on_task_seconds",
+    "first_response_at",
+    "last_response_at",
+    "span_seconds",
+    "gold_answers",
+    "gold_right",
+    "gold_accuracy",
+    "bonus_eligible",
+    "study_sessions",
+    "study_sessions_completed",
+    "excluded",
+    "pay_per_hour",
+    "pay_estimate",
+]
+
+
+def worker_bonus_eligible(*, project: AnnotationProject, right: int, total: int) -> bool | None:
+    """The project's bonus rule: gold accuracy at or above `bonus_gold_accuracy` after at least
+    `gold_min_answers` gold answers (the bar `worker_fails_gold` judges by). None when the project
+    sets no bonus."""
+    if project.bonus_gold_accuracy is None:
+        return None
+    return total > 0 and total >= project.gold_min_answers and right / total >= project.bonus_gold_accuracy
+
+
+def _pay_estimate(*, pay_per_hour: Decimal | None, time_on_task_ms: int) -> Decimal | None:
+    if pay_per_hour is None:
+        return None
+    return (pay_per_hour * Decimal(time_on_task_ms) / Decimal(3_600_000)).quantize(
+        Decimal("0.01"), rounding=ROUND_HALF_UP
+    )
+
+
+def project_payment_rows(*, project: AnnotationProject) -> Iterator[dict]:
+    """One record (PAYMENT_FIELDS) per worker of the project, for paying them: tasks done (submitted
+    responses, gold included), time on task (the sum of the responses' time_on_task_ms, in seconds),
+    their first and last response and the span from the claim of their first rated task to their
+    last response (the wall-clock time they spent, pauses included), gold answers and accuracy,
+    whether they earn the bonus (`worker_bonus_eligible`; empty when the project sets none), their
+    study sessions (all, and completed), exclusion, and the pay estimate: `pay_per_hour` x hours on
+    task, rounded to cents (empty without a rate). A handful of queries, none per worker."""
+    per_worker = {
+        row["worker_id"]: row
+        for row in Response.objects.filter(project=project)
+        .values("worker_id")
+        .annotate(
+            tasks=Count("pk"),
+            ms=Sum("time_on_task_ms"),
+            first=Min("created_at"),
+            last=Max("created_at"),
+            first_claim=Min("assignment__claimed_at"),
+        )
+    }
+    sessions = {
+        row["worker_id"]: row
+        for row in StudySession.objects.filter(project=project)
+        .values("worker_id")
+        .annotate(total=Count("pk"), completed=Count("pk", filter=Q(completed_at__isnull=False)))
+    }
+    gold = worker_gold_accuracy(project=project)
+    # Workers of the project, and any who rated in it without being a member any more.
+    raters = Response.objects.filter(project=project).values("worker_id")
+    members = Worker.objects.filter(Q(projects=project) | Q(pk__in=raters)).distinct()
+    for worker in members.order_by("pk"):
+        stats = per_worker.get(worker.pk, {})
+        right, total = gold.get(worker.pk, (0, 0))
+        ms = stats.get("ms") or 0
+        first, last = stats.get("first"), stats.get("last")
+        span = (last - stats["first_claim"]).total_seconds() if last and stats.get("first_claim") else None
+        bonus = worker_bonus_eligible(project=project, right=right, total=total)
+        pay = _pay_estimate(pay_per_hour=project.pay_per_hour, time_on_task_ms=ms)
+        yield {
+            "worker_id": worker.pk,
+            "platform": worker.platform,
+            "external_id": worker.external_id,
+            "tasks_done": stats.get("tasks", 0),
+            "time_on_task_seconds": round(ms / 1000, 3),
+            "first_response_at": first.isoformat() if first else "",
+            "last_response_at": last.isoformat() if last else "",
+            "span_seconds": round(max(0.0, span), 3) if span is not None else "",
+            "gold_answers": total,
+            "gold_right": right,
+            "gold_accuracy": round(right / total, 4) if total else "",
+            "bonus_eligible": "" if bonus is None else bonus,
+            "study_sessions": sessions.get(worker.pk, {}).get("total", 0),
+            "study_sessions_completed": sessions.get(worker.pk, {}).get("completed", 0),
+            "excluded": worker.excluded,
+            "pay_per_hour": "" if project.pay_per_hour is None else project.pay_per_hour,
+            "pay_estimate": "" if pay is None else pay,
         }

@@ -4,6 +4,7 @@ project pages and exports. Thin views over annotation.services and annotation.se
 from __future__ import annotations
 
 import json
+import math
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,7 +22,7 @@ from django.views.generic import DetailView, FormView, ListView
 from annotation import selectors
 from annotation.forms import JoinForm, ProjectCreateForm, TaskForm
 from annotation.markdown import render_markdown
-from annotation.models import AnnotationProject, Assignment, Worker
+from annotation.models import AnnotationProject, Assignment, Response, Worker
 from annotation.services import errors, leases, projects, workers
 from mwe_site.permissions import StaffRequiredMixin
 from mwe_site.safe_csv import csv_lines
@@ -48,14 +49,21 @@ class JoinView(View):
             return render(request, "annotation/invite_invalid.html", {"expired": True}, status=410)
         if worker is None:
             return render(request, "annotation/invite_invalid.html", {"expired": False}, status=404)
-        login(request, worker.user, backend="django.contrib.auth.backends.ModelBackend")
-        # A fixed end, counted from now: working on does not extend it.
-        request.session.set_expiry(timezone.now() + timedelta(seconds=settings.MWE_WORKER_SESSION_SECONDS))
-        if request.session.session_key is None:
-            # login() flushed another account's session: save the new one now, to record its key.
-            request.session.save()
-        workers.worker_session_register(worker=worker, session_key=request.session.session_key)
+        worker_sign_in(request, worker)
         return redirect("annotation:work")
+
+
+def worker_sign_in(request: HttpRequest, worker: Worker) -> None:
+    """Sign this browser in as the worker (who has a site account) for a fixed
+    MWE_WORKER_SESSION_SECONDS, and record the session, ending their oldest beyond what their
+    projects allow. The invite link and the crowd platforms' study link (study_views) both do this."""
+    login(request, worker.user, backend="django.contrib.auth.backends.ModelBackend")
+    # A fixed end, counted from now: working on does not extend it.
+    request.session.set_expiry(timezone.now() + timedelta(seconds=settings.MWE_WORKER_SESSION_SECONDS))
+    if request.session.session_key is None:
+        # login() flushed another account's session: save the new one now, to record its key.
+        request.session.save()
+    workers.worker_session_register(worker=worker, session_key=request.session.session_key)
 
 
 class WorkView(View):
@@ -67,15 +75,36 @@ class WorkView(View):
         context = {"worker": worker, "project": project}
         if project is not None and not worker.excluded:
             assignment = leases.task_claim(worker=worker, project=project)
+            if assignment is None and worker.platform:
+                # A crowd platform's participant with nothing left to do: their completion code.
+                return redirect("annotation:study-complete")
+            now = timezone.now()
             context["assignment"] = assignment
             context["progress"] = selectors.worker_progress(worker=worker, project=project)
+            context["tasks"] = selectors.worker_task_progress(worker=worker, project=project)
             context["instructions_html"] = render_markdown(project.instructions)
+            context["last_response"] = selectors.worker_last_response_editable(
+                worker=worker, project=project, now=now
+            )
             if assignment is not None:
                 example = assignment.item.example
                 context["form"] = TaskForm(example=example)
                 context["example"] = example
                 context["question"] = selectors.example_task_question(example=example)
+                context["lease"] = _lease_left(assignment.expires_at, now=now)
         return render(request, "annotation/work.html", context)
+
+
+def _lease_left(expires_at, *, now) -> dict:
+    """What the page says of a lease's end: whole minutes left (rounded up, so "1 min left" until
+    it is over) and the end as an ISO datetime, which annotate.js shows in the worker's time zone."""
+    seconds = max(0.0, (expires_at - now).total_seconds())
+    return {
+        "seconds": math.floor(seconds),
+        "minutes": math.ceil(seconds / 60),
+        "expires_iso": expires_at.isoformat(),
+        "expires_at": expires_at,
+    }
 
 
 def _assignment_action(request: HttpRequest, pk: int, action) -> Worker | None:
@@ -101,10 +130,7 @@ def assignment_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
     assignment = get_object_or_404(Assignment.objects.select_related("item__example"), pk=pk, worker=worker)
     form = TaskForm(request.POST, example=assignment.item.example)
     if not form.is_valid():
-        problems = [
-            error for name in ("relevance", "answer", "ambiguous") for error in form.errors.get(name, [])
-        ]
-        messages.error(request, "Not saved. " + " ".join(problems or ["Please answer all three questions."]))
+        messages.error(request, "Not saved. " + _form_problems(form))
         return redirect("annotation:work")
 
     def submit(worker: Worker) -> None:
@@ -118,10 +144,85 @@ def assignment_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
             answer=data["answer"],
             ambiguous=data["ambiguous"],
             time_on_task_ms=min(client_ms, server_ms) if client_ms is not None else server_ms,
+            comment=data["comment"],
+            flagged_broken=data["flagged_broken"],
         )
 
     _assignment_action(request, pk, submit)
     return redirect("annotation:work")
+
+
+def _form_problems(form: TaskForm) -> str:
+    problems = [
+        error
+        for name in ("relevance", "answer", "ambiguous", "comment", "flagged_broken")
+        for error in form.errors.get(name, [])
+    ]
+    return " ".join(problems or ["Please answer all three questions."])
+
+
+class ResponseEditView(View):
+    """The worker's "Change my last answer": their last response, shown with the example as the task
+    showed it, for as long as its lease lasts (leases.response_edit decides; the work page links
+    here only then). Anyone else's response is a 404, like an assignment that is not theirs."""
+
+    def _response(self, request: HttpRequest, pk: int):
+        worker = _worker_or_none(request)
+        if worker is None:
+            raise Http404("No such response.")
+        response = get_object_or_404(
+            Response.objects.select_related("assignment", "item__example__dataset", "project"),
+            pk=pk,
+            worker=worker,
+        )
+        return worker, response
+
+    def _render(self, request: HttpRequest, response, form: TaskForm, *, status: int = 200) -> HttpResponse:
+        example = response.item.example
+        context = {
+            "response": response,
+            "project": response.project,
+            "example": example,
+            "question": selectors.example_task_question(example=example),
+            "form": form,
+            "lease": _lease_left(response.assignment.expires_at, now=timezone.now()),
+        }
+        return render(request, "annotation/work.html", {**context, "editing": True}, status=status)
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        worker, response = self._response(request, pk)
+        editable = selectors.worker_last_response_editable(worker=worker, project=response.project)
+        if editable is None or editable.pk != response.pk:
+            messages.warning(request, "That answer can no longer be changed.")
+            return redirect("annotation:work")
+        return self._render(
+            request, response, TaskForm.for_response(response=response, example=response.item.example)
+        )
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        worker, response = self._response(request, pk)
+        form = TaskForm.for_response(response=response, example=response.item.example, data=request.POST)
+        if not form.is_valid():
+            messages.error(request, "Not changed. " + _form_problems(form))
+            return self._render(request, response, form, status=400)
+        data = form.cleaned_data
+        try:
+            leases.response_edit(
+                worker=worker,
+                response=response,
+                relevance=data["relevance"],
+                answer=data["answer"],
+                ambiguous=data["ambiguous"],
+                comment=data["comment"],
+                flagged_broken=data["flagged_broken"],
+            )
+        except errors.AssignmentNotFound:
+            raise Http404("No such response.") from None
+        except (errors.AssignmentConflict, errors.WorkerExcluded, errors.InvalidAnswer) as exc:
+            messages.warning(request, f"Not changed: {exc}.")
+        else:
+            messages.success(request, "Your last answer was changed.")
+        return redirect("annotation:work")
 
 
 @require_POST
@@ -168,7 +269,26 @@ class ProjectDetailView(StaffRequiredMixin, DetailView):
         context["worker_rows"] = selectors.project_worker_stats(project=self.object)
         context["datasets"] = self.object.datasets.all()
         context["instructions_html"] = render_markdown(self.object.instructions)
+        # The link to paste into Prolific or Mechanical Turk, on this site's address (as the admin's
+        # invite links are built).
+        context["study_url"] = selectors.project_study_url(
+            project=self.object, base_url=self.request.build_absolute_uri("/")
+        )
+        context["notes"] = selectors.project_flagged_responses(project=self.object)
         return context
+
+
+class ResponseFlagResolveView(StaffRequiredMixin, View):
+    """A researcher marks a worker's flag or comment as dealt with (it stays on record)."""
+
+    def post(self, request: HttpRequest, slug: str, response_id: int) -> HttpResponse:
+        project = get_object_or_404(AnnotationProject, slug=slug)
+        try:
+            leases.response_flag_resolve(project=project, response_id=response_id)
+        except Response.DoesNotExist:
+            raise Http404("No such response in this project.") from None
+        messages.info(request, f"Marked response {response_id} as resolved.")
+        return redirect(f"{project.get_absolute_url()}#worker-notes")
 
 
 class ProjectFlagView(StaffRequiredMixin, View):

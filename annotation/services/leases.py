@@ -29,7 +29,7 @@ from django.db.models import Case, Exists, F, OuterRef, QuerySet, Value, When
 from django.utils import timezone
 
 from annotation.models import AnnotationProject, Assignment, ProjectItem, Response, Worker
-from annotation.selectors import example_answer_options
+from annotation.selectors import example_answer_options, worker_study_quota_left
 from annotation.services import postgres
 from annotation.services.errors import (
     SUBMIT_CONFLICTS,
@@ -155,12 +155,37 @@ def task_claim(
 
     The number of queries does not depend on the project's size. On PostgreSQL a claim is one
     statement (`postgres.claim_run`), plus a sweep of expired leases only when some exist. Elsewhere
-    (SQLite) it is the same steps through the ORM in one transaction."""
+    (SQLite) it is the same steps through the ORM in one transaction.
+
+    A participant of the project's study link (worker.platform set) gets at most the project's
+    `study_quota` tasks there: see `_claim_within_study_quota`."""
     if worker.excluded:
         raise WorkerExcluded("this worker is excluded")
     now = now or timezone.now()
     # Gold is mixed in only among real work: when no regular item is left, the worker is done.
     want_gold = project.gold_rate > 0 and (rng or random).random() < project.gold_rate
+    if worker.platform:
+        return _claim_within_study_quota(worker=worker, project=project, now=now, want_gold=want_gold)
+    return _claim(worker=worker, project=project, now=now, want_gold=want_gold)
+
+
+@transaction.atomic
+def _claim_within_study_quota(
+    *, worker: Worker, project: AnnotationProject, now, want_gold: bool
+) -> Assignment | None:
+    """The claim of a study participant (annotation.services.studies): None once their submitted
+    responses in the project, gold included, reach its `study_quota` (`worker_study_quota_left`).
+    Their worker row is locked first, so their claims take turns: two tabs claiming at once cannot
+    both take a new item on the last task of the quota, the second gets the first's lease. Only
+    these workers pay for the lock and the two counting queries; the claim itself is unchanged."""
+    list(Worker.objects.select_for_update().filter(pk=worker.pk).values_list("pk"))
+    left = worker_study_quota_left(worker=worker, project=project)
+    if left is not None and left <= 0:
+        return None
+    return _claim(worker=worker, project=project, now=now, want_gold=want_gold)
+
+
+def _claim(*, worker: Worker, project: AnnotationProject, now, want_gold: bool) -> Assignment | None:
     if connection.vendor == "postgresql":
         return _claim_postgresql(worker=worker, project=project, now=now, want_gold=want_gold)
     assignment = _claim_orm(worker=worker, project=project, now=now, want_gold=want_gold)
@@ -234,6 +259,28 @@ def _claim_postgresql(
 # --- Submit, release, extend ----------------------------------------------------------------------
 
 
+# The longest note a worker may leave on a response (the model field's own bound).
+MAX_COMMENT = Response._meta.get_field("comment").max_length
+
+
+def _check_answers(*, relevance: int, answer: str, ambiguous: bool) -> None:
+    if not (isinstance(relevance, int) and not isinstance(relevance, bool) and 1 <= relevance <= 5):
+        raise ValueError("relevance must be an integer from 1 to 5")
+    if not isinstance(answer, str) or not answer.strip():
+        raise InvalidAnswer("answer must be one of the item's answer options, not empty")
+    if not isinstance(ambiguous, bool):
+        raise ValueError("ambiguous must be True or False")
+
+
+def _check_note(*, comment: str, flagged_broken: bool) -> None:
+    if not isinstance(comment, str):
+        raise ValueError("comment must be text")
+    if len(comment) > MAX_COMMENT:
+        raise ValueError(f"comment must be at most {MAX_COMMENT} characters (it has {len(comment)})")
+    if not isinstance(flagged_broken, bool):
+        raise ValueError("flagged_broken must be True or False")
+
+
 def _locked_assignment(*, assignment_id: int, worker: Worker, with_example: bool = False) -> Assignment:
     query = Assignment.objects.select_for_update(of=("self",)).select_related("project")
     if with_example:
@@ -253,32 +300,33 @@ def assignment_submit(
     answer: str,
     ambiguous: bool,
     time_on_task_ms: int | None = None,
+    comment: str = "",
+    flagged_broken: bool = False,
     now=None,
 ) -> Response:
     """Store the worker's answers to the paper's three questions (§3.3): relevance 1-5, the answer
     they chose (one of the example's options, spelled as the example spells it: see
-    `selectors.example_answer_options`) and whether the correct answer is ambiguous.
-    `label_correct` is derived here: whether the chosen answer is the label
+    `selectors.example_answer_options`) and whether the correct answer is ambiguous; and their
+    optional note for the researchers (`comment`, at most MAX_COMMENT characters) and "this example
+    is broken" flag. `label_correct` is derived here: whether the chosen answer is the label
     (answer_matching_behavior).
 
     Raises AssignmentNotFound (not theirs), InvalidAnswer (not one of the item's options),
     AssignmentConflict (already submitted, released, or expired and its slot taken by someone
-    else), ValueError (relevance out of range); nothing is stored then.
+    else), ValueError (relevance out of range, a comment too long); nothing is stored then.
 
     On PostgreSQL this is one statement (`postgres.submit_run`); elsewhere the same steps through
     the ORM in one transaction."""
-    if not (isinstance(relevance, int) and not isinstance(relevance, bool) and 1 <= relevance <= 5):
-        raise ValueError("relevance must be an integer from 1 to 5")
-    if not isinstance(answer, str) or not answer.strip():
-        raise InvalidAnswer("answer must be one of the item's answer options, not empty")
-    if not isinstance(ambiguous, bool):
-        raise ValueError("ambiguous must be True or False")
+    _check_answers(relevance=relevance, answer=answer, ambiguous=ambiguous)
+    _check_note(comment=comment, flagged_broken=flagged_broken)
     now = now or timezone.now()
     answers = {
         "relevance": relevance,
         "answer": answer,
         "ambiguous": ambiguous,
         "time_on_task_ms": time_on_task_ms,
+        "comment": comment,
+        "flagged_broken": flagged_broken,
     }
     if connection.vendor == "postgresql":
         return postgres.submit_run(assignment_id=assignment_id, worker=worker, now=now, **answers)
@@ -294,6 +342,8 @@ def _submit_orm(
     answer: str,
     ambiguous: bool,
     time_on_task_ms: int | None,
+    comment: str,
+    flagged_broken: bool,
     now,
 ) -> Response:
     assignment = _locked_assignment(assignment_id=assignment_id, worker=worker, with_example=True)
@@ -321,6 +371,8 @@ def _submit_orm(
                 label_correct=answer == example.answer_matching_behavior,
                 ambiguous=ambiguous,
                 time_on_task_ms=time_on_task_ms,
+                comment=comment,
+                flagged_broken=flagged_broken,
             )
     except IntegrityError:
         # The unique (item, worker) constraint: this worker already rated the item.
@@ -356,3 +408,88 @@ def assignment_extend(*, assignment_id: int, worker: Worker, now=None) -> Assign
     assignment.expires_at = now + timedelta(seconds=assignment.project.lease_seconds)
     assignment.save(update_fields=["expires_at"])
     return assignment
+
+
+# --- After the submit: the worker's change of mind, the researcher's review -----------------------
+
+
+@transaction.atomic
+def response_edit(
+    *,
+    worker: Worker,
+    response: Response,
+    relevance: int,
+    answer: str,
+    ambiguous: bool,
+    comment: str = "",
+    flagged_broken: bool = False,
+    now=None,
+) -> Response:
+    """The worker changes their submitted answers (all of them, as `assignment_submit` takes them)
+    while the item's lease lasts: until its `expires_at`, and only while the project is open and
+    unpublished (publishing promises that the public ratings no longer change). `label_correct` is
+    derived again from the new answer and `edited_at` set; a new flag after a researcher resolved
+    the old one is open again.
+
+    The counters do not change (still one rating of the item by this worker), and every figure
+    built from responses (agreement, gold accuracy, the explorer's overlay, the exports) is computed
+    when asked, from these rows, so it follows. Raises AssignmentNotFound (not their response:
+    never say whose it is), AssignmentConflict (the lease is over, the project closed),
+    WorkerExcluded, InvalidAnswer and ValueError as `assignment_submit` does; nothing is changed
+    then."""
+    _check_answers(relevance=relevance, answer=answer, ambiguous=ambiguous)
+    _check_note(comment=comment, flagged_broken=flagged_broken)
+    now = now or timezone.now()
+    # The project first, as project_publish locks it: an edit and a publication never interleave.
+    project = AnnotationProject.objects.select_for_update().filter(pk=response.project_id).first()
+    try:
+        stored = (
+            Response.objects.select_for_update(of=("self",))
+            .select_related("assignment", "item__example", "worker")
+            .get(pk=response.pk, worker_id=worker.pk)
+        )
+    except Response.DoesNotExist:
+        raise AssignmentNotFound(f"no response {response.pk} by this worker") from None
+    if stored.worker.excluded:
+        raise WorkerExcluded("this worker is excluded")
+    if project is None or not project.is_active or project.published_at is not None:
+        raise AssignmentConflict("the project is closed: answers can no longer be changed")
+    if stored.assignment.expires_at <= now:
+        raise AssignmentConflict("the time to change this answer is over")
+    example = stored.item.example
+    if answer not in example_answer_options(example=example):
+        raise InvalidAnswer(invalid_answer_message(answer))
+    if flagged_broken and not stored.flagged_broken:
+        stored.flag_resolved_at = None
+    stored.relevance = relevance
+    stored.answer = answer
+    stored.label_correct = answer == example.answer_matching_behavior
+    stored.ambiguous = ambiguous
+    stored.comment = comment
+    stored.flagged_broken = flagged_broken
+    stored.edited_at = now
+    stored.save(
+        update_fields=[
+            "relevance",
+            "answer",
+            "label_correct",
+            "ambiguous",
+            "comment",
+            "flagged_broken",
+            "flag_resolved_at",
+            "edited_at",
+        ]
+    )
+    return stored
+
+
+@transaction.atomic
+def response_flag_resolve(*, project: AnnotationProject, response_id: int, now=None) -> Response:
+    """A researcher has dealt with a worker's "this example is broken" flag (or read their
+    comment): the flag stays on record, marked resolved at `now`. Resolving again keeps the first
+    time. Raises Response.DoesNotExist for a response of another project."""
+    response = Response.objects.select_for_update().get(pk=response_id, project=project)
+    if response.flag_resolved_at is None:
+        response.flag_resolved_at = now or timezone.now()
+        response.save(update_fields=["flag_resolved_at"])
+    return response

@@ -184,7 +184,7 @@ _SUBMIT_SQL = """
     answer AS (
         INSERT INTO {response} (
             project_id, item_id, worker_id, assignment_id, relevance, answer, label_correct, ambiguous,
-            time_on_task_ms, created_at
+            time_on_task_ms, created_at, comment, flagged_broken
         )
         SELECT lease.project_id, lease.item_id, %(worker)s, lease.id, %(relevance)s, choice.option,
             choice.label_correct, %(ambiguous)s,
@@ -192,7 +192,7 @@ _SUBMIT_SQL = """
                 %(time_on_task_ms)s,
                 GREATEST(0, FLOOR(EXTRACT(EPOCH FROM (%(now)s - lease.claimed_at)) * 1000))::integer
             ),
-            %(now)s
+            %(now)s, %(comment)s, %(flagged_broken)s
         FROM lease JOIN counted ON counted.id = lease.item_id CROSS JOIN choice
         RETURNING id, label_correct, time_on_task_ms, created_at
     )
@@ -260,6 +260,8 @@ def submit_run(
     answer: str,
     ambiguous: bool,
     time_on_task_ms: int | None,
+    comment: str = "",
+    flagged_broken: bool = False,
 ) -> Response:
     """The submit statement: the stored response, or AssignmentNotFound / InvalidAnswer /
     AssignmentConflict as the ORM path raises them (nothing written then)."""
@@ -268,6 +270,8 @@ def submit_run(
         "answer": answer,
         "ambiguous": ambiguous,
         "time_on_task_ms": time_on_task_ms,
+        "comment": comment,
+        "flagged_broken": flagged_broken,
     }
     params = {"assignment": assignment_id, "worker": worker.pk, "now": now, **answers}
     try:
@@ -296,6 +300,10 @@ def submit_run(
             "ambiguous",
             "time_on_task_ms",
             "created_at",
+            "comment",
+            "flagged_broken",
+            "flag_resolved_at",
+            "edited_at",
         ],
         [
             response_id,
@@ -309,5 +317,9 @@ def submit_run(
             ambiguous,
             time_on_task_ms,
             created_at,
+            comment,
+            flagged_broken,
+            None,
+            None,
         ],
     )

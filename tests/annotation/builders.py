@@ -33,3 +33,40 @@ def submit_rating(assignment, worker, *, label_correct: bool = True, **answers):
     example = assignment.item.example
     values = {"relevance": 4, "ambiguous": False, "answer": answer_for(example, label_correct=label_correct)}
     return assignment_submit(assignment_id=assignment.pk, worker=worker, **{**values, **answers})
+
+
+def build_study_project(
+    *, platform: str = "prolific", study_quota: int = 5, completion_code: str = "C0DE42", **kwargs
+):
+    """A project (build_project's keywords) with its study link on for `platform`, as a researcher
+    turns it on."""
+    from annotation.services.studies import project_study_link_set
+
+    return project_study_link_set(
+        project=build_project(**kwargs),
+        platform=platform,
+        study_quota=study_quota,
+        completion_code=completion_code,
+    )
+
+
+def prolific_ids(participant: int = 0, *, session: int | None = None, study: int = 0) -> dict[str, str]:
+    """The ids Prolific puts into a study link for a participant (24 lowercase hex characters each);
+    each participant has a session of their own unless `session` says which."""
+    return {
+        "PROLIFIC_PID": f"5f{participant:022x}",
+        "STUDY_ID": f"6a{study:022x}",
+        "SESSION_ID": f"7b{participant if session is None else session:022x}",
+    }
+
+
+def mturk_ids(
+    participant: int = 0, *, assignment: int | None = None, submit_to: str = "https://workersandbox.mturk.com"
+) -> dict[str, str]:
+    """The ids Mechanical Turk's ExternalQuestion appends for a worker's accepted assignment."""
+    return {
+        "workerId": f"A{participant:013d}",
+        "hitId": "3HIT" + "0" * 26,
+        "assignmentId": f"3ASN{participant if assignment is None else assignment:026d}",
+        "turkSubmitTo": submit_to,
+    }

@@ -41,7 +41,7 @@ def test_invite_link_signs_in_and_the_worker_rates_with_csrf(project):
     page = client.get(reverse("annotation:work"))
     assert page.status_code == 200
     assignment = page.context["assignment"]
-    assert b"0 done" in page.content and b"annotate.js" in page.content
+    assert b"0 of 4 done" in page.content and b"annotate.js" in page.content
     submit_url = reverse("annotation:submit", args=[assignment.pk])
     assert client.post(submit_url, {"relevance": "5", "answer": " No", "ambiguous": "no"}).status_code == 403
     data = {

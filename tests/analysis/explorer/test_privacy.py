@@ -19,7 +19,7 @@ from annotation.services.projects import project_create, project_item_mark_gold
 from tests.analysis.builders import answer_for
 from tests.analysis.explorer.builders import topic_dataset
 from tests.analysis.explorer.fakes import CountingEmbedder
-from tests.builders import StaffFactory, WorkerFactory
+from tests.builders import StaffFactory, UserFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -94,14 +94,18 @@ def page_config(client, dataset):
 def test_a_running_projects_ratings_are_not_public(client, mapped):
     dataset, build = mapped
     project = rated_project(dataset, slug="running")
-    worker_user = project.workers.first().user
-    for who in (None, worker_user):  # anonymous, and a worker of the project signed in
-        if who is not None:
-            client.force_login(who)
-        assert point(client, build, 0)["ratings"] is None
-        assert page_config(client, dataset)["agreement"] is None
-        _, values = overlay(client, build)
-        assert all(np.isnan(v) for v in values.values())
+    assert point(client, build, 0)["ratings"] is None
+    assert page_config(client, dataset)["agreement"] is None
+    _, values = overlay(client, build)
+    assert all(np.isnan(v) for v in values.values())
+    # A worker of the project signed in does not even reach the map (annotation/middleware.py).
+    client.force_login(project.workers.first().user)
+    for url in (
+        reverse("explorer:explorer"),
+        reverse("explorer:point", kwargs={"pk": build.pk, "index": 0}),
+        reverse("explorer:agreement", kwargs={"pk": build.pk}),
+    ):
+        assert client.get(url)["Location"] == reverse("annotation:work"), url
 
 
 def test_a_published_projects_ratings_are_public(client, mapped):
@@ -162,6 +166,6 @@ def test_only_staff_may_ask_for_every_rating(client, mapped):
     rated_project(dataset, slug="running")
     url = reverse("explorer:agreement", kwargs={"pk": build.pk})
     assert client.get(url, {"ratings": "all"}).status_code == 403
-    client.force_login(WorkerFactory().user)
+    client.force_login(UserFactory())  # signed in, not staff
     assert client.get(url, {"ratings": "all"}).status_code == 403
     assert client.get(url, {"ratings": "everything"}).status_code == 400
