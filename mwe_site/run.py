@@ -15,6 +15,7 @@ port busy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -50,9 +51,12 @@ def supervise(commands: dict[str, list[str]]) -> int:
     processes = {name: subprocess.Popen(argv, start_new_session=True) for name, argv in commands.items()}
 
     def stop(*_args) -> None:
+        # SIGTERM to each program, not to its whole group: a Celery worker told alone stops its
+        # pool itself (a warm shutdown), while a pool process killed under it is logged as
+        # "ERROR ... exited with 'signal 15 (SIGTERM)'" on every normal Ctrl-C.
         for process in processes.values():
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+                process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
         for process in processes.values():
             try:
@@ -60,6 +64,11 @@ def supervise(commands: dict[str, list[str]]) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        # What a program left behind in its group when it exited (the development server's reloaded
+        # child, a pool process of a worker killed above) goes too, so no port or broker stays busy.
+        for process in processes.values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
 
     # Ctrl-C and SIGTERM only set a flag: a KeyboardInterrupt raised at an arbitrary point could
     # land inside Popen.poll() while it holds the Popen's wait lock, and stop()'s wait() would then

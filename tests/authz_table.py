@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlencode
@@ -28,8 +28,9 @@ from rest_framework.authtoken.models import Token
 from analysis.explorer.builds import explorer_maps_build
 from analysis.models import ExplorerBuild
 from annotation.models import AnnotationProject, Assignment, Response, Worker
-from annotation.services.leases import task_claim
+from annotation.services.leases import assignment_submit, task_claim
 from annotation.services.projects import project_create
+from annotation.services.studies import project_study_link_set
 from annotation.services.workers import worker_api_token
 from generation.catalog.services import dataset_refresh_stats
 from generation.evaluation.suites import suite_create
@@ -127,6 +128,10 @@ def world_build() -> World:
     w.candidate = CandidateFactory(run=w.generation_run)
 
     w.project = project_create(name="Authz", slug="authz", datasets=[w.dataset], overlap=3)
+    # Its Prolific study link: the participant's way in.
+    w.study_token = project_study_link_set(
+        project=w.project, platform="prolific", study_quota=5, completion_code="AUTHZ1"
+    ).study_token
     # Two examples fully rated by three crowd workers: the analysis pages have figures, and only
     # the other two examples are left for the site's workers.
     rate(
@@ -136,6 +141,15 @@ def world_build() -> World:
     w.response = w.project.responses.order_by("pk").first()
     w.worker = WorkerFactory(projects=[w.project], user__username="authz-worker")
     w.other_worker = WorkerFactory(projects=[w.project], user__username="authz-other-worker")
+    # The worker rated one example already and may still change that answer: its lease runs for a
+    # day, longer than the module's cells take.
+    earlier = task_claim(worker=w.worker, project=w.project)
+    w.worker_response = assignment_submit(
+        assignment_id=earlier.pk, worker=w.worker, relevance=4, answer=" Yes", ambiguous=False
+    )
+    Assignment.objects.filter(pk=earlier.pk).update(
+        expires_at=datetime.datetime.now(tz=datetime.UTC) + datetime.timedelta(days=1)
+    )
     w.assignment = task_claim(worker=w.worker, project=w.project)
     assert w.assignment is not None and w.assignment.worker == w.worker
     # Invited, never joined: the invite link's POST makes the account.
@@ -313,6 +327,8 @@ GENERATE_FORM = {
     "calibrate": "on",
 }
 RATING = {"relevance": "4", "answer": " Yes", "ambiguous": "no"}
+# A Prolific participant's ids, as Prolific fills them into the study link.
+STUDY_IDS = {"PROLIFIC_PID": "a" * 24, "STUDY_ID": "b" * 24, "SESSION_ID": "c" * 24}
 
 
 def _project_form(w: World) -> Body:
@@ -351,6 +367,8 @@ EXPORT = {
 SITE_ROWS = [
     # --- generation: the catalog, evaluations and generations are public; starting work is staff's.
     Row("generation:catalog", PUBLIC_PAGE),
+    # What the home page and /explore/ poll while `make run` prepares the demo: public, like them.
+    Row("generation:first-run-progress", PUBLIC_FUNCTION),
     Row("generation:collection-detail", PUBLIC_PAGE, lambda w: {"slug": w.collection.slug}),
     Row("generation:dataset-detail", PUBLIC_PAGE, _slug),
     Row("generation:dataset-download", PUBLIC_FUNCTION, _slug),
@@ -365,6 +383,8 @@ SITE_ROWS = [
         effect=_job_of(Job.Kind.IMPORT),
     ),
     Row("generation:job-detail", STAFF_PAGE, lambda w: {"pk": w.job.pk}),
+    # What the job page polls to update itself: staff, like the page.
+    Row("generation:job-progress", STAFF_PAGE, lambda w: {"pk": w.job.pk}),
     Row(
         "generation:example-detail",
         PUBLIC_PAGE,
@@ -385,6 +405,8 @@ SITE_ROWS = [
     Row("generation:run-compare", PUBLIC_FUNCTION, query=lambda w: {"a": w.run_a.pk, "b": w.run_b.pk}),
     Row("generation:run-detail", PUBLIC_PAGE, lambda w: {"pk": w.run_a.pk}),
     Row("generation:run-items-download", PUBLIC_FUNCTION, lambda w: {"pk": w.run_a.pk}),
+    # What the run pages poll to update themselves in place: public, like the pages.
+    Row("generation:run-progress", PUBLIC_FUNCTION, lambda w: {"pk": w.run_a.pk}),
     Row("generation:suite-list", PUBLIC_PAGE),
     Row(
         "generation:suite-create",
@@ -403,6 +425,7 @@ SITE_ROWS = [
         effect=_job_of(Job.Kind.SUITE),
     ),
     Row("generation:suite-detail", PUBLIC_PAGE, lambda w: {"pk": w.suite.pk}),
+    Row("generation:suite-progress", PUBLIC_FUNCTION, lambda w: {"pk": w.suite.pk}),
     Row("generation:suite-dataset", PUBLIC_PAGE, lambda w: {"pk": w.suite.pk, "slug": w.dataset.slug}),
     Row(
         "generation:suite-compare",
@@ -420,6 +443,7 @@ SITE_ROWS = [
     ),
     Row("generation:generation-list", PUBLIC_PAGE),
     Row("generation:generation-detail", PUBLIC_PAGE, lambda w: {"pk": w.generation_run.pk}),
+    Row("generation:generation-progress", PUBLIC_FUNCTION, lambda w: {"pk": w.generation_run.pk}),
     Row(
         "generation:generation-cancel",
         # POST only: a GET is 405, after the permission check like every staff page.
@@ -476,6 +500,19 @@ SITE_ROWS = [
         lambda w: {"pk": w.assignment.pk},
         effect=_released,
     ),
+    # Changing one's last answer: only its worker (anyone else: no such response, as for assignments).
+    Row(
+        "annotation:response-edit",
+        {
+            "GET": cells(anonymous=NOT_FOUND, worker=OK, other_worker=NOT_FOUND, researcher=NOT_FOUND),
+            "POST": cells(
+                anonymous=NOT_FOUND, worker=to(_work), other_worker=NOT_FOUND, researcher=NOT_FOUND
+            ),
+        },
+        lambda w: {"pk": w.worker_response.pk},
+        bodies={"POST": lambda w: Body({**RATING, "answer": " No", "comment": "changed my mind"})},
+        effect=lambda w: Response.objects.get(pk=w.worker_response.pk).edited_at is not None,
+    ),
     Row("annotation:project-list", STAFF_PAGE),
     Row(
         "annotation:project-create",
@@ -506,7 +543,47 @@ SITE_ROWS = [
         bodies={"POST": lambda w: Body({"excluded": "1"})},
         effect=lambda w: Worker.objects.get(pk=w.worker.pk).excluded,
     ),
+    Row(
+        "annotation:response-flag-resolve",
+        {
+            "GET": staff_only(NOT_ALLOWED),
+            "POST": staff_only(to(lambda w: w.project.get_absolute_url())),
+        },
+        lambda w: {"slug": w.project.slug, "response_id": w.response.pk},
+        effect=lambda w: Response.objects.get(pk=w.response.pk).flag_resolved_at is not None,
+    ),
     Row("annotation:responses-csv", EXPORT, _project),
+    Row("annotation:payments-csv", EXPORT, _project),
+    # A crowd platform's study link is the credential, like an invite link: anyone who has it may
+    # see the study and (by POST) take part as the participant the platform's ids name.
+    Row(
+        "annotation:study-entry",
+        {"GET": everyone(OK), "POST": everyone(to(_work))},
+        lambda w: {"token": w.study_token},
+        query=lambda w: STUDY_IDS,
+        effect=lambda w: Worker.objects.filter(
+            platform="prolific", external_id=STUDY_IDS["PROLIFIC_PID"]
+        ).exists(),
+    ),
+    # The completion page is a participant's: other workers are sent to their tasks, non-workers 403.
+    Row(
+        "annotation:study-complete",
+        {
+            "GET": cells(anonymous=FORBIDDEN, worker=to(_work), researcher=FORBIDDEN),
+            "POST": everyone(NOT_ALLOWED),
+        },
+    ),
+    Row(
+        "annotation:project-study",
+        {"GET": staff_only(OK), "POST": staff_only(to(lambda w: w.project.get_absolute_url()))},
+        _project,
+        bodies={
+            "POST": lambda w: Body(
+                {"study_platform": "prolific", "study_quota": "7", "completion_code": "AUTHZ2"}
+            )
+        },
+        effect=lambda w: AnnotationProject.objects.get(pk=w.project.pk).study_quota == 7,
+    ),
     Row("annotation:responses-jsonl", EXPORT, _project),
     # --- analysis: staff only, every page and export.
     Row("analysis:project-list", STAFF_PAGE),
@@ -871,7 +948,28 @@ def _admin_rows() -> list[Row]:
 
 
 ADMIN_ROWS = _admin_rows()
-ROWS = SITE_ROWS + API_ROWS + ADMIN_ROWS
+
+# A worker's browser stays on the annotation pages (annotation/middleware.py): on the public site,
+# the explorer, the analysis pages and the catalog API, whose pages show labels and ratings, a GET
+# is sent back to the work page; other methods, and anything under /api/, are a 403. Their API
+# tokens are no session: the token cells stay as they are.
+CONFINED_TO_WORK = ("generation:", "explorer:", "analysis:", "api-root", "api-schema", "api-docs")
+CONFINED_API = ("api-collection-", "api-dataset-", "api-example-", "api-evaluation-", "api-generation-")
+
+
+def _confined(row: Row) -> Row:
+    api = row.key.startswith(("api-",))
+    by_method = {}
+    for method, by_role in row.cells.items():
+        refused = to(_work) if method == "GET" and not api else FORBIDDEN
+        by_method[method] = {**by_role, "worker": refused, "other_worker": refused}
+    return replace(row, cells=by_method)
+
+
+ROWS = [
+    _confined(row) if row.key.startswith(CONFINED_TO_WORK + CONFINED_API) else row
+    for row in SITE_ROWS + API_ROWS + ADMIN_ROWS
+]
 ROWS_BY_KEY = {row.key: row for row in ROWS}
 assert len(ROWS_BY_KEY) == len(ROWS), "two rows for one pattern"
 

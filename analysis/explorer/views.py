@@ -28,6 +28,7 @@ from analysis.explorer.errors import ExplorerError
 from analysis.explorer.jobs import explorer_job_active, explorer_job_create, summary_model_spec
 from analysis.models import ExplorerBuild
 from generation.models import Dataset, EvaluationRun
+from mwe_site.first_run import first_run_status
 from mwe_site.permissions import StaffRequiredMixin
 from mwe_site.throttling import throttle_refusal
 
@@ -91,6 +92,8 @@ class ExplorerView(TemplateView):
             is_staff=_is_staff(self.request),
             active_job=explorer_job_active(),
             summary_model=summary_model_spec(),
+            # Without a map yet, what `make run` is doing about it (the demo's generation, the map).
+            first_run=first_run_status() if build is None else None,
         )
         if build is not None:
             models = selectors.explorer_model_options(build=build)

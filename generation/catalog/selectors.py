@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from django.db.models import Prefetch, Q, QuerySet
 
@@ -90,3 +92,133 @@ def dataset_export_version(*, dataset: Dataset) -> str:
     (through dataset_refresh_stats). EXPORT_FORMAT_VERSION moves when the export code changes."""
     stamp = int(dataset.updated_at.timestamp() * 1_000_000)
     return f"{dataset.pk}-{stamp}-v{EXPORT_FORMAT_VERSION}"
+
+
+# ----------------------------------------------------------------------------- an example's life
+
+# Each list on an example's or a dataset's page is cut at this many rows (newest first).
+LINKS_MAX = 20
+
+
+@dataclass(frozen=True)
+class RatingsLink:
+    """One annotation project's ratings of an example: the page that lists them (staff only)."""
+
+    name: str
+    count: int
+    label_correct: int
+    published: bool
+    url: str  # "" where the reader may not open the project's page
+
+
+@dataclass(frozen=True)
+class ExampleLinks:
+    """Where an example came from and what became of it: the generation candidate it was kept as
+    (and so its run), its ratings, the evaluations that scored it and its point on the map."""
+
+    candidate: Any  # generation.models.Candidate with its run, or None
+    ratings: list[RatingsLink]
+    evaluations: list[Any]  # generation.models.EvaluationItem with its run, newest first
+    evaluation_count: int
+    map_url: str
+
+
+def _visible_responses(*, include_private: bool):
+    # The one rule of who sees which ratings, the explorer's (see analysis.explorer.selectors): the
+    # public only published projects' ratings of regular items, staff every rating.
+    from analysis.explorer.selectors import _responses
+
+    return _responses(include_private=include_private)
+
+
+def example_links(*, example: Example, include_private: bool) -> ExampleLinks:
+    """What an example's page links to (a handful of bounded queries). include_private (staff):
+    ratings of unpublished projects and gold items too, each project's page linked."""
+    from django.db.models import Count
+    from django.urls import reverse
+
+    from generation.models import Candidate, EvaluationItem
+
+    candidate = Candidate.objects.select_related("run").filter(example=example).first()
+    rows = (
+        _visible_responses(include_private=include_private)
+        .filter(item__example=example)
+        .values("project__slug", "project__name", "project__published_at")
+        .annotate(n=Count("pk"), correct=Count("pk", filter=Q(label_correct=True)))
+        .order_by("project__slug")[:LINKS_MAX]
+    )
+    ratings = [
+        RatingsLink(
+            name=row["project__name"],
+            count=row["n"],
+            label_correct=row["correct"],
+            published=row["project__published_at"] is not None,
+            url=reverse("annotation:project-detail", kwargs={"slug": row["project__slug"]})
+            if include_private
+            else "",
+        )
+        for row in rows
+    ]
+    items = EvaluationItem.objects.filter(example=example)
+    return ExampleLinks(
+        candidate=candidate,
+        ratings=ratings,
+        evaluations=list(items.select_related("run").order_by("-run__created_at", "-run_id")[:LINKS_MAX]),
+        evaluation_count=items.count(),
+        map_url=example_map_url(example=example),
+    )
+
+
+def example_map_url(*, example: Example) -> str:
+    """The explorer with the example's point selected: on its dataset's map, else on the map of all
+    datasets; "" when no map has it. The point's index is read from the map's memory-mapped ids."""
+    import numpy as np
+    from django.urls import reverse
+
+    from analysis.explorer.selectors import explorer_build_current, explorer_build_ids
+
+    for dataset in (example.dataset, None):
+        build = explorer_build_current(dataset=dataset)
+        if build is None:
+            continue
+        indices, found = explorer_build_ids(build=build).indices_of(np.array([example.pk]))
+        if found.any():
+            query = {"point": int(indices[0])}
+            if dataset is not None:
+                query = {"dataset": dataset.slug, **query}
+            return f"{reverse('explorer:explorer')}?{urlencode(query)}"
+    return ""
+
+
+@dataclass(frozen=True)
+class AgreementLink:
+    project: str
+    url: str
+
+
+@dataclass(frozen=True)
+class DatasetLinks:
+    map_url: str
+    agreement: list[AgreementLink]  # staff only: the agreement pages are researchers'
+
+
+def dataset_links(*, dataset: Dataset, include_private: bool) -> DatasetLinks:
+    """A dataset's map, and (staff) its agreement page in each annotation project that rates it."""
+    from django.urls import reverse
+
+    from analysis.explorer.selectors import explorer_build_current
+
+    map_url = ""
+    if explorer_build_current(dataset=dataset) is not None:
+        map_url = f"{reverse('explorer:explorer')}?{urlencode({'dataset': dataset.slug})}"
+    agreement = []
+    if include_private:
+        projects = dataset.annotation_projects.order_by("name").values_list("slug", "name")[:LINKS_MAX]
+        agreement = [
+            AgreementLink(
+                project=name,
+                url=reverse("analysis:dataset", kwargs={"project": slug, "slug": dataset.slug}),
+            )
+            for slug, name in projects
+        ]
+    return DatasetLinks(map_url=map_url, agreement=agreement)

@@ -16,6 +16,7 @@ from generation.catalog.exports import archive
 from generation.catalog.forms import ImportForm
 from generation.catalog.jobs import import_job_create
 from generation.models import Collection, Dataset, Example
+from mwe_site.first_run import first_run_status
 from mwe_site.pagination import LastPageOnOverflowMixin
 from mwe_site.permissions import StaffRequiredMixin
 from mwe_site.search import search_problem
@@ -29,6 +30,10 @@ SORT_CHOICES = [
 ]
 
 
+def _is_staff(request) -> bool:
+    return request.user.is_active and request.user.is_staff
+
+
 class CatalogView(TemplateView):
     template_name = "generation/catalog.html"
 
@@ -38,6 +43,7 @@ class CatalogView(TemplateView):
         context["collections"] = [c for c in collections if c.datasets.all()]
         context["dataset_total"] = sum(len(c.datasets.all()) for c in collections)
         context["example_total"] = sum(d.example_count for c in collections for d in c.datasets.all())
+        context["first_run"] = first_run_status(datasets=context["dataset_total"])
         return context
 
 
@@ -102,6 +108,7 @@ class DatasetDetailView(LastPageOnOverflowMixin, ListView):
             filtered=bool(self.search or self.label),
             query_string=query.urlencode(),
             has_confidence=self.dataset.mean_label_confidence is not None,
+            links=selectors.dataset_links(dataset=self.dataset, include_private=_is_staff(self.request)),
         )
         return context
 
@@ -269,6 +276,7 @@ class ExampleDetailView(DetailView):
             duplicates=dataset.examples.filter(text_hash=example.text_hash)
             .exclude(pk=example.pk)
             .values_list("position", flat=True)[:20],
+            links=selectors.example_links(example=example, include_private=_is_staff(self.request)),
         )
         return context
 

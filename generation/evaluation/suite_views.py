@@ -20,9 +20,11 @@ from generation.evaluation import suite_charts, suite_selectors
 from generation.evaluation import suite_figures as figures
 from generation.evaluation.selectors import run_error_visible
 from generation.evaluation.suite_selectors import SuiteResults
+from generation.jobs.selectors import run_progress
+from generation.jobs.views import progress_response
 from generation.models import BehaviorDirection, EvaluationSuite
 from mwe_site.safe_csv import csv_lines
-from mwe_site.throttling import throttle_refusal
+from mwe_site.throttling import throttle_refusal, throttled
 
 SUITES_PER_PAGE = 50
 ITEMS_PER_PAGE = 50
@@ -249,6 +251,14 @@ def _progress(suite: EvaluationSuite, results: SuiteResults) -> Progress:
 
 
 @require_safe
+@throttled("progress", json=True)
+def suite_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """A suite's progress as its page polls it (public, like the page): its status and its job's
+    items; once it has ended, the page itself has its complete figures."""
+    return progress_response(run_progress(run=_suite(pk)))
+
+
+@require_safe
 def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
     suite = _suite(pk)
     results = suite_selectors.suite_results(suite=suite)
@@ -279,6 +289,7 @@ def suite_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "suite": suite,
         "results": results,
         "progress": _progress(suite, results),
+        "live": run_progress(run=suite) if suite.is_in_progress and not suite.is_stalled else None,
         "show_errors": run_error_visible(user=request.user),
         "failed_runs": suite_selectors.suite_runs_in_progress(suite=suite)
         if suite.status != "succeeded"

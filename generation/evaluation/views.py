@@ -21,6 +21,8 @@ from generation.evaluation import charts, selectors
 from generation.evaluation.forms import EvaluateForm, SuiteForm
 from generation.evaluation.jobs import evaluation_job_create, suite_start
 from generation.evaluation.services import EvaluationError, evaluation_run_create, evaluation_task_for
+from generation.jobs.selectors import run_progress
+from generation.jobs.views import progress_response
 from generation.lm import ModelSpecError
 from generation.models import Dataset, EvaluationRun, EvaluationTask, PromptFormat, RunScorer
 from mwe_site.pagination import LastPageOnOverflowMixin
@@ -112,6 +114,14 @@ class EvaluateView(StaffRequiredMixin, FormView):
 # ----------------------------------------------------------------------------- one run
 
 
+@require_safe
+@throttled("progress", json=True)
+def run_progress_json(request, pk: int):
+    """A run's progress as its page polls it (public, like the page)."""
+    run = get_object_or_404(EvaluationRun.objects.select_related("job"), pk=pk)
+    return progress_response(run_progress(run=run))
+
+
 class RunDetailView(LastPageOnOverflowMixin, ListView):
     """A run's summary, provenance and live progress, and one page of its items."""
 
@@ -160,6 +170,7 @@ class RunDetailView(LastPageOnOverflowMixin, ListView):
             dataset=run.dataset,
             job=job,
             in_progress=in_progress and not stalled,
+            progress=run_progress(run=run) if in_progress and not stalled else None,
             job_failed=stalled,
             show_errors=selectors.run_error_visible(user=self.request.user),
             versions=sorted((info.get("versions") or {}).items()),

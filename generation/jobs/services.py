@@ -35,7 +35,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
-from generation.models import EvaluationRun, GenerationRun, Job
+from generation.models import EvaluationRun, EvaluationSuite, GenerationRun, Job
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +160,24 @@ def job_create_for_run(
 
 def job_cancel(*, job: Job) -> None:
     """Asks a running job to stop; it does so at its next checkpoint (its handler asks
-    generation.jobs.selectors.job_cancel_requested). A queued one stops at once."""
-    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
-    Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-        status=Job.Status.CANCELLED, finished_at=timezone.now()
-    )
+    generation.jobs.selectors.job_cancel_requested). A queued one stops at once, and so does the run
+    it would have carried out: no handler will ever start (job_start skips a finished job), so
+    without this the run would read "Queued" on every page for ever."""
+    now = timezone.now()
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+        stopped = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+            status=Job.Status.CANCELLED, finished_at=now
+        )
+        if stopped:
+            # A suite's runs are carried out by the suite's job, not by jobs of their own.
+            for runs in (
+                GenerationRun.objects.filter(job=job),
+                EvaluationRun.objects.filter(job=job),
+                EvaluationRun.objects.filter(suite__job=job),
+                EvaluationSuite.objects.filter(job=job),
+            ):
+                runs.filter(status=Job.Status.QUEUED).update(status=Job.Status.CANCELLED, finished_at=now)
 
 
 def job_cancelled(*, job: Job) -> None:

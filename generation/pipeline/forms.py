@@ -149,8 +149,17 @@ class GenerateForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        for method in METHODS.values():
-            self.fields.update(method.form_fields())
+        # Which method reads each of the fields that only one method reads: the page shows the chosen
+        # method's (static/js/generation_form.js); every field is still sent and validated.
+        self.field_methods: dict[str, str] = {}
+        for name, method in METHODS.items():
+            fields = method.form_fields()
+            self.fields.update(fields)
+            self.field_methods.update(dict.fromkeys(fields, name))
+
+    def fields_with_methods(self) -> list[tuple[forms.BoundField, str]]:
+        """Each field with the method that alone reads it ("" for a field every method reads)."""
+        return [(field, self.field_methods.get(field.name, "")) for field in self]
 
     def clean(self):
         data = super().clean()

@@ -12,10 +12,13 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views import View
+from django.views.decorators.http import require_safe
 from django.views.generic import DetailView, FormView, ListView
 
 from generation.evaluation.selectors import run_error_visible
+from generation.jobs.selectors import run_progress
 from generation.jobs.services import job_cancel
+from generation.jobs.views import progress_response
 from generation.models import Candidate, GenerationRun
 from generation.pipeline import selectors
 from generation.pipeline.forms import GenerateForm
@@ -25,6 +28,7 @@ from generation.pipeline.run import GenerationError, generation_run_create, run_
 from generation.pipeline.selection import ASKED
 from mwe_site.pagination import LastPageOnOverflowMixin
 from mwe_site.permissions import StaffRequiredMixin
+from mwe_site.throttling import throttled
 
 CANDIDATES_PER_PAGE = 50
 RUNS_PER_PAGE = 50
@@ -168,6 +172,7 @@ class GenerationDetailView(LastPageOnOverflowMixin, ListView):
             run=run,
             job=job,
             in_progress=in_progress and not stalled,
+            progress=run_progress(run=run) if in_progress and not stalled else None,
             job_ended=stalled,
             show_errors=run_error_visible(user=self.request.user),
             cancellable=in_progress and not stalled and job is not None and not job.cancel_requested,
@@ -188,6 +193,14 @@ class GenerationDetailView(LastPageOnOverflowMixin, ListView):
             query_string=query.urlencode(),
         )
         return context
+
+
+@require_safe
+@throttled("progress", json=True)
+def generation_progress(request, pk: int):
+    """A run's progress as its page polls it (public, like the page)."""
+    run = get_object_or_404(GenerationRun.objects.select_related("job"), pk=pk)
+    return progress_response(run_progress(run=run))
 
 
 class GenerationCancelView(StaffRequiredMixin, View):

@@ -64,6 +64,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A crowdworker's browser stays on the annotation pages: the rest of the site shows labels.
+    "annotation.middleware.WorkerConfinementMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -240,6 +242,10 @@ MWE_THROTTLE_RATES = {
         "download": "20/minute",
         # sign-in attempts (the admin login), per address and per username
         "login": "10/minute",
+        # arrivals through a crowd platform's study link (each may create a worker), per address
+        "study": "30/minute",
+        # a job's or run's progress, which its page polls every 2 s while it runs
+        "progress": "90/minute",
     }.items()
 }
 

@@ -4,8 +4,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from generation.models import Dataset, GenerationRun, Job
-
-DEMO_SLUG = "demo-power-seeking"
+from mwe_site.first_run import DEMO_SLUG
 
 
 class Command(BaseCommand):

@@ -176,7 +176,8 @@ def test_filters_and_searches_change_what_is_shown(live_server, page, explorer_m
     examples = list(dataset.examples.order_by("position"))
     open_map(page, f"{live_server.url}/explore/?dataset={dataset.slug}")
 
-    # Label filter: only the examples whose matching answer is " No".
+    # Label filter (a compact dropdown): only the examples whose matching answer is " No".
+    page.click("#label-toggle")
     page.locator("#label-filter input[value='Yes']").uncheck()
     page.wait_for_selector("#point-count:not([data-count='60'])")
     no_count = sum(e.answer_matching_behavior == " No" for e in examples)

@@ -48,7 +48,9 @@ def test_catalog_query_count_does_not_grow_with_datasets(client, django_assert_m
     collection = CollectionFactory(slug="persona")
     for _ in range(40):
         dataset_refresh_stats(dataset=ExampleFactory(dataset=DatasetFactory(collection=collection)).dataset)
-    with django_assert_max_num_queries(4):
+    # The collections with their datasets, and the first run's three (mwe_site.first_run): the demo
+    # generation, the newest map job, whether a map exists.
+    with django_assert_max_num_queries(5):
         assert client.get("/").status_code == 200
 
 

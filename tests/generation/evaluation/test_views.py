@@ -291,7 +291,7 @@ def test_run_page_shows_progress_while_running(client, dataset):
     )
     html = client.get(run.get_absolute_url()).content.decode()
     assert '<meta http-equiv="refresh" content="2">' in html
-    assert '<progress max="10" value="3">' in html and "Scoring narcissism" in html
+    assert '<progress max="10" value="3"' in html and "Scoring narcissism" in html
     assert "figure-confidence" not in html
 
 

@@ -253,10 +253,12 @@ def test_cancelling_a_queued_run_stops_the_page_waiting(client):
     client.force_login(StaffFactory())
     client.post(reverse("generation:generation-cancel", kwargs={"pk": run.pk}))
     job.refresh_from_db()
-    assert job.status == Job.Status.CANCELLED
+    run.refresh_from_db()
+    # The job never starts, so the run ends with it (generation.jobs.services.job_cancel).
+    assert job.status == run.status == Job.Status.CANCELLED
     html = client.get(detail_url(run)).content.decode()
     assert '<meta http-equiv="refresh"' not in html
-    assert "ended (cancelled) before the run finished" in html
+    assert "The run was cancelled." in html
 
 
 def test_finished_run_page(client, finished_run):
