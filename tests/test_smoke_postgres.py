@@ -259,7 +259,7 @@ def redirect_path(response: requests.Response) -> str:
 
 def job_status(stack: Stack, session: requests.Session, path: str) -> str:
     page = get(stack, session, path)
-    match = re.search(r'<dd class="status-(\w+)">', page.text)
+    match = re.search(r'<dd[^>]*\bclass="status-(\w+)"', page.text)
     stack.check(match is not None, f"GET {path}: no job status on the page")
     return match.group(1)
 
