@@ -9,6 +9,7 @@ urlpatterns = [
     path("<slug:project>/", views.DashboardView.as_view(), name="dashboard"),
     path("<slug:project>/figures.csv", views.FiguresCsvView.as_view(), name="figures-csv"),
     path("<slug:project>/figures.json", views.FiguresJsonView.as_view(), name="figures-json"),
+    path("<slug:project>/disputed/", views.DisputedView.as_view(), name="disputed"),
     path("<slug:project>/pooled/", views.GroupView.as_view(scope="pooled"), name="pooled"),
     path(
         "<slug:project>/pooled/figures.json", views.GroupJsonView.as_view(scope="pooled"), name="pooled-json"

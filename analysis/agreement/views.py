@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
 
-from analysis.agreement import charts, selectors
+from analysis.agreement import charts, disputes, selectors
 from analysis.agreement import figures as agreement
 from analysis.agreement.figures import Figure, GroupFigures
 from analysis.agreement.selectors import GroupReport, RatingOptions
@@ -177,6 +177,37 @@ class ProjectMixin(StaffRequiredMixin):
         return _options(self.request)
 
 
+class DisputedView(ProjectMixin, TemplateView):
+    """The project's disputed examples (split votes, open flags, gold misses), a page at a time."""
+
+    template_name = "analysis/disputed.html"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            self.disputes = disputes.project_disputes(
+                project=self.project, reason=request.GET.get("reason", ""), page=request.GET.get("page")
+            )
+        except disputes.UnknownReason as exc:
+            return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+        return super().get(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        found = self.disputes
+        context.update(
+            project=self.project,
+            disputes=found,
+            page_obj=found.page,
+            reasons=[
+                {"key": key, "label": label, "count": found.counts[key], "current": key == found.reason}
+                for key, label in disputes.REASONS.items()
+            ],
+            reason_query=urlencode({"reason": found.reason}) if found.reason else "",
+            dashboard_url=reverse("analysis:dashboard", args=[self.project.slug]),
+        )
+        return context
+
+
 class DashboardView(ProjectMixin, TemplateView):
     template_name = "analysis/dashboard.html"
 
@@ -224,6 +255,8 @@ class DashboardView(ProjectMixin, TemplateView):
             if report.datasets
             else None,
             lm_human=charts.lm_human_figure(report.comparisons, urls=urls) if report.comparisons else None,
+            disputed_url=reverse("analysis:disputed", args=[self.project.slug]),
+            disputed_count=disputes.project_dispute_count(project=self.project),
             csv_url=reverse("analysis:figures-csv", args=[self.project.slug])
             + (f"?{query}" if query else ""),
             json_url=reverse("analysis:figures-json", args=[self.project.slug])
@@ -361,6 +394,8 @@ class GroupView(GroupMixin, TemplateView):
             query=query,
             dashboard_url=reverse("analysis:dashboard", args=[self.project.slug])
             + (f"?{query}" if query else ""),
+            disputed_url=reverse("analysis:disputed", args=[self.project.slug]),
+            disputed_count=disputes.project_dispute_count(project=self.project),
             json_url=group_url(self.project, group, query=query, suffix="-json"),
             csv_url=group_url(self.project, group, query=query, suffix="-examples"),
             workers=sorted(
