@@ -9,6 +9,7 @@ from django import forms
 from annotation.models import AnnotationProject, Response, StudyPlatform
 from annotation.selectors import example_answer_options
 from annotation.services.studies import COMPLETION_CODE, MAX_STUDY_QUOTA
+from annotation.services.workers import worker_external_ids_parse
 from generation.models import Dataset, Example
 
 MAX_INSTRUCTIONS = 20_000
@@ -101,6 +102,38 @@ class JoinForm(forms.Form):
 
     def cleaned_token(self) -> str:
         return self.cleaned_data["token"].rpartition("#")[2]
+
+
+MAX_WORKERS_AT_ONCE = 500
+
+
+class WorkersAddForm(forms.Form):
+    """New workers of a project: how many, and optionally their ids on a crowd platform (checked as
+    create_workers checks its file). cleaned_data["external_ids"] is then one id per worker."""
+
+    count = forms.IntegerField(min_value=1, max_value=MAX_WORKERS_AT_ONCE, label="How many")
+    external_ids = forms.CharField(
+        required=False,
+        # Not stripped: an id with surrounding whitespace is refused, not silently changed.
+        strip=False,
+        max_length=MAX_WORKERS_AT_ONCE * 210,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 40}),
+        label="External ids (optional, one per line)",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        count, text = cleaned.get("count"), cleaned.get("external_ids")
+        if count is None or text is None:
+            return cleaned
+        if not text.strip("\r\n"):
+            cleaned["external_ids"] = [""] * count
+            return cleaned
+        try:
+            cleaned["external_ids"] = worker_external_ids_parse(text=text, count=count)
+        except forms.ValidationError as exc:
+            self.add_error("external_ids", exc)
+        return cleaned
 
 
 class ProjectCreateForm(forms.Form):

@@ -23,6 +23,13 @@ urlpatterns = [
         views.ProjectPublicationView.as_view(),
         name="project-publication",
     ),
+    path("projects/<slug:slug>/workers/", views.ProjectWorkersView.as_view(), name="project-workers"),
+    path(
+        "projects/<slug:slug>/workers/<int:worker_id>/invite/",
+        views.WorkerInviteView.as_view(),
+        name="worker-invite",
+    ),
+    path("projects/<slug:slug>/preview/", views.ProjectPreviewView.as_view(), name="project-preview"),
     path(
         "projects/<slug:slug>/workers/<int:worker_id>/exclusion/",
         views.WorkerExclusionView.as_view(),

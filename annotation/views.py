@@ -11,16 +11,19 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.views import View
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 from django.views.generic import DetailView, FormView, ListView
 
 from annotation import selectors
-from annotation.forms import JoinForm, ProjectCreateForm, TaskForm
+from annotation.forms import JoinForm, ProjectCreateForm, TaskForm, WorkersAddForm
 from annotation.markdown import render_markdown
 from annotation.models import AnnotationProject, Assignment, Response, Worker
 from annotation.services import errors, leases, projects, workers
@@ -265,17 +268,86 @@ class ProjectDetailView(StaffRequiredMixin, DetailView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["progress"] = selectors.project_progress(project=self.object)
-        context["worker_rows"] = selectors.project_worker_stats(project=self.object)
-        context["datasets"] = self.object.datasets.all()
-        context["instructions_html"] = render_markdown(self.object.instructions)
+        context.update(_project_page_context(self.request, self.object))
+        return context
+
+
+def _project_page_context(request: HttpRequest, project: AnnotationProject) -> dict:
+    return {
+        "progress": selectors.project_progress(project=project),
+        "worker_rows": selectors.project_worker_stats(project=project),
+        "datasets": project.datasets.all(),
+        "instructions_html": render_markdown(project.instructions),
         # The link to paste into Prolific or Mechanical Turk, on this site's address (as the admin's
         # invite links are built).
-        context["study_url"] = selectors.project_study_url(
-            project=self.object, base_url=self.request.build_absolute_uri("/")
-        )
-        context["notes"] = selectors.project_flagged_responses(project=self.object)
-        return context
+        "study_url": selectors.project_study_url(project=project, base_url=request.build_absolute_uri("/")),
+        "notes": selectors.project_flagged_responses(project=project),
+        "workers_form": WorkersAddForm(),
+    }
+
+
+@method_decorator(never_cache, name="dispatch")
+class ProjectWorkersView(StaffRequiredMixin, View):
+    """A researcher adds workers to the project; the response shows their invite links, on this
+    site's address, this once (the page is not cached; a reload does not repeat the POST's links)."""
+
+    def post(self, request: HttpRequest, slug: str) -> HttpResponse:
+        project = get_object_or_404(AnnotationProject, slug=slug)
+        form = WorkersAddForm(request.POST)
+        if not form.is_valid():
+            context = {"project": project, **_project_page_context(request, project), "workers_form": form}
+            return render(request, "annotation/project_detail.html", context, status=400)
+        try:
+            new = workers.workers_create(project=project, external_ids=form.cleaned_data["external_ids"])
+        except ValidationError as exc:
+            form.add_error("external_ids", exc)
+            context = {"project": project, **_project_page_context(request, project), "workers_form": form}
+            return render(request, "annotation/project_detail.html", context, status=400)
+        return _project_page_with_invites(request, project, new)
+
+
+def _project_page_with_invites(request: HttpRequest, project: AnnotationProject, new: list[Worker]):
+    base_url = request.build_absolute_uri("/")
+    invites = [selectors.worker_invite_row(worker=worker, base_url=base_url) for worker in new]
+    context = {"project": project, **_project_page_context(request, project), "new_invites": invites}
+    return render(request, "annotation/project_detail.html", context)
+
+
+@method_decorator(never_cache, name="dispatch")
+class WorkerInviteView(StaffRequiredMixin, View):
+    """A new invite link for one of the project's workers (shown this once), or none: revoked."""
+
+    def post(self, request: HttpRequest, slug: str, worker_id: int) -> HttpResponse:
+        project = get_object_or_404(AnnotationProject, slug=slug)
+        worker = get_object_or_404(project.workers, pk=worker_id)
+        action = request.POST.get("action")
+        if action == "rotate":
+            return _project_page_with_invites(request, project, [workers.worker_invite_rotate(worker=worker)])
+        if action == "revoke":
+            workers.worker_invite_revoke(worker=worker)
+            messages.info(request, f"Revoked the invite link and API token of {worker}; they are signed out.")
+            return redirect(project)
+        return HttpResponseBadRequest("action must be rotate or revoke", content_type="text/plain")
+
+
+class ProjectPreviewView(StaffRequiredMixin, View):
+    """The worker page as a worker sees it, for one of the project's items, to read only: no lease
+    is claimed and nothing is written; the form cannot be submitted."""
+
+    def get(self, request: HttpRequest, slug: str) -> HttpResponse:
+        project = get_object_or_404(AnnotationProject, slug=slug)
+        item = project.items.select_related("example__dataset").order_by("pk").first()
+        context = {
+            "project": project,
+            "preview": True,
+            "instructions_html": render_markdown(project.instructions),
+        }
+        if item is not None:
+            example = item.example
+            context["form"] = TaskForm(example=example)
+            context["example"] = example
+            context["question"] = selectors.example_task_question(example=example)
+        return render(request, "annotation/work.html", context)
 
 
 class ResponseFlagResolveView(StaffRequiredMixin, View):

@@ -536,6 +536,23 @@ SITE_ROWS = [
         bodies={"POST": lambda w: Body({"action": "publish", "confirm": "on"})},
         effect=lambda w: AnnotationProject.objects.get(pk=w.project.pk).published_at is not None,
     ),
+    # Researchers add workers (the response shows their invite links once), give one a new link or
+    # revoke it, and preview the worker page (nothing written).
+    Row(
+        "annotation:project-workers",
+        {"GET": staff_only(NOT_ALLOWED), "POST": staff_only(OK)},
+        _project,
+        bodies={"POST": lambda w: Body({"count": "2", "external_ids": "authz-new-1\nauthz-new-2"})},
+        effect=lambda w: w.project.workers.filter(external_id="authz-new-2").exists(),
+    ),
+    Row(
+        "annotation:worker-invite",
+        {"GET": staff_only(NOT_ALLOWED), "POST": staff_only(OK)},
+        lambda w: {"slug": w.project.slug, "worker_id": w.worker.pk},
+        bodies={"POST": lambda w: Body({"action": "rotate"})},
+        effect=lambda w: Worker.objects.get(pk=w.worker.pk).invite_token != w.worker.invite_token,
+    ),
+    Row("annotation:project-preview", STAFF_PAGE, _project),
     Row(
         "annotation:worker-exclusion",
         {"GET": staff_only(NOT_ALLOWED), "POST": staff_only(to(lambda w: w.project.get_absolute_url()))},
@@ -593,6 +610,7 @@ SITE_ROWS = [
     Row("analysis:pooled", STAFF_PAGE, _analysis),
     Row("analysis:pooled-json", STAFF_PAGE, _analysis),
     Row("analysis:pooled-examples", STAFF_PAGE, _analysis),
+    Row("analysis:disputed", STAFF_PAGE, _analysis),
 ]
 for _scope, _slug_of in (("collection", lambda w: w.collection.slug), ("dataset", lambda w: w.dataset.slug)):
     for _suffix in ("", "-json", "-examples"):

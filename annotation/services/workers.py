@@ -8,7 +8,8 @@ from importlib import import_module
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
@@ -17,6 +18,7 @@ from annotation.models import (
     Assignment,
     Worker,
     WorkerSession,
+    external_id_problem,
     new_invite_expiry,
     new_invite_token,
     validate_external_id,
@@ -36,6 +38,51 @@ def worker_create(
     worker = Worker.objects.create(external_id=external_id, user=user)
     worker.projects.add(project)
     return worker
+
+
+def worker_external_ids_parse(*, text: str, count: int, source: str = "") -> list[str]:
+    """The external ids of `count` new workers from `text`, one id per line, exactly as written:
+    an id with surrounding whitespace or an invisible character is refused (it would merge with
+    another id, or pass for one), naming its line. Empty lines are skipped; Windows line ends are
+    read as line ends. Raises ValidationError listing every
+    problem (each prefixed with `source`, e.g. a file name). Shared by create_workers and the
+    project page, so both refuse the same ids."""
+    prefix = f"{source}, " if source else ""
+    ids, errors = [], []
+    # Split on "\n" alone, so a stray carriage return inside a line is seen (and refused).
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line:
+            continue
+        problem = external_id_problem(line)
+        if problem is not None:
+            errors.append(f"{prefix}line {number}: {line!r} {problem}")
+        ids.append(line)
+    if errors:
+        raise ValidationError(errors)
+    if len(ids) != count:
+        raise ValidationError(f"{source or 'the list'} has {len(ids)} ids, the count is {count}")
+    if len(set(ids)) != len(ids):
+        raise ValidationError(f"{source or 'the list'} repeats an id")
+    return ids
+
+
+def workers_create(*, project: AnnotationProject, external_ids: list[str]) -> list[Worker]:
+    """One new worker of `project` per external id ("" for none), all or none of them. Raises
+    ValidationError for an id that another invited worker already has."""
+    taken = sorted(
+        Worker.objects.filter(platform="", external_id__in=[i for i in external_ids if i]).values_list(
+            "external_id", flat=True
+        )
+    )
+    if taken:
+        raise ValidationError(f"already a worker's external id: {', '.join(map(repr, taken))}")
+    try:
+        with transaction.atomic():
+            return [worker_create(project=project, external_id=external_id) for external_id in external_ids]
+    except IntegrityError:
+        # Taken meanwhile, by a request racing this one.
+        raise ValidationError("an external id was taken meanwhile; nothing was created") from None
 
 
 def _worker_account(worker: Worker) -> Worker:

@@ -11,34 +11,22 @@ from django.db import transaction
 
 from annotation import selectors
 from annotation.management.projects import project_from_slug
-from annotation.models import external_id_problem
 from annotation.services import workers
 from mwe_site.safe_csv import csv_write
 
 
-def read_external_ids(path: Path) -> list[str]:
-    """One id per line, exactly as written: an id with surrounding whitespace or an invisible
-    character is refused (it would merge with another id, or pass for one), naming its line.
-    Empty lines are skipped; Windows line ends are read as line ends."""
+def read_external_ids(path: Path, *, count: int) -> list[str]:
+    """The file's ids, checked as workers.worker_external_ids_parse checks them."""
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc}") from None
     except UnicodeDecodeError as exc:
         raise CommandError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    ids, errors = [], []
-    # Split on "\n" alone, so a stray carriage return inside a line is seen (and refused).
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
-        if not line:
-            continue
-        problem = external_id_problem(line)
-        if problem is not None:
-            errors.append(f"{path}, line {number}: {line!r} {problem}")
-        ids.append(line)
-    if errors:
-        raise CommandError("\n".join(errors))
-    return ids
+    try:
+        return workers.worker_external_ids_parse(text=text, count=count, source=str(path))
+    except ValidationError as exc:
+        raise CommandError("\n".join(exc.messages)) from None
 
 
 class Command(BaseCommand):
@@ -63,20 +51,14 @@ class Command(BaseCommand):
         out = Path(out)
         ids = [""] * count
         if external_ids:
-            external_ids = Path(external_ids)
-            lines = read_external_ids(external_ids)
-            if len(lines) != count:
-                raise CommandError(f"{external_ids} has {len(lines)} ids, --count is {count}")
-            if len(set(lines)) != len(lines):
-                raise CommandError(f"{external_ids} repeats an id")
-            ids = lines
+            ids = read_external_ids(Path(external_ids), count=count)
         rows = []
         with transaction.atomic():
-            for external_id in ids:
-                try:
-                    worker = workers.worker_create(project=project, external_id=external_id)
-                except ValidationError as exc:
-                    raise CommandError(" ".join(exc.messages)) from None
+            try:
+                made = workers.workers_create(project=project, external_ids=ids)
+            except ValidationError as exc:
+                raise CommandError(" ".join(exc.messages)) from None
+            for worker in made:
                 row = selectors.worker_invite_row(worker=worker, base_url=base_url)
                 row["api_token"] = workers.worker_api_token(worker=worker)
                 rows.append(row)
