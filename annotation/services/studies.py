@@ -31,7 +31,7 @@ from annotation.models import AnnotationProject, StudyPlatform, StudySession, Wo
 from annotation.selectors import worker_study_quota_left
 from annotation.services.errors import AnnotationError, WorkerExcluded
 from annotation.services.leases import task_claim
-from annotation.services.workers import _worker_account
+from annotation.services.workers import worker_account
 
 PROLIFIC_ID = re.compile(r"[0-9a-f]{24}")
 # Mechanical Turk's worker, HIT and assignment ids: uppercase letters and digits (about 14 and 30
@@ -216,7 +216,7 @@ def study_participant_enter(
     worker = _participant(ids)
     if worker.excluded:
         raise StudyParticipantExcluded("you can no longer take part in this study")
-    worker = _worker_account(worker)
+    worker = worker_account(worker)
     worker.projects.add(current)
     session = _study_session(project=current, worker=worker, ids=ids)
     finished = worker_study_quota_left(worker=worker, project=current) == 0

@@ -85,9 +85,9 @@ def workers_create(*, project: AnnotationProject, external_ids: list[str]) -> li
         raise ValidationError("an external id was taken meanwhile; nothing was created") from None
 
 
-def _worker_account(worker: Worker) -> Worker:
+def worker_account(worker: Worker) -> Worker:
     """The worker's site account, made on first use (no password: the invite link is how they sign
-    in). Call with the worker's row locked."""
+    in, or a study link). Call with the worker's row locked."""
     if worker.user_id is None:
         user_model = get_user_model()
         user = user_model(username=f"worker-{worker.pk}")
@@ -107,14 +107,14 @@ def worker_join(*, invite_token: str, now=None) -> Worker | None:
         return None
     if worker.invite_expires_at is None or worker.invite_expires_at <= (now or timezone.now()):
         raise InviteExpired("this invite link has expired")
-    return _worker_account(worker)
+    return worker_account(worker)
 
 
 def worker_api_token(*, worker: Worker) -> str:
     """The worker's API token (DRF token auth), created with their account if needed."""
     if worker.user_id is None:
         with transaction.atomic():
-            worker = _worker_account(Worker.objects.select_for_update().get(pk=worker.pk))
+            worker = worker_account(Worker.objects.select_for_update().get(pk=worker.pk))
     token, _ = Token.objects.get_or_create(user=worker.user)
     return token.key
 

@@ -344,7 +344,7 @@ class LocalModel(LanguageModel):
             backend="transformers",
             # A GGUF's folder is a path on this machine; its file name says which model it is.
             name=Path(gguf_file).stem if gguf_file else spec.target,
-            fingerprint=f"sha256:{gguf_digest}" if gguf_digest else self._fingerprint(source, gguf_file),
+            fingerprint=self._fingerprint(source, gguf_digest),
             versions=library_versions(packages=LM_PACKAGES),
             details={
                 "device": str(self.device),
@@ -365,11 +365,12 @@ class LocalModel(LanguageModel):
         numbers as running them whole (see sliding_window)."""
         return self.share_prefix and (not self.sliding_window or length <= self.sliding_window)
 
-    def _fingerprint(self, source: str | Path, gguf_file: str | None) -> str:
+    def _fingerprint(self, source: str | Path, gguf_digest: str | None) -> str:
+        """`gguf_digest`: sha256_of the local GGUF file the model was loaded from, if it was."""
+        if gguf_digest:
+            return f"sha256:{gguf_digest}"
         path = Path(source)
         if path.is_dir():
-            if gguf_file:
-                return "sha256:" + sha256_of([path / gguf_file])
             weights = [p for p in path.iterdir() if p.suffix in {".safetensors", ".bin", ".gguf", ".pt"}]
             if weights:
                 return "sha256:" + sha256_of(weights)
