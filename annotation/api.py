@@ -17,10 +17,11 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotation import selectors
-from annotation.models import AnnotationProject, Worker
+from annotation.models import AnnotationProject, Response, Worker
 from annotation.serializers import (
     AssignmentSerializer,
     AssignmentStatusSerializer,
+    EditSerializer,
     ErrorSerializer,
     NextTaskRequestSerializer,
     ProgressSerializer,
@@ -174,6 +175,37 @@ class AssignmentExtendView(WorkerAPIView):
     def post(self, request: Request, pk: int) -> ApiResponse:
         assignment = leases.assignment_extend(assignment_id=pk, worker=self.worker)
         return ApiResponse(AssignmentStatusSerializer(assignment).data)
+
+
+class ResponseEditView(WorkerAPIView):
+    @extend_schema(
+        operation_id="annotation_response_edit",
+        summary="Change a submitted answer",
+        description="The worker's change of mind: all of a response's answers again (relevance, answer, "
+        "ambiguous, and the optional comment and broken-example flag), accepted while the item's lease "
+        "lasts and the project is open and unpublished. Another worker's response id answers 404, "
+        "exactly like one that does not exist.",
+        request=EditSerializer,
+        responses={
+            200: ResponseSerializer,
+            **ERRORS,
+            404: OpenApiResponse(ErrorSerializer, description="No such response for this worker."),
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="The lease is over, or the project is closed or published; nothing changed.",
+            ),
+        },
+        tags=["annotation"],
+    )
+    def put(self, request: Request, pk: int) -> ApiResponse:
+        body = EditSerializer(data=request.data)
+        if not body.is_valid():
+            raise ValidationError(body.errors)
+        response = Response.objects.filter(pk=pk, worker=self.worker).first()
+        if response is None:
+            raise NotFound("No such response.")
+        edited = leases.response_edit(worker=self.worker, response=response, **body.validated_data)
+        return ApiResponse(ResponseSerializer(edited).data)
 
 
 class ProgressView(WorkerAPIView):

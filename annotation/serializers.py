@@ -26,6 +26,15 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class StrictCharField(serializers.CharField):
+    default_error_messages = {"invalid": "A JSON string is required."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StrictBooleanField(serializers.BooleanField):
     default_error_messages = {"invalid": "A JSON boolean (true or false) is required."}
 
@@ -58,6 +67,19 @@ class SubmitSerializer(serializers.Serializer):
         max_value=24 * 3600 * 1000,
         help_text="Time the worker spent on the item; measured on the server when omitted.",
     )
+    comment = StrictCharField(
+        required=False,
+        default="",
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=Response._meta.get_field("comment").max_length,
+        help_text="An optional note for the researchers about this example.",
+    )
+    flagged_broken = StrictBooleanField(
+        required=False,
+        default=False,
+        help_text="The worker reports the example as broken (unreadable, off topic, no right answer).",
+    )
 
     def to_internal_value(self, data):
         # Workers no longer judge a label they are shown: they choose an answer and the server
@@ -72,6 +94,13 @@ class SubmitSerializer(serializers.Serializer):
                 }
             )
         return super().to_internal_value(data)
+
+
+class EditSerializer(SubmitSerializer):
+    """A change of the worker's submitted answers: all of them again, as a submit sends them (the
+    time on task is the first submit's and does not change)."""
+
+    time_on_task_ms = None
 
 
 class NextTaskRequestSerializer(serializers.Serializer):
@@ -169,7 +198,12 @@ class ResponseSerializer(serializers.Serializer):
     answer = serializers.CharField(read_only=True, help_text="The answer the worker chose.")
     ambiguous = serializers.BooleanField(read_only=True)
     time_on_task_ms = serializers.IntegerField(read_only=True, allow_null=True)
+    comment = serializers.CharField(read_only=True)
+    flagged_broken = serializers.BooleanField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
+    edited_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When the worker last changed these answers."
+    )
 
     def to_representation(self, obj: Response) -> dict:
         return {
@@ -179,7 +213,10 @@ class ResponseSerializer(serializers.Serializer):
             "answer": obj.answer,
             "ambiguous": obj.ambiguous,
             "time_on_task_ms": obj.time_on_task_ms,
+            "comment": obj.comment,
+            "flagged_broken": obj.flagged_broken,
             "created_at": _datetime.to_representation(obj.created_at),
+            "edited_at": None if obj.edited_at is None else _datetime.to_representation(obj.edited_at),
         }
 
 

@@ -709,6 +709,17 @@ API_ROWS = [
         effect=_extended,
     ),
     _worker_api_row("api-annotation-progress", worker_api(worker=NOT_ALLOWED), get=worker_api(worker=OK)),
+    # A change of one's submitted answers: PUT only; another worker's response is a 404.
+    Row(
+        "api-response-edit",
+        {
+            **{method: worker_api(worker=NOT_ALLOWED) for method in API_METHODS},
+            "PUT": worker_api(worker=OK, other_worker=NOT_FOUND),
+        },
+        lambda w: {"pk": w.worker_response.pk},
+        bodies={"PUT": lambda w: Body({"relevance": 2, "answer": " No", "ambiguous": True}, "json")},
+        effect=lambda w: Response.objects.get(pk=w.worker_response.pk).edited_at is not None,
+    ),
 ]
 
 # The read-only catalog API (generation/catalog/api.py): everyone reads; a write is 403 without a session

@@ -40,10 +40,17 @@ _REASON_FILTERS = {
 }
 
 
-def _item_votes(*, project: AnnotationProject) -> QuerySet:
+def _responses(*, project: AnnotationProject, include_excluded: bool) -> QuerySet:
+    # A worker a researcher excluded (a spammer, a bot) is left out of the agreement figures; their
+    # votes, flags and gold misses would make disputes out of noise, so they are left out here too.
+    responses = Response.objects.filter(project=project)
+    return responses if include_excluded else responses.filter(worker__excluded=False)
+
+
+def _item_votes(*, project: AnnotationProject, include_excluded: bool = False) -> QuerySet:
     """One row per rated item of the project with its votes summed up (grouped in the database)."""
     return (
-        Response.objects.filter(project=project)
+        _responses(project=project, include_excluded=include_excluded)
         .values("item_id")
         .annotate(
             votes=Count("pk"),
@@ -81,14 +88,19 @@ class DisputeList:
 
 
 def project_disputes(
-    *, project: AnnotationProject, reason: str = "", page: str | int | None = 1
+    *,
+    project: AnnotationProject,
+    reason: str = "",
+    page: str | int | None = 1,
+    include_excluded: bool = False,
 ) -> DisputeList:
     """The project's disputed items, `DISPUTES_PER_PAGE` a page in dataset and position order, with
-    why each is disputed and the number of items per reason. A constant number of queries: the
-    counts, the page, and the page's items, answers and comments."""
+    why each is disputed and the number of items per reason; the responses of excluded workers count
+    only with `include_excluded`. A constant number of queries: the counts, the page, and the page's
+    items, answers and comments."""
     if reason and reason not in REASONS:
         raise UnknownReason(f"Unknown reason {reason!r}: choose one of {', '.join(REASONS)}.")
-    votes = _item_votes(project=project)
+    votes = _item_votes(project=project, include_excluded=include_excluded)
     any_reason = Q()
     for condition in _REASON_FILTERS.values():
         any_reason |= condition
@@ -108,7 +120,8 @@ def project_disputes(
     answers: dict[int, Counter] = defaultdict(Counter)
     comments: dict[int, list[dict]] = defaultdict(list)
     for item_id, answer, comment, flagged, resolved in (
-        Response.objects.filter(project=project, item_id__in=ids)
+        _responses(project=project, include_excluded=include_excluded)
+        .filter(item_id__in=ids)
         .values_list("item_id", "answer", "comment", "flagged_broken", "flag_resolved_at")
         .order_by("created_at", "pk")
     ):

@@ -76,6 +76,11 @@ def test_double_submit_is_409(project):
         {**GOOD, "ambiguous": None},
         {**GOOD, "time_on_task_ms": -1},
         {**GOOD, "label_correct": True},
+        {**GOOD, "comment": "x" * 2001},
+        {**GOOD, "comment": None},
+        {**GOOD, "comment": 3},
+        {**GOOD, "flagged_broken": "true"},
+        {**GOOD, "flagged_broken": None},
         {"relevance": 3, "answer": " Yes"},
         {"answer": " Yes", "ambiguous": False},
         {},
@@ -242,6 +247,7 @@ def test_schema_documents_the_annotation_api(client):
         "/api/assignments/{id}/submit/",
         "/api/assignments/{id}/release/",
         "/api/progress/",
+        "/api/responses/{id}/",
     ]:
         assert path in schema["paths"], path
     assert "tokenAuth" in schema["components"]["securitySchemes"]
@@ -353,3 +359,75 @@ def test_worker_excluded_behind_the_token_cache_cannot_claim(project):
     assert client.get(reverse("api-annotation-progress")).status_code == 200
     type(worker).objects.filter(pk=worker.pk).update(excluded=True)  # no signal: the cache is stale
     assert next_task(client).status_code == 403
+
+
+# --- The worker's note and change of mind through the API --------------------------------------------
+
+
+def test_submit_carries_the_comment_and_the_broken_flag(project):
+    client = client_for(WorkerFactory(projects=[project]))
+    assignment_id = next_task(client).json()["id"]
+    note = {**GOOD, "comment": "Two answers fit <b>here</b>.", "flagged_broken": True}
+    submitted = client.post(reverse("api-assignment-submit", args=[assignment_id]), note, format="json")
+    assert submitted.status_code == 201, submitted.content
+    body = submitted.json()
+    assert body["comment"] == "Two answers fit <b>here</b>." and body["flagged_broken"] is True
+    assert body["edited_at"] is None
+    stored = Response.objects.get()
+    assert (stored.comment, stored.flagged_broken) == ("Two answers fit <b>here</b>.", True)
+
+
+def _submitted(client) -> dict:
+    assignment_id = next_task(client).json()["id"]
+    submitted = client.post(reverse("api-assignment-submit", args=[assignment_id]), GOOD, format="json")
+    assert submitted.status_code == 201
+    return submitted.json()
+
+
+def test_a_worker_changes_a_submitted_answer_while_the_lease_lasts(project):
+    client = client_for(WorkerFactory(projects=[project]))
+    first = _submitted(client)
+    changed = {"relevance": 2, "answer": " No", "ambiguous": True, "comment": "on second thought"}
+    response = client.put(reverse("api-response-edit", args=[first["id"]]), changed, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["relevance"], body["answer"], body["ambiguous"]) == (2, " No", True)
+    assert body["edited_at"] is not None and body["time_on_task_ms"] == first["time_on_task_ms"]
+    stored = Response.objects.get(pk=first["id"])
+    # label_correct follows the new answer (the builder's label is " Yes").
+    assert (stored.answer, stored.label_correct, stored.comment) == (" No", False, "on second thought")
+    assert project.items.get(pk=stored.item_id).submitted_count == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**GOOD, "answer": "Maybe"},
+        {**GOOD, "relevance": 9},
+        {**GOOD, "comment": "x" * 2001},
+        {"relevance": 2, "answer": " No"},
+    ],
+)
+def test_a_bad_edit_is_400_and_changes_nothing(project, body):
+    client = client_for(WorkerFactory(projects=[project]))
+    first = _submitted(client)
+    response = client.put(reverse("api-response-edit", args=[first["id"]]), body, format="json")
+    assert response.status_code == 400, response.content
+    stored = Response.objects.get(pk=first["id"])
+    assert (stored.relevance, stored.answer, stored.edited_at) == (4, " Yes", None)
+
+
+def test_an_edit_after_the_lease_or_of_another_workers_response_is_refused(project):
+    from annotation.models import Assignment
+
+    client = client_for(WorkerFactory(projects=[project]))
+    first = _submitted(client)
+    other = client_for(WorkerFactory(projects=[project]))
+    url = reverse("api-response-edit", args=[first["id"]])
+    assert other.put(url, GOOD, format="json").status_code == 404
+    Assignment.objects.filter(pk=first["assignment"]).update(
+        claimed_at="2000-01-01T00:00:00Z", expires_at="2000-01-01T00:30:00Z"
+    )
+    late = client.put(url, {**GOOD, "relevance": 1}, format="json")
+    assert late.status_code == 409, late.content
+    assert Response.objects.get(pk=first["id"]).relevance == 4

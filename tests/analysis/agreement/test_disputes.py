@@ -105,6 +105,22 @@ def test_reasons_and_counts(project):
     assert [c["text"] for c in by_position[3].comments] == [f"Broken: {XSS}"]
 
 
+def test_excluded_workers_make_no_disputes_unless_asked(project):
+    from annotation.services.workers import worker_set_excluded
+
+    # Worker 0 made #1's split vote and #3's flag; once excluded, only worker 2's gold miss (#0)
+    # and worker 1's ambiguous vote (#2) remain.
+    worker = Response.objects.get(project=project, item__example__position=3, flagged_broken=True).worker
+    worker_set_excluded(worker=worker, excluded=True, reason="spam")
+    found = disputes.project_disputes(project=project)
+    assert found.counts == {"all": 2, "split": 2, "flagged": 0, "gold-miss": 1}
+    by_position = {d.item.example.position: d for d in found.disputes}
+    assert sorted(by_position) == [0, 2]
+    assert by_position[2].votes == 2 and sorted(by_position[0].answers) == [("No", 1), ("Yes", 1)]
+    everyone = disputes.project_disputes(project=project, include_excluded=True)
+    assert everyone.counts == {"all": 4, "split": 3, "flagged": 1, "gold-miss": 1}
+
+
 def test_the_filter_keeps_one_reason(project):
     for reason, positions in (("split", [0, 1, 2]), ("flagged", [3]), ("gold-miss", [0])):
         found = disputes.project_disputes(project=project, reason=reason)
