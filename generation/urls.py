@@ -22,6 +22,22 @@ urlpatterns = [
         name="collection-download",
     ),
     path("download/catalog.zip", views.catalog_archive_download, name="catalog-download"),
+    # The same datasets for other tools (lm-eval, inspect, parquet): docs/exports.md.
+    path(
+        "datasets/<slug:slug>/download/<slug:export_format>.zip",
+        views.dataset_export_download,
+        name="dataset-export-download",
+    ),
+    path(
+        "collections/<slug:slug>/download/<slug:export_format>.zip",
+        views.collection_export_download,
+        name="collection-export-download",
+    ),
+    path(
+        "download/catalog-<slug:export_format>.zip",
+        views.catalog_export_download,
+        name="catalog-export-download",
+    ),
     path("import/", views.ImportView.as_view(), name="import"),
     path("jobs/<int:pk>/", job_views.JobDetailView.as_view(), name="job-detail"),
     path("jobs/<int:pk>/progress.json", job_views.JobProgressView.as_view(), name="job-progress"),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 
+from django.core.exceptions import BadRequest
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.utils.cache import patch_vary_headers
@@ -12,7 +14,7 @@ from django.views.decorators.http import condition, require_safe
 from django.views.generic import DetailView, FormView, ListView, TemplateView
 
 from generation.catalog import selectors, services
-from generation.catalog.exports import archive
+from generation.catalog.exports import ExportError, archive, bundle
 from generation.catalog.forms import ImportForm
 from generation.catalog.jobs import import_job_create
 from generation.models import Collection, Dataset, Example
@@ -44,6 +46,8 @@ class CatalogView(TemplateView):
         context["dataset_total"] = sum(len(c.datasets.all()) for c in collections)
         context["example_total"] = sum(d.example_count for c in collections for d in c.datasets.all())
         context["first_run"] = first_run_status(datasets=context["dataset_total"])
+        # lm-eval and Inspect links only where there is a task to export (exports.bundle).
+        context["has_tasks"] = any(d.is_scorable for c in collections for d in c.datasets.all())
         return context
 
 
@@ -53,7 +57,8 @@ class CollectionDetailView(DetailView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["datasets"] = self.object.datasets.order_by("purpose", "slug")
+        context["datasets"] = list(self.object.datasets.order_by("purpose", "slug"))
+        context["has_tasks"] = any(d.is_scorable for d in context["datasets"])
         return context
 
 
@@ -242,6 +247,80 @@ def collection_archive_download(request, slug: str) -> FileResponse:
 def catalog_archive_download(request) -> FileResponse:
     """Every dataset of the catalog as one zip in the released layout, like a collection's."""
     return _archive_response(request, None, filename="model-written-evals-catalog.zip")
+
+
+# --- The exports for other tools (generation.catalog.exports.bundle): lm-eval, Inspect, Parquet -----
+
+
+def _bundle_etag(request, target: bundle.Bundle) -> str:
+    return f'"{target.version}"'
+
+
+def _bundle_last_modified(request, target: bundle.Bundle):
+    return target.last_modified
+
+
+@_cacheable
+@condition(etag_func=_bundle_etag, last_modified_func=_bundle_last_modified)
+@throttled("download")  # inside `condition`: revalidating a copy (a 304) does not count
+def _bundle_response(request, target: bundle.Bundle) -> FileResponse:
+    return FileResponse(
+        open(bundle.bundle_file(bundle=target), "rb"),  # noqa: SIM115  (FileResponse closes it)
+        as_attachment=True,
+        filename=f"{target.label}.zip",
+        content_type="application/zip",
+    )
+
+
+def _bundle_download(
+    request, *, export_format: str, scope: Callable[[], bundle.BundleScope | None]
+) -> FileResponse:
+    """Validates the request before anything counts or is built: an unknown format or a scope with
+    nothing to export is a 404, a bad ?prompt_format a 400."""
+    if export_format not in bundle.FORMATS:
+        raise Http404("No such export format.")
+    prompt_format = request.GET.get("prompt_format", "plain")
+    if export_format != bundle.LM_EVAL and "prompt_format" in request.GET:
+        raise BadRequest("Only the lm-eval export has a prompt format.")
+    if prompt_format not in ("plain", "paper"):
+        raise BadRequest("The prompt format is plain or paper.")
+    found = scope()
+    if found is None:
+        raise Http404("No such dataset or collection.")
+    try:
+        target = bundle.Bundle(scope=found, kind=export_format, prompt_format=prompt_format)
+    except ExportError as exc:
+        raise Http404(str(exc)) from None
+    return _bundle_response(request, target)
+
+
+@require_safe
+def dataset_export_download(request, slug: str, export_format: str) -> FileResponse:
+    """The dataset as an lm-eval task folder, an Inspect task or a Parquet folder, zipped: what
+    `export_dataset --dataset SLUG --format FORMAT` writes."""
+
+    def scope():
+        dataset = Dataset.objects.select_related("collection").filter(slug=slug).first()
+        return bundle.bundle_scope(dataset=dataset) if dataset else None
+
+    return _bundle_download(request, export_format=export_format, scope=scope)
+
+
+@require_safe
+def collection_export_download(request, slug: str, export_format: str) -> FileResponse:
+    """A collection's datasets in one of those formats, as `export_dataset --collection SLUG`."""
+
+    def scope():
+        collection = Collection.objects.filter(slug=slug).first()
+        return bundle.bundle_scope(collection=collection) if collection else None
+
+    return _bundle_download(request, export_format=export_format, scope=scope)
+
+
+@require_safe
+def catalog_export_download(request, export_format: str) -> FileResponse:
+    """Every dataset in one of those formats, as `export_dataset --all`."""
+    return _bundle_download(request, export_format=export_format, scope=lambda: bundle.bundle_scope())
 
 
 class ExampleDetailView(DetailView):

@@ -104,9 +104,11 @@ def _generation(dataset: Dataset) -> dict[str, Any] | None:
     }
 
 
-def _agreement(dataset: Dataset) -> list[dict[str, Any]]:
+def _agreement(dataset: Dataset, *, include_private: bool) -> list[dict[str, Any]]:
     """The paper's inter-rater figure (Fleiss' kappa on the answers workers chose) per annotation
-    project with complete ratings of the dataset, as the agreement pages compute it."""
+    project with complete ratings of the dataset, as the agreement pages compute it. Without
+    include_private, only published projects count: the public sees no unpublished project's ratings
+    (analysis.explorer.selectors._responses), nor its name."""
     # Imported here: analysis depends on generation, not the other way round.
     from analysis.agreement import figures as agreement
     from analysis.agreement.selectors import project_ratings
@@ -115,6 +117,8 @@ def _agreement(dataset: Dataset) -> list[dict[str, Any]]:
     projects = AnnotationProject.objects.filter(
         items__example__dataset=dataset, items__is_gold=False
     ).distinct()
+    if not include_private:
+        projects = projects.filter(published_at__isnull=False)
     found = []
     for project in projects.order_by("pk"):
         ratings = project_ratings(project=project, dataset=dataset)
@@ -139,7 +143,11 @@ def _agreement(dataset: Dataset) -> list[dict[str, Any]]:
     return found
 
 
-def dataset_snapshot(*, dataset: Dataset, with_agreement: bool = True) -> DatasetSnapshot:
+def dataset_snapshot(
+    *, dataset: Dataset, with_agreement: bool = True, include_private: bool = True
+) -> DatasetSnapshot:
+    """The dataset as the writers need it. include_private=False (a public download) keeps only
+    published annotation projects' agreement."""
     examples = Example.objects.filter(dataset=dataset).order_by("position")
     records = [
         selectors.example_record(dataset=dataset, example=example) for example in examples.iterator(2000)
@@ -166,6 +174,6 @@ def dataset_snapshot(*, dataset: Dataset, with_agreement: bool = True) -> Datase
         license=license_id,
         records=records,
         generation=_generation(dataset),
-        agreement=_agreement(dataset) if with_agreement else [],
+        agreement=_agreement(dataset, include_private=include_private) if with_agreement else [],
         url_path=dataset.get_absolute_url(),
     )

@@ -4,14 +4,14 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from generation.catalog.exports import ExportError, dataset_snapshot, datasets_for_export
+from generation.catalog.exports import ExportError, datasets_for_export
 from generation.catalog.exports.archive import archive_file, archive_scope
-from generation.catalog.exports.inspect_task import inspect_export_write
-from generation.catalog.exports.lm_eval import PROMPT_FORMATS, lm_eval_export_write
-from generation.catalog.exports.parquet import parquet_export_write
+from generation.catalog.exports.bundle import FORMATS as BUNDLE_FORMATS
+from generation.catalog.exports.bundle import export_write
+from generation.catalog.exports.lm_eval import PROMPT_FORMATS
 from generation.models import Collection
 
-FORMATS = ("lm-eval", "inspect", "parquet", "jsonl-archive")
+FORMATS = (*BUNDLE_FORMATS, "jsonl-archive")
 
 
 class Command(BaseCommand):
@@ -73,25 +73,17 @@ class Command(BaseCommand):
             source = archive_file(scope=archive_scope(collection=collection))
             shutil.copyfile(source, folder / f"{scope_name}.zip")
             return f"wrote the {scope_name} archive ({len(datasets)} datasets)"
-        # Only labelled evaluation datasets can be tasks; a collection or the catalog skips the rest.
-        if kind in ("lm-eval", "inspect") and not options["dataset"]:
-            skipped = [d.slug for d in datasets if not d.is_scorable]
-            datasets = [d for d in datasets if d.is_scorable]
-            if skipped:
-                self.stderr.write(
-                    f"skipped {len(skipped)} datasets without gold answers: {', '.join(skipped)}"
-                )
-            if not datasets:
-                raise ExportError("no labelled evaluation dataset to export as a task")
-        snapshots = [dataset_snapshot(dataset=d, with_agreement=kind == "parquet") for d in datasets]
-        if kind == "lm-eval":
-            export = lm_eval_export_write(
-                snapshots=snapshots, folder=folder, prompt_format=options["prompt_format"], group=scope_name
+        # The same function writes the site's downloads (exports.bundle), so a downloaded bundle
+        # unzipped is this folder.
+        written = export_write(
+            kind=kind,
+            datasets=datasets,
+            folder=folder,
+            group=scope_name,
+            prompt_format=options["prompt_format"],
+        )
+        if written.skipped:
+            self.stderr.write(
+                f"skipped {len(written.skipped)} datasets without gold answers: {', '.join(written.skipped)}"
             )
-            return f"wrote {len(export.tasks)} lm-eval task(s) ({', '.join(export.task_names)})"
-        if kind == "inspect":
-            export = inspect_export_write(snapshots=snapshots, folder=folder)
-            return f"wrote {len(export.tasks)} Inspect task(s) in {export.path.name}"
-        title = f"Model-written evaluations: {scope_name or ', '.join(d.slug for d in datasets)}"
-        export = parquet_export_write(snapshots=snapshots, folder=folder, title=title)
-        return f"wrote {len(export.files)} Parquet file(s) and a dataset card"
+        return written.summary
