@@ -8,6 +8,7 @@ from django import forms
 
 from annotation.models import AnnotationProject, Response, StudyPlatform
 from annotation.selectors import example_answer_options
+from annotation.services import interop
 from annotation.services.studies import COMPLETION_CODE, MAX_STUDY_QUOTA
 from annotation.services.workers import worker_external_ids_parse
 from generation.models import Dataset, Example
@@ -361,3 +362,24 @@ STUDY_FIELDS = (
     "pay_per_hour",
     "bonus_gold_accuracy",
 )
+
+
+class InteropImportForm(forms.Form):
+    format = forms.ChoiceField(
+        choices=[
+            (interop.LABEL_STUDIO, "Label Studio (JSON export)"),
+            (interop.ARGILLA, "Argilla (zipped dataset folder)"),
+        ]
+    )
+    file = forms.FileField()
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        limit = interop.MAX_IMPORT_BYTES
+        if upload.size > limit:
+            raise forms.ValidationError(f"The file is larger than {limit // (1024 * 1024)} MB.")
+        if upload.size == 0:
+            raise forms.ValidationError("The file is empty.")
+        if not upload.name.lower().endswith((".json", ".zip")):
+            raise forms.ValidationError("Upload a .json or .zip file.")
+        return upload

@@ -42,6 +42,14 @@ urlpatterns = [
     ),
     path("projects/<slug:slug>/responses.csv", views.responses_csv, name="responses-csv"),
     path("projects/<slug:slug>/responses.jsonl", views.responses_jsonl, name="responses-jsonl"),
+    path(
+        "projects/<slug:slug>/export/<slug:fmt>.zip", views.ProjectExportView.as_view(), name="project-export"
+    ),
+    path(
+        "projects/<slug:slug>/import/",
+        views.ProjectInteropImportView.as_view(),
+        name="project-interop-import",
+    ),
     path("projects/<slug:slug>/study/", study_views.ProjectStudyView.as_view(), name="project-study"),
     path("projects/<slug:slug>/payments.csv", study_views.payments_csv, name="payments-csv"),
 ]

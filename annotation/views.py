@@ -23,10 +23,11 @@ from django.views.decorators.http import require_POST, require_safe
 from django.views.generic import DetailView, FormView, ListView
 
 from annotation import selectors
-from annotation.forms import JoinForm, ProjectCreateForm, TaskForm, WorkersAddForm
+from annotation.forms import InteropImportForm, JoinForm, ProjectCreateForm, TaskForm, WorkersAddForm
 from annotation.markdown import render_markdown
 from annotation.models import AnnotationProject, Assignment, Response, Worker
-from annotation.services import errors, leases, projects, workers
+from annotation.services import errors, interop, leases, projects, workers
+from annotation.services.imports import AnnotationImportError
 from mwe_site.permissions import StaffRequiredMixin
 from mwe_site.safe_csv import csv_lines
 
@@ -283,6 +284,7 @@ def _project_page_context(request: HttpRequest, project: AnnotationProject) -> d
         "study_url": selectors.project_study_url(project=project, base_url=request.build_absolute_uri("/")),
         "notes": selectors.project_flagged_responses(project=project),
         "workers_form": WorkersAddForm(),
+        "interop_form": InteropImportForm(),
     }
 
 
@@ -428,3 +430,45 @@ def responses_jsonl(request: HttpRequest, slug: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(lines, content_type="application/x-ndjson; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{project.slug}-responses.jsonl"'
     return response
+
+
+# --- Label Studio and Argilla (annotation.services.interop) -------------------------------------------
+
+
+class ProjectExportView(StaffRequiredMixin, View):
+    """The project as a Label Studio project or an Argilla dataset: one .zip to download."""
+
+    def get(self, request: HttpRequest, slug: str, fmt: str) -> HttpResponse:
+        project = get_object_or_404(AnnotationProject, slug=slug)
+        if fmt not in interop.FORMATS:
+            raise Http404("No such export format.")
+        response = HttpResponse(
+            interop.project_export_zip(project=project, format=fmt), content_type="application/zip"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{project.slug}-{fmt}.zip"'
+        return response
+
+
+@method_decorator(never_cache, name="dispatch")
+class ProjectInteropImportView(StaffRequiredMixin, View):
+    """Ratings from a Label Studio export or an Argilla dataset into this project: all or nothing."""
+
+    def post(self, request: HttpRequest, slug: str) -> HttpResponse:
+        project = get_object_or_404(AnnotationProject, slug=slug)
+        form = InteropImportForm(request.POST, request.FILES)
+        if form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                summary = interop.ratings_import_upload(
+                    data=upload.read(interop.MAX_IMPORT_BYTES + 1),
+                    filename=upload.name,
+                    format=form.cleaned_data["format"],
+                    project_slug=project.slug,
+                )
+            except AnnotationImportError as exc:
+                form.add_error("file", ["Nothing imported.", *exc.errors[:50]])
+            else:
+                messages.success(request, f"Imported from {upload.name}: {summary.describe()}.")
+                return redirect(project)
+        context = {"project": project, **_project_page_context(request, project), "interop_form": form}
+        return render(request, "annotation/project_detail.html", context, status=400)

@@ -91,6 +91,10 @@ class RatingRow:
     label_correct: bool | None  # None when not given
     ambiguous: bool
     time_on_task_ms: int | None
+    # What the CSV has no column for; the Label Studio and Argilla imports carry them
+    # (annotation.services.interop).
+    comment: str = ""
+    flagged_broken: bool = False
 
 
 @dataclass
@@ -422,6 +426,37 @@ def ratings_import(
 def ratings_import_text(
     *, text: str, project_slug: str, overlap: int | None = None, name: str | None = None
 ) -> ImportSummary:
+    _check_target(project_slug=project_slug, overlap=overlap)
+    rows, ignored, errors = ratings_parse(text)
+    return _import_rows(
+        rows=rows, project_slug=project_slug, overlap=overlap, name=name, errors=errors, ignored=ignored
+    )
+
+
+def ratings_import_rows(
+    *,
+    rows: list[RatingRow],
+    project_slug: str,
+    overlap: int | None = None,
+    name: str | None = None,
+    errors: list[str] | None = None,
+    ignored: list[str] | None = None,
+) -> ImportSummary:
+    """Ratings read from another format (annotation.services.interop: Label Studio, Argilla) through
+    the same checks and writer as a CSV's rows. `errors`: the problems already found while reading
+    them (nothing is written when there are any); each row's `line` numbers it in those messages."""
+    _check_target(project_slug=project_slug, overlap=overlap)
+    return _import_rows(
+        rows=list(rows),
+        project_slug=project_slug,
+        overlap=overlap,
+        name=name,
+        errors=list(errors or []),
+        ignored=list(ignored or []),
+    )
+
+
+def _check_target(*, project_slug: str, overlap: int | None) -> None:
     from generation.catalog.services import dataset_slug_usable
 
     if (
@@ -433,9 +468,19 @@ def ratings_import_text(
         )
     if overlap is not None and not 1 <= overlap <= MAX_OVERLAP:
         raise AnnotationImportError([f"overlap must be from 1 to {MAX_OVERLAP}, not {overlap}"])
+
+
+def _import_rows(
+    *,
+    rows: list[RatingRow],
+    project_slug: str,
+    overlap: int | None,
+    name: str | None,
+    errors: list[str],
+    ignored: list[str],
+) -> ImportSummary:
     # Every row is checked, and every problem reported at once: the rows with bad values are left
     # out of the checks that need a valid row, not the others.
-    rows, ignored, errors = ratings_parse(text)
     plan, unresolved = _resolve_examples(rows)
     errors += unresolved
     rows = [row for row in rows if row.line in plan.examples]
@@ -634,6 +679,8 @@ def _write(
                 label_correct=chosen[row.line][1],
                 ambiguous=row.ambiguous,
                 time_on_task_ms=row.time_on_task_ms,
+                comment=row.comment,
+                flagged_broken=row.flagged_broken,
             )
             for row, assignment in zip(rows, assignments, strict=True)
         ],
