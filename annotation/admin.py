@@ -1,9 +1,10 @@
 from django.contrib import admin, messages
 from django.db import transaction
 from django.http import HttpResponse
+from django.utils import timezone
 
 from annotation import selectors
-from annotation.models import AnnotationProject, Assignment, ProjectItem, Response, Worker
+from annotation.models import AnnotationProject, Assignment, ProjectItem, ResearcherToken, Response, Worker
 from annotation.services import workers
 from mwe_site.safe_csv import csv_write
 
@@ -106,6 +107,29 @@ class AssignmentAdmin(admin.ModelAdmin):
 class ResponseAdmin(admin.ModelAdmin):
     list_display = ["pk", "project", "item", "worker", "relevance", "answer", "label_correct", "ambiguous"]
     list_filter = ["project"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ResearcherToken)
+class ResearcherTokenAdmin(admin.ModelAdmin):
+    """Who holds which researcher API token, and revoking them. No key is stored (only its hash), so
+    none is shown; researchers make their tokens on /account/tokens/, where the key is shown once."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "user__username", "prefix"]
+    exclude = ["key_sha256"]
+    actions = ["revoke_tokens"]
+
+    @admin.action(permissions=["delete"], description="Revoke the selected tokens")
+    def revoke_tokens(self, request, queryset):
+        count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -373,3 +373,37 @@ class Response(models.Model):
 
     def __str__(self) -> str:
         return f"response {self.pk} by {self.worker_id}"
+
+
+class ResearcherToken(models.Model):
+    """A researcher's API token (`Authorization: Bearer mwe_...`) for the researcher API
+    (annotation/researcher_api.py). Only a SHA-256 of the key is stored: the key is shown once, when
+    it is made, and a copy of the database cannot be used to call the API. A fast hash suffices (no
+    salt, no key stretching): the key is 256 random bits, not a password anyone could guess.
+
+    Only staff hold tokens, and a token acts for its user only while they are active staff. Revoked
+    tokens are kept (revoked_at) so that the admin shows who had which token when."""
+
+    PREFIX = "mwe_"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="researcher_tokens",
+        limit_choices_to={"is_staff": True},
+    )
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. 'analysis notebook'.")
+    # The key's first characters, for telling tokens apart in lists (they say nothing of the rest).
+    prefix = models.CharField(max_length=16)
+    key_sha256 = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Written at most once a minute per token (annotation.services.researcher_tokens), not on every
+    # request: each request would otherwise write a row.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

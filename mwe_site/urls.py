@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
+from annotation import token_views
 from generation.catalog import api as catalog_api
 from generation.evaluation import api as evaluation_api
 from generation.evaluation import suite_api, suite_figures_api
@@ -22,6 +23,8 @@ router.register("generation-runs", pipeline_api.GenerationRunViewSet, basename="
 # patterns in order.
 urlpatterns = [
     path("api/", include("annotation.api_urls")),
+    # The researchers' API (annotation/researcher_api.py): projects, their workers, their figures.
+    path("api/", include("annotation.researcher_api_urls")),
     # Its own path, before the router's: a suite's figures, whoever serves the suites themselves.
     path(
         "api/evaluation-suites/<int:pk>/figures/",
@@ -37,6 +40,11 @@ urlpatterns = [
     path("admin/login/", admin_login.login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
+    # A researcher's API tokens (the researcher API's credentials).
+    path("account/tokens/", token_views.TokenListView.as_view(), name="account-tokens"),
+    path(
+        "account/tokens/<int:pk>/revoke/", token_views.TokenRevokeView.as_view(), name="account-token-revoke"
+    ),
     path("annotate/", include("annotation.urls")),
     path("analysis/", include("analysis.agreement.urls")),
     path("explore/", include("analysis.explorer.urls")),

@@ -27,9 +27,10 @@ from rest_framework.authtoken.models import Token
 
 from analysis.explorer.builds import explorer_maps_build
 from analysis.models import ExplorerBuild
-from annotation.models import AnnotationProject, Assignment, Response, Worker
+from annotation.models import AnnotationProject, Assignment, ResearcherToken, Response, Worker
 from annotation.services.leases import assignment_submit, task_claim
 from annotation.services.projects import project_create
+from annotation.services.researcher_tokens import researcher_token_create
 from annotation.services.studies import project_study_link_set
 from annotation.services.workers import worker_api_token
 from generation.catalog.services import dataset_refresh_stats
@@ -155,6 +156,8 @@ def world_build() -> World:
     # Invited, never joined: the invite link's POST makes the account.
     w.invitee = WorkerFactory(projects=[w.project], user=None)
     w.group = Group.objects.create(name="authz-group")
+    # The researcher's API token (the researcher API's own tests use it; here the admin lists it).
+    w.researcher_token = researcher_token_create(user=w.researcher, name="authz").token
 
     explorer_maps_build(embedder=CountingEmbedder(), datasets=[w.dataset.slug], include_global=False)
     w.build = ExplorerBuild.objects.get(dataset=w.dataset)
@@ -331,6 +334,20 @@ RATING = {"relevance": "4", "answer": " Yes", "ambiguous": "no"}
 STUDY_IDS = {"PROLIFIC_PID": "a" * 24, "STUDY_ID": "b" * 24, "SESSION_ID": "c" * 24}
 
 
+def _label_studio_export(w: World) -> bytes:
+    """A Label Studio JSON export with one annotation of an example of the project that has room."""
+    result = [
+        {"from_name": "relevance", "to_name": "question", "type": "rating", "value": {"rating": 4}},
+        {"from_name": "answer", "to_name": "question", "type": "choices", "value": {"choices": ["Yes"]}},
+        {"from_name": "ambiguous", "to_name": "question", "type": "choices", "value": {"choices": ["no"]}},
+    ]
+    task = {
+        "data": {"example_id": w.examples[3].pk},
+        "annotations": [{"completed_by": "authz-ls", "result": result}],
+    }
+    return json.dumps([task]).encode()
+
+
 def _project_form(w: World) -> Body:
     return Body(
         {
@@ -435,6 +452,18 @@ SITE_ROWS = [
     ),
     Row("generation:collection-download", PUBLIC_FUNCTION, lambda w: {"slug": w.collection.slug}),
     Row("generation:catalog-download", PUBLIC_FUNCTION),
+    # The exports for other tools (lm-eval, Inspect, Parquet): public like the JSONL downloads.
+    Row(
+        "generation:dataset-export-download",
+        PUBLIC_FUNCTION,
+        lambda w: {"slug": w.dataset.slug, "export_format": "lm-eval"},
+    ),
+    Row(
+        "generation:collection-export-download",
+        PUBLIC_FUNCTION,
+        lambda w: {"slug": w.collection.slug, "export_format": "inspect"},
+    ),
+    Row("generation:catalog-export-download", PUBLIC_FUNCTION, lambda w: {"export_format": "parquet"}),
     Row(
         "generation:generate",
         {"GET": staff_only(OK), "POST": staff_only(to(lambda w: "/generations/"))},
@@ -602,7 +631,44 @@ SITE_ROWS = [
         effect=lambda w: AnnotationProject.objects.get(pk=w.project.pk).study_quota == 7,
     ),
     Row("annotation:responses-jsonl", EXPORT, _project),
+    # Label Studio and Argilla (annotation.services.interop): staff pages like the project's own.
+    Row("annotation:project-export", STAFF_PAGE, lambda w: {"slug": w.project.slug, "fmt": "label-studio"}),
+    Row(
+        "annotation:project-interop-import",
+        {"GET": staff_only(NOT_ALLOWED), "POST": staff_only(to(lambda w: w.project.get_absolute_url()))},
+        _project,
+        bodies={
+            "POST": lambda w: Body(
+                {
+                    "format": "label-studio",
+                    "file": SimpleUploadedFile("authz-ls.json", _label_studio_export(w)),
+                }
+            )
+        },
+        effect=lambda w: Response.objects.filter(worker__external_id="authz-ls").exists(),
+    ),
     # --- analysis: staff only, every page and export.
+    # A researcher's own API tokens: a new one is shown on the page once; another's token is a 404.
+    Row(
+        "account-tokens",
+        {"GET": staff_only(OK), "POST": staff_only(OK)},
+        bodies={"POST": lambda w: Body({"name": "authz new token"})},
+        effect=lambda w: ResearcherToken.objects.filter(name="authz new token").exists(),
+    ),
+    Row(
+        "account-token-revoke",
+        {
+            "GET": staff_only(NOT_ALLOWED),
+            "POST": cells(
+                anonymous=LOGIN,
+                worker=FORBIDDEN,
+                researcher=to(lambda w: reverse("account-tokens")),
+                admin=NOT_FOUND,
+            ),
+        },
+        lambda w: {"pk": w.researcher_token.pk},
+        effect=lambda w: ResearcherToken.objects.get(pk=w.researcher_token.pk).revoked_at is not None,
+    ),
     Row("analysis:project-list", STAFF_PAGE),
     Row("analysis:dashboard", STAFF_PAGE, _analysis),
     Row("analysis:figures-csv", STAFF_PAGE, _analysis),
@@ -720,6 +786,60 @@ API_ROWS = [
         bodies={"PUT": lambda w: Body({"relevance": 2, "answer": " No", "ambiguous": True}, "json")},
         effect=lambda w: Response.objects.get(pk=w.worker_response.pk).edited_at is not None,
     ),
+]
+
+
+# The researcher API (annotation/researcher_api.py): staff only. No credentials 401 (the Bearer
+# scheme is named); a worker, by session or by their token, 403 whatever the method (permissions
+# come before the method check); staff get the view's answer, 405 for a method it lacks. Researcher
+# tokens are tried by tests/annotation/test_researcher_api.py.
+def researcher_api(staff: Expect) -> dict[str, Expect]:
+    return cells(anonymous=UNAUTHENTICATED, worker=FORBIDDEN, researcher=staff, worker_token=FORBIDDEN)
+
+
+def _researcher_api_row(key: str, *, kwargs=lambda w: {}, get=None, post=None, body=None, effect=None) -> Row:
+    methods = {method: researcher_api(NOT_ALLOWED) for method in API_METHODS}
+    if get is not None:
+        methods["GET"] = researcher_api(get)
+    if post is not None:
+        methods["POST"] = researcher_api(post)
+    return Row(key, methods, kwargs, bodies={"POST": body} if body else {}, effect=effect)
+
+
+def _worker_of_project(w: World) -> dict[str, Any]:
+    return {"slug": w.project.slug, "worker_id": w.worker.pk}
+
+
+API_ROWS += [
+    _researcher_api_row(
+        "api-project-list",
+        get=OK,
+        post=CREATED,
+        body=lambda w: Body({"name": "Authz API", "slug": "authz-api", "datasets": [w.dataset.slug]}, "json"),
+        effect=lambda w: AnnotationProject.objects.filter(slug="authz-api").exists(),
+    ),
+    _researcher_api_row("api-project-detail", kwargs=_project, get=OK),
+    _researcher_api_row(
+        "api-project-workers",
+        kwargs=_project,
+        get=OK,
+        post=CREATED,
+        body=lambda w: Body({"count": 1, "external_ids": ["authz-api-1"]}, "json"),
+        effect=lambda w: w.project.workers.filter(external_id="authz-api-1").exists(),
+    ),
+    _researcher_api_row(
+        "api-project-worker-rotate-invite",
+        kwargs=_worker_of_project,
+        post=OK,
+        effect=lambda w: Worker.objects.get(pk=w.worker.pk).invite_token != w.worker.invite_token,
+    ),
+    _researcher_api_row(
+        "api-project-worker-revoke-invite",
+        kwargs=_worker_of_project,
+        post=OK,
+        effect=lambda w: Worker.objects.get(pk=w.worker.pk).invite_expires_at is None,
+    ),
+    _researcher_api_row("api-project-figures", kwargs=_project, get=OK),
 ]
 
 # The read-only catalog API (generation/catalog/api.py): everyone reads; a write is 403 without a session
@@ -896,6 +1016,8 @@ ADMIN_MODELS: dict[str, AdminModel] = {
     # Read-only in the admin: leases and responses are written by annotation.services alone.
     "annotation.assignment": AdminModel(lambda w: w.assignment, None, change=False),
     "annotation.response": AdminModel(lambda w: w.response, None, change=False),
+    # Made on /account/tokens/ (the key is shown there once); the admin lists, revokes and deletes.
+    "annotation.researchertoken": AdminModel(lambda w: w.researcher_token, None, change=False),
 }
 
 

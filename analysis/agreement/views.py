@@ -21,11 +21,15 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 
 from analysis.agreement import charts, disputes, selectors
 from analysis.agreement import figures as agreement
 from analysis.agreement.figures import Figure, GroupFigures
 from analysis.agreement.selectors import GroupReport, RatingOptions
+from analysis.agreement.serializers import GroupDetailSerializer, ProjectFiguresSerializer
+from analysis.documented import DocumentedView
 from annotation.models import AnnotationProject
 from generation.models import Collection, Dataset
 from mwe_site.permissions import StaffRequiredMixin
@@ -108,7 +112,8 @@ SORT_KEYS = {"dataset", "collection", *(c.key for c in COLUMNS)}
 DEFAULT_SORT = "collection"
 
 
-def _options(request: HttpRequest) -> RatingOptions:
+def rating_options(request: HttpRequest) -> RatingOptions:
+    """The rating options a request's query asks for (the pages', the JSON's and the researcher API's)."""
     return RatingOptions(
         include_gold_failing=request.GET.get("include_gold_failing") == "1",
         include_excluded=request.GET.get("include_excluded") == "1",
@@ -174,7 +179,7 @@ class ProjectMixin(StaffRequiredMixin):
 
     @cached_property
     def options(self) -> RatingOptions:
-        return _options(self.request)
+        return rating_options(self.request)
 
 
 class DisputedView(ProjectMixin, TemplateView):
@@ -320,7 +325,42 @@ def _json_response(document: dict[str, Any], filename: str) -> HttpResponse:
     return response
 
 
-class FiguresJsonView(ProjectMixin, View):
+# The query of every agreement page and document.
+RATING_OPTIONS = [
+    OpenApiParameter(
+        "include_gold_failing",
+        str,
+        enum=["1"],
+        description="1: count the ratings of workers below their project's gold threshold too.",
+    ),
+    OpenApiParameter(
+        "include_excluded", str, enum=["1"], description="1: count excluded workers' ratings too."
+    ),
+]
+STAFF_ONLY = {
+    302: OpenApiResponse(description="Not signed in: to the sign-in page."),
+    403: OpenApiResponse(description="Signed in, but not staff."),
+}
+
+
+# DRF views only to be documented in the API schema (analysis.documented): the same response as a
+# plain view, from the staff session.
+class FiguresJsonView(ProjectMixin, DocumentedView):
+    @extend_schema(
+        operation_id="analysis_project_figures",
+        summary="A project's agreement figures (staff session)",
+        description="Every dataset's, collection's and the pooled figures of the project's complete "
+        "examples, with bootstrap intervals; an undefined figure is null with its reason. A download "
+        "(Content-Disposition: attachment). The researcher API serves the same document with a token: "
+        "/api/projects/{slug}/figures/.",
+        parameters=RATING_OPTIONS,
+        responses={
+            200: ProjectFiguresSerializer,
+            **STAFF_ONLY,
+            404: OpenApiResponse(description="No such project."),
+        },
+        tags=["analysis"],
+    )
     def get(self, request: HttpRequest, project: str) -> HttpResponse:
         report = selectors.project_report(project=self.project, options=self.options)
         return _json_response(report.as_dict(), f"{self.project.slug}-agreement.json")
@@ -428,7 +468,27 @@ class GroupView(GroupMixin, TemplateView):
         return context
 
 
-class GroupJsonView(GroupMixin, View):
+class _GroupJsonSchema(AutoSchema):
+    def get_operation_id(self) -> str:
+        # One view for three paths: named by its scope, not by its path (".json" and all).
+        return f"analysis_{self.view.scope}_figures"
+
+
+class GroupJsonView(GroupMixin, DocumentedView):
+    schema = _GroupJsonSchema()
+
+    @extend_schema(
+        summary="One group's agreement figures (staff session)",
+        description="The figures of a dataset, a collection or the whole project (pooled), with the "
+        "calibration bins and Dawid-Skene's aggregate and worker reliabilities. A download.",
+        parameters=RATING_OPTIONS,
+        responses={
+            200: GroupDetailSerializer,
+            **STAFF_ONLY,
+            404: OpenApiResponse(description="No such project, or the group is not part of it."),
+        },
+        tags=["analysis"],
+    )
     def get(self, request: HttpRequest, project: str, slug: str | None = None) -> HttpResponse:
         group, _ = self.group()
         detail = selectors.group_detail(group, project=self.project)

@@ -22,10 +22,18 @@ from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views import View
 from django.views.decorators.http import require_safe
 from django.views.generic import TemplateView
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 
+from analysis.documented import DocumentedView
 from analysis.explorer import selectors
 from analysis.explorer.errors import ExplorerError
 from analysis.explorer.jobs import explorer_job_active, explorer_job_create, summary_model_spec
+from analysis.explorer.serializers import (
+    ExplorerErrorSerializer,
+    PointDetailSerializer,
+    SearchQuerySerializer,
+    SearchResultSerializer,
+)
 from analysis.models import ExplorerBuild
 from generation.models import Dataset, EvaluationRun
 from mwe_site.first_run import first_run_status
@@ -195,41 +203,73 @@ def _content_etag(values) -> str:
     return '"' + hashlib.sha256(values.tobytes()).hexdigest()[:32] + '"'
 
 
-@require_safe
-def point_view(request, pk: int, index: int) -> JsonResponse:
-    if refused := throttle_refusal(request=request, scope="explorer_point", json=True):
-        return refused
-    build = _build_or_404(pk)
-    if index >= build.point_count:
-        raise Http404("no such point on this map")
-    detail = selectors.explorer_point_detail(build=build, index=index, include_private=_is_staff(request))
-    if detail is None:
-        raise Http404("this example has been deleted since the map was built")
-    return JsonResponse(detail)
+# Point details and search are DRF views only to be documented in the API schema
+# (analysis.documented): they answer, count and refuse exactly as plain views.
+NOT_FOUND = OpenApiResponse(description="No such map (it may have been replaced by a newer build), or point.")
+TOO_MANY = OpenApiResponse(description="Over the client's rate limit; Retry-After says when to try again.")
 
 
-@require_safe
-def search_view(request, pk: int) -> JsonResponse:
-    """Semantic search: the points nearest to the query's MiniLM embedding. The model is loaded only
-    for a valid query on a map that exists, by a client within its limit."""
-    try:
-        query = selectors.explorer_search_query_clean(
-            query=request.GET.get("q", ""), k=request.GET.get("k", str(SEARCH_RESULTS_DEFAULT))
-        )
-    except ExplorerError as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
-    if refused := throttle_refusal(request=request, scope="semantic_search", json=True):
-        return refused
-    build = _build_or_404(pk)
-    try:
-        results = selectors.explorer_semantic_search(
-            build=build, query=query.text, k=query.k, embedder=selectors.query_embedder()
-        )
-    except ExplorerError as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
-    return JsonResponse(
-        {"indices": [i for i, _ in results], "scores": [round(score, 4) for _, score in results]}
+class PointView(DocumentedView):
+    @extend_schema(
+        operation_id="explorer_point",
+        summary="One point of an explorer map",
+        description="The example behind point `index` of map `pk`, its cluster, nearest neighbours, "
+        "published ratings (staff: every project's) and newest evaluations. Public; rate limited per "
+        "client. Every text is as it was written (by a model or a person): show it as text.",
+        responses={200: PointDetailSerializer, 404: NOT_FOUND, 429: TOO_MANY},
+        tags=["explorer"],
     )
+    def get(self, request, pk: int, index: int) -> HttpResponse:
+        if refused := throttle_refusal(request=request, scope="explorer_point", json=True):
+            return refused
+        build = _build_or_404(pk)
+        if index >= build.point_count:
+            raise Http404("no such point on this map")
+        detail = selectors.explorer_point_detail(build=build, index=index, include_private=_is_staff(request))
+        if detail is None:
+            raise Http404("this example has been deleted since the map was built")
+        return JsonResponse(detail)
+
+
+class SearchView(DocumentedView):
+    @extend_schema(
+        operation_id="explorer_search",
+        summary="Search an explorer map by meaning",
+        description="The points nearest to the query's MiniLM embedding. The model is loaded only for a "
+        "valid query on a map that exists, by a client within its limit. Public; rate limited per client.",
+        parameters=[SearchQuerySerializer],
+        responses={
+            200: SearchResultSerializer,
+            400: OpenApiResponse(ExplorerErrorSerializer, description="A bad query; not counted."),
+            404: NOT_FOUND,
+            429: TOO_MANY,
+        },
+        tags=["explorer"],
+    )
+    def get(self, request, pk: int) -> HttpResponse:
+        try:
+            query = selectors.explorer_search_query_clean(
+                query=request.GET.get("q", ""), k=request.GET.get("k", str(SEARCH_RESULTS_DEFAULT))
+            )
+        except ExplorerError as exc:
+            return JsonResponse({"error": str(exc)}, status=400)
+        if refused := throttle_refusal(request=request, scope="semantic_search", json=True):
+            return refused
+        build = _build_or_404(pk)
+        try:
+            results = selectors.explorer_semantic_search(
+                build=build, query=query.text, k=query.k, embedder=selectors.query_embedder()
+            )
+        except ExplorerError as exc:
+            return JsonResponse({"error": str(exc)}, status=400)
+        return JsonResponse(
+            {"indices": [i for i, _ in results], "scores": [round(score, 4) for _, score in results]}
+        )
+
+
+# The names analysis/explorer/urls.py routes to.
+point_view = PointView.as_view()
+search_view = SearchView.as_view()
 
 
 class ExplorerBuildStartView(StaffRequiredMixin, View):

@@ -222,6 +222,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["mwe_site.search.SearchThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "annotation": os.environ.get("MWE_ANNOTATION_THROTTLE", "600/minute"),
+        # The researcher API (annotation/researcher_api.py), per researcher.
+        "researcher": os.environ.get("MWE_RESEARCHER_THROTTLE", "600/minute"),
     },
 }
 # Public endpoints that cost CPU, memory or database time, limited per client (user, else address)
