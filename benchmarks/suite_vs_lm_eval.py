@@ -6,10 +6,7 @@ persona datasets (12 x 1000 items) scored with the embedded SmolLM2 in the plain
    of all datasets scored together);
 2. lm-eval: ONE `lm_eval --tasks <group>` process on the task group `export_dataset --format lm-eval`
    writes, same model file, same prompts (its batch size: --lm-eval-batch-size, default 32);
-3. our evaluator one dataset at a time: 12 `evaluate_model --dataset X` processes, as before suites;
-4. our suite again with `--fast-spec` (default `smollm2-135m?bf16_recheck=1`: scored by a bfloat16
-   copy of the weights, every item whose two answers are within 1 nat scored again in float32;
-   docs/suites.md), whose predictions must also be lm-eval's (`--fast-spec ""` leaves it out).
+3. our evaluator one dataset at a time: 12 `evaluate_model --dataset X` processes, as before suites.
 
     make bench                                   # builds .venv-bench (lm-eval pinned), then runs this
     .venv/bin/python benchmarks/suite_vs_lm_eval.py --datasets 3     # a quicker look: 3 datasets
@@ -95,11 +92,6 @@ def main() -> None:
     parser.add_argument("--datasets", type=int, help="only the first N persona datasets (by name)")
     parser.add_argument("--spec", default="smollm2-135m")
     parser.add_argument("--skip-separate", action="store_true", help="leave out the 12 separate calls")
-    parser.add_argument(
-        "--fast-spec",
-        default="smollm2-135m?bf16_recheck=1",
-        help='the suite again with this spec ("" to leave it out)',
-    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="mwe-suite-bench-"))
@@ -196,27 +188,6 @@ def main() -> None:
     )
     print(f"our suite, one process:                {ours_seconds:.1f}s")
 
-    fast_out = work / "suite-fast.jsonl"
-    fast_seconds = None
-    if args.fast_spec:
-        fast_seconds = run(
-            manage(
-                "evaluate_model",
-                "--model",
-                args.fast_spec,
-                *selection,
-                "--prompt-format",
-                "plain",
-                "--name",
-                "benchmark-fast",
-                "--out",
-                str(fast_out),
-            ),
-            env=env,
-            what="evaluate_model (suite, fast spec)",
-        )
-        print(f"our suite, {args.fast_spec}: {fast_seconds:.1f}s")
-
     separate_seconds = None
     if not args.skip_separate:
         separate_seconds = 0.0
@@ -247,27 +218,10 @@ def main() -> None:
     print(f"whole-process ratio lm-eval / suite: {theirs_seconds / ours_seconds:.2f}x (goal >= 3x)")
     if separate_seconds is not None:
         print(f"whole-process ratio separate calls / suite: {separate_seconds / ours_seconds:.2f}x")
-    failed = len(common) != len(ours) or len(common) != len(theirs) or bool(differing)
-    for key in differing[:10]:
-        print(f"  differs: {key[0]} item {key[1]}: ours choice {ours[key]}, lm-eval choice {theirs[key]}")
-    if fast_seconds is not None:
-        fast = our_predictions(fast_out, only_slug=slugs[0])
-        fast_common = sorted(set(fast) & set(theirs))
-        fast_differing = [key for key in fast_common if fast[key] != theirs[key]]
-        print(
-            f"{args.fast_spec}: identical predictions {len(fast_common) - len(fast_differing)}/{len(fast_common)}"
-        )
-        print(
-            f"whole-process ratio lm-eval / suite with {args.fast_spec}: {theirs_seconds / fast_seconds:.2f}x"
-        )
-        print(f"whole-process ratio suite / suite with {args.fast_spec}: {ours_seconds / fast_seconds:.2f}x")
-        for key in fast_differing[:10]:
-            print(
-                f"  differs ({args.fast_spec}): {key[0]} item {key[1]}: {fast[key]} vs lm-eval {theirs[key]}"
-            )
-        failed = failed or len(fast_common) != len(theirs) or bool(fast_differing)
-    if failed:
-        sys.exit("our evaluator and lm-eval did not score the same items the same way")
+    if len(common) != len(ours) or len(common) != len(theirs) or differing:
+        for key in differing[:10]:
+            print(f"  differs: {key[0]} item {key[1]}: ours choice {ours[key]}, lm-eval choice {theirs[key]}")
+        sys.exit("the two evaluators did not score the same items the same way")
 
 
 if __name__ == "__main__":

