@@ -4,7 +4,15 @@ from django.http import HttpResponse
 from django.utils import timezone
 
 from annotation import selectors
-from annotation.models import AnnotationProject, Assignment, ProjectItem, ResearcherToken, Response, Worker
+from annotation.models import (
+    AnnotationProject,
+    Assignment,
+    ProjectItem,
+    ResearcherToken,
+    Response,
+    StudySession,
+    Worker,
+)
 from annotation.services import workers
 from mwe_site.safe_csv import csv_write
 
@@ -96,6 +104,31 @@ class AssignmentAdmin(admin.ModelAdmin):
 
     # Leases and responses are written only by annotation.services.leases, which keeps the item counters
     # and the invariants (at most k responses, one per worker) with them; the admin only reads them.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(StudySession)
+class StudySessionAdmin(admin.ModelAdmin):
+    list_display = [
+        "pk",
+        "project",
+        "worker",
+        "platform",
+        "study_id",
+        "session_id",
+        "started_at",
+        "completed_at",
+    ]
+    list_filter = ["platform", "project"]
+    search_fields = ["session_id", "study_id", "worker__external_id"]
+    raw_id_fields = ["worker"]
+
+    # Written by annotation.services.studies as participants arrive and finish; the payment report
+    # counts them, so the admin only reads them.
     def has_add_permission(self, request) -> bool:
         return False
 

@@ -31,7 +31,7 @@ from annotation.models import AnnotationProject, Assignment, ResearcherToken, Re
 from annotation.services.leases import assignment_submit, task_claim
 from annotation.services.projects import project_create
 from annotation.services.researcher_tokens import researcher_token_create
-from annotation.services.studies import project_study_link_set
+from annotation.services.studies import project_study_link_set, study_participant_enter
 from annotation.services.workers import worker_api_token
 from generation.catalog.services import dataset_refresh_stats
 from generation.evaluation.suites import suite_create
@@ -130,9 +130,16 @@ def world_build() -> World:
 
     w.project = project_create(name="Authz", slug="authz", datasets=[w.dataset], overlap=3)
     # Its Prolific study link: the participant's way in.
-    w.study_token = project_study_link_set(
+    studied = project_study_link_set(
         project=w.project, platform="prolific", study_quota=5, completion_code="AUTHZ1"
-    ).study_token
+    )
+    w.study_token = studied.study_token
+    # A participant who came through it (the admin lists study sessions).
+    w.study_session = study_participant_enter(
+        project=studied,
+        platform="prolific",
+        query={"PROLIFIC_PID": "d" * 24, "STUDY_ID": "b" * 24, "SESSION_ID": "e" * 24},
+    ).study_session
     # Two examples fully rated by three crowd workers: the analysis pages have figures, and only
     # the other two examples are left for the site's workers.
     rate(
@@ -1016,6 +1023,8 @@ ADMIN_MODELS: dict[str, AdminModel] = {
     # Read-only in the admin: leases and responses are written by annotation.services alone.
     "annotation.assignment": AdminModel(lambda w: w.assignment, None, change=False),
     "annotation.response": AdminModel(lambda w: w.response, None, change=False),
+    # Written by annotation.services.studies as participants arrive and finish; read-only here.
+    "annotation.studysession": AdminModel(lambda w: w.study_session, None, change=False),
     # Made on /account/tokens/ (the key is shown there once); the admin lists, revokes and deletes.
     "annotation.researchertoken": AdminModel(lambda w: w.researcher_token, None, change=False),
 }
