@@ -188,9 +188,13 @@ class DisputedView(ProjectMixin, TemplateView):
     template_name = "analysis/disputed.html"
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self.include_excluded = request.GET.get("include_excluded") == "1"
         try:
             self.disputes = disputes.project_disputes(
-                project=self.project, reason=request.GET.get("reason", ""), page=request.GET.get("page")
+                project=self.project,
+                reason=request.GET.get("reason", ""),
+                page=request.GET.get("page"),
+                include_excluded=self.include_excluded,
             )
         except disputes.UnknownReason as exc:
             return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
@@ -199,15 +203,33 @@ class DisputedView(ProjectMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         found = self.disputes
+
+        def query(*, reason: str, include_excluded: bool) -> str:
+            return urlencode(
+                {
+                    **({"reason": reason} if reason else {}),
+                    **({"include_excluded": "1"} if include_excluded else {}),
+                }
+            )
+
         context.update(
             project=self.project,
             disputes=found,
             page_obj=found.page,
+            all_query=query(reason="", include_excluded=self.include_excluded),
             reasons=[
-                {"key": key, "label": label, "count": found.counts[key], "current": key == found.reason}
+                {
+                    "key": key,
+                    "label": label,
+                    "count": found.counts[key],
+                    "current": key == found.reason,
+                    "query": query(reason=key, include_excluded=self.include_excluded),
+                }
                 for key, label in disputes.REASONS.items()
             ],
-            reason_query=urlencode({"reason": found.reason}) if found.reason else "",
+            include_excluded=self.include_excluded,
+            toggle_query=query(reason=found.reason, include_excluded=not self.include_excluded),
+            reason_query=query(reason=found.reason, include_excluded=self.include_excluded),
             dashboard_url=reverse("analysis:dashboard", args=[self.project.slug]),
         )
         return context

@@ -152,6 +152,22 @@ def test_the_page_shows_the_votes_comments_and_links(staff_client, project):
     assert "power#5" not in html
 
 
+def test_the_page_leaves_excluded_workers_out_and_counts_them_on_request(staff_client, project):
+    from annotation.services.workers import worker_set_excluded
+
+    worker = Response.objects.get(project=project, item__example__position=3, flagged_broken=True).worker
+    worker_set_excluded(worker=worker, excluded=True, reason="spam")
+    html = disputed(staff_client, project, reason="split").content.decode()
+    assert "all (2)" in html and "split votes (2)" in html and "flagged (0)" in html
+    assert "Workers a researcher excluded are left out" in html
+    # The reason stays chosen when the toggle is followed, and the other links keep the toggle.
+    assert 'href="?reason=split&amp;include_excluded=1">Count them too</a>' in html
+    everyone = disputed(staff_client, project, reason="split", include_excluded="1").content.decode()
+    assert "all (4)" in everyone and "split votes (3)" in everyone and "flagged (1)" in everyone
+    assert 'href="?reason=flagged&amp;include_excluded=1">flagged (1)</a>' in everyone
+    assert 'href="?reason=split">Leave excluded workers out</a>' in everyone
+
+
 def test_example_text_and_comments_are_escaped(staff_client, project):
     html = disputed(staff_client, project, reason="flagged").content.decode()
     assert XSS not in html
