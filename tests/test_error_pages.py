@@ -60,3 +60,25 @@ def test_the_api_docs_lead_back_to_the_site(client):
     assert '<a href="/">← Back to the site</a>' in html
     assert '<div id="swagger-ui"></div>' in html  # Swagger UI itself is still there
     assert "/static/favicon.svg" in html
+
+
+@pytest.mark.parametrize("debug, expected", [(None, "False"), ("1", "True")])
+def test_make_run_shows_these_pages_unless_debug_is_asked_for(debug, expected):
+    """`make run`'s settings (mwe_site.settings.local) leave DEBUG off, so a newcomer meets these pages
+    rather than Django's; DEBUG=1 turns Django's debugging pages on."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "DEBUG"}
+    env["DJANGO_SETTINGS_MODULE"] = "mwe_site.settings.local"
+    if debug is not None:
+        env["DEBUG"] = debug
+    done = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.DEBUG)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == expected
