@@ -200,7 +200,7 @@ def test_project_page_has_the_workers_tools(staff, project):
     assert reverse("annotation:project-workers", args=[project.slug]) in html
     assert reverse("annotation:worker-invite", args=[project.slug, worker.pk]) in html
     assert 'value="rotate">New link</button>' in html
-    assert 'value="revoke">Revoke</button>' in html
+    assert 'value="revoke" data-confirm="Revoke this worker' in html and ">Revoke</button>" in html
     assert f'href="{reverse("annotation:project-preview", args=[project.slug])}"' in html
     # The invite token itself is not on the page.
     assert worker.invite_token not in html
