@@ -5,10 +5,12 @@ input), the worker's task form and the invite page's form."""
 from __future__ import annotations
 
 from django import forms
+from django.db import IntegrityError
 
 from annotation.models import AnnotationProject, Response, StudyPlatform
 from annotation.selectors import example_answer_options
 from annotation.services import interop
+from annotation.services.projects import project_create
 from annotation.services.studies import COMPLETION_CODE, MAX_STUDY_QUOTA
 from annotation.services.workers import worker_external_ids_parse
 from generation.models import Dataset, Example
@@ -218,7 +220,7 @@ class ProjectCreateForm(forms.Form):
     def clean_slug(self) -> str:
         slug = self.cleaned_data["slug"]
         if AnnotationProject.objects.filter(slug=slug).exists():
-            raise forms.ValidationError(f"A project named {slug!r} already exists.")
+            raise forms.ValidationError(_slug_taken(slug))
         return slug
 
     def clean(self):
@@ -245,13 +247,25 @@ class ProjectCreateForm(forms.Form):
             self.add_error("per_label", "Give a sample per dataset or per dataset and label, not both.")
         return cleaned
 
-    def project_create_kwargs(self) -> dict:
-        """The cleaned values, as annotation.services.projects.project_create takes them."""
-        return {name: self.cleaned_data[name] for name in PROJECT_FIELDS}
+    def create(self, *, created_by=None) -> AnnotationProject | None:
+        """The project, made from the cleaned values by annotation.services.projects.project_create;
+        the page, the API and the command all create through here. None, with the slug's error on the
+        form, when a concurrent request took the slug since clean_slug: the insert was rolled back,
+        so nothing was created."""
+        slug = self.cleaned_data["slug"]
+        try:
+            return project_create(
+                **{name: self.cleaned_data[name] for name in PROJECT_FIELDS}, created_by=created_by
+            )
+        except IntegrityError:
+            if not AnnotationProject.objects.filter(slug=slug).exists():
+                raise
+            self.add_error("slug", _slug_taken(slug))
+            return None
 
-    def slug_was_taken(self) -> bool:
-        """After a failed insert: did a concurrent request take the slug since clean_slug?"""
-        return AnnotationProject.objects.filter(slug=self.cleaned_data["slug"]).exists()
+
+def _slug_taken(slug: str) -> str:
+    return f"A project named {slug!r} already exists."
 
 
 PROJECT_FIELDS = (

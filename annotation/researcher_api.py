@@ -11,7 +11,6 @@ authentication does not read Bearer tokens. Thin views: the project page's forms
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -43,7 +42,7 @@ from annotation.researcher_serializers import (
     WorkerSerializer,
 )
 from annotation.serializers import ErrorSerializer
-from annotation.services import projects, researcher_tokens, workers
+from annotation.services import researcher_tokens, workers
 
 
 class ResearcherTokenAuthentication(BaseAuthentication):
@@ -162,15 +161,9 @@ class ProjectListView(ResearcherAPIView):
         form = ProjectCreateForm(data=body.form_data())
         if not form.is_valid():
             raise ValidationError(form.errors)
-        try:
-            project = projects.project_create(**form.project_create_kwargs(), created_by=request.user)
-        except IntegrityError:
-            if not form.slug_was_taken():
-                raise
-            # Taken by a concurrent request since the form's check; rolled back, nothing created.
-            raise ValidationError(
-                {"slug": [f"A project named {form.cleaned_data['slug']!r} already exists."]}
-            ) from None
+        project = form.create(created_by=request.user)
+        if project is None:
+            raise ValidationError(form.errors)
         return ApiResponse(_project_detail(request, project), status=status.HTTP_201_CREATED)
 
 

@@ -12,7 +12,6 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -249,14 +248,8 @@ class ProjectCreateView(StaffRequiredMixin, FormView):
     form_class = ProjectCreateForm
 
     def form_valid(self, form):
-        try:
-            project = projects.project_create(**form.project_create_kwargs(), created_by=self.request.user)
-        except IntegrityError:
-            if not form.slug_was_taken():
-                raise
-            # Another researcher took the slug since the form's check; the transaction was rolled
-            # back, so nothing was created.
-            form.add_error("slug", f"A project named {form.cleaned_data['slug']!r} already exists.")
+        project = form.create(created_by=self.request.user)
+        if project is None:
             return self.form_invalid(form)
         messages.success(self.request, f"Created {project.name}: {project.items.count()} items.")
         return redirect(project)

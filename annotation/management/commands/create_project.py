@@ -7,10 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import IntegrityError
 
 from annotation.forms import ProjectCreateForm
-from annotation.services import projects
 
 
 class Command(BaseCommand):
@@ -75,14 +73,9 @@ class Command(BaseCommand):
         )
         if not form.is_valid():
             raise CommandError(_errors(form))
-        try:
-            project = projects.project_create(**form.project_create_kwargs())
-        except IntegrityError:
-            if not form.slug_was_taken():
-                raise
-            raise CommandError(
-                f"--slug: a project named {form.cleaned_data['slug']!r} already exists"
-            ) from None
+        project = form.create()
+        if project is None:
+            raise CommandError(_errors(form))
         self.stdout.write(
             f"Created project {project.slug}: {project.items.count()} items over "
             f"{', '.join(d.slug for d in form.cleaned_data['datasets'])}, overlap {project.overlap}"
