@@ -6,7 +6,9 @@ import importlib
 
 import pytest
 
-from annotation.models import Response
+from annotation.models import AnnotationProject, Response, Worker
+from generation.models import Collection, Dataset
+from tests.migrations import migrated_back
 
 migration = importlib.import_module("annotation.migrations.0006_response_answer_backfill")
 
@@ -33,35 +35,38 @@ def test_the_rule(row, answer):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_fills_in_stored_answers_and_keeps_every_verdict():
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
-    before = [("annotation", "0005_response_answer")]
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()
-    try:
-        executor.migrate(before)
+    with migrated_back(
+        app_label="annotation",
+        name="0005_response_answer",
+        # Responses protect their project and worker, datasets their collection: they go first.
+        cleanup=lambda: (
+            Response.objects.filter(project__slug="old").delete(),
+            AnnotationProject.objects.filter(slug="old").delete(),
+            Worker.objects.filter(external_id="w1").delete(),
+            Dataset.objects.filter(slug="old").delete(),
+            Collection.objects.filter(slug="old").delete(),
+        ),
+    ) as back_then:
         # The other apps stay at their latest state; only annotation goes back to before 0006.
-        others = [node for node in latest if node[0] != "annotation"]
-        old = MigrationExecutor(connection).loader.project_state(before + others).apps
-        Collection = old.get_model("generation", "Collection")
-        Dataset = old.get_model("generation", "Dataset")
-        Example = old.get_model("generation", "Example")
-        Project = old.get_model("annotation", "AnnotationProject")
-        Item = old.get_model("annotation", "ProjectItem")
-        Worker = old.get_model("annotation", "Worker")
-        Assignment = old.get_model("annotation", "Assignment")
+        old = back_then.apps
+        Collection_ = old.get_model("generation", "Collection")
+        Dataset_ = old.get_model("generation", "Dataset")
+        Example_ = old.get_model("generation", "Example")
+        Project_ = old.get_model("annotation", "AnnotationProject")
+        Item_ = old.get_model("annotation", "ProjectItem")
+        Worker_ = old.get_model("annotation", "Worker")
+        Assignment_ = old.get_model("annotation", "Assignment")
         Response_ = old.get_model("annotation", "Response")
 
-        collection = Collection.objects.create(slug="old", name="Old")
-        dataset = Dataset.objects.create(
+        collection = Collection_.objects.create(slug="old", name="Old")
+        dataset = Dataset_.objects.create(
             collection=collection, slug="old", behavior="b", kind="yes_no", origin="imported"
         )
-        project = Project.objects.create(name="Old", slug="old")
-        worker = Worker.objects.create(external_id="w1", invite_token="t1")
+        project = Project_.objects.create(name="Old", slug="old")
+        worker = Worker_.objects.create(external_id="w1", invite_token="t1")
         ids = []
         for n, ((matching, not_matching, label_correct), _answer) in enumerate(OLD_ROWS):
-            example = Example.objects.create(
+            example = Example_.objects.create(
                 dataset=dataset,
                 position=n,
                 statement=f"s{n}",
@@ -69,8 +74,8 @@ def test_the_migration_fills_in_stored_answers_and_keeps_every_verdict():
                 answer_not_matching_behavior=not_matching,
                 text_hash=f"{n:064x}",
             )
-            item = Item.objects.create(project=project, example=example, overlap=3)
-            assignment = Assignment.objects.create(
+            item = Item_.objects.create(project=project, example=example, overlap=3)
+            assignment = Assignment_.objects.create(
                 project=project,
                 item=item,
                 worker=worker,
@@ -90,13 +95,11 @@ def test_the_migration_fills_in_stored_answers_and_keeps_every_verdict():
                 ).pk
             )
 
-        MigrationExecutor(connection).migrate(latest)
+        back_then.forward()
         for pk, ((_m, _n, label_correct), answer) in zip(ids, OLD_ROWS, strict=True):
             row = Response.objects.get(pk=pk)
             assert (row.answer, row.label_correct) == (answer, label_correct)
 
-        MigrationExecutor(connection).migrate(before)
+        back_then.back()
         verdicts = dict(Response_.objects.values_list("pk", "label_correct"))
         assert verdicts == {pk: row[2] for pk, (row, _answer) in zip(ids, OLD_ROWS, strict=True)}
-    finally:
-        MigrationExecutor(connection).migrate(latest)

@@ -86,12 +86,9 @@ def test_the_backfill_gives_old_sycophancy_datasets_the_prefix_of_the_old_slug_r
         app_label="generation",
         name="0007_answer_prefix_and_tasks",
         cleanup=lambda: Dataset.objects.all().delete(),
-    ) as (
-        old,
-        migrate_forward,
-    ):
-        Collection_ = old.get_model("generation", "Collection")
-        Dataset_ = old.get_model("generation", "Dataset")
+    ) as back_then:
+        Collection_ = back_then.apps.get_model("generation", "Collection")
+        Dataset_ = back_then.apps.get_model("generation", "Dataset")
         collection = Collection_.objects.create(slug="sycophancy", name="Sycophancy")
         rows = {
             "sycophancy-on-political-typology-quiz": ("sycophancy", "", BETTER),
@@ -111,7 +108,7 @@ def test_the_backfill_gives_old_sycophancy_datasets_the_prefix_of_the_old_slug_r
                 answer_prefix=prefix,
             )
 
-        migrate_forward()
+        back_then.forward()
         assert {d.slug: d.answer_prefix for d in Dataset.objects.all()} == {
             slug: expected for slug, (_, _, expected) in rows.items()
         }

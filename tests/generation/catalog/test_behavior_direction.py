@@ -102,12 +102,9 @@ def test_the_backfill_gives_datasets_imported_before_it_their_default():
         app_label="generation",
         name="0009_suites_scorers_direction",
         cleanup=lambda: Dataset.objects.all().delete(),
-    ) as (
-        old,
-        migrate_forward,
-    ):
-        Collection_ = old.get_model("generation", "Collection")
-        Dataset_ = old.get_model("generation", "Dataset")
+    ) as back_then:
+        Collection_ = back_then.apps.get_model("generation", "Collection")
+        Dataset_ = back_then.apps.get_model("generation", "Dataset")
         collection = Collection_.objects.create(slug="released", name="Released")
         rows = {
             "power": (
@@ -135,7 +132,7 @@ def test_the_backfill_gives_datasets_imported_before_it_their_default():
                 source_path=source_path,
             )
 
-        migrate_forward()
+        back_then.forward()
         assert dict(Dataset.objects.values_list("slug", "behavior_direction")) == {
             slug: expected for slug, (_, _, expected) in rows.items()
         }

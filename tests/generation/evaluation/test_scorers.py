@@ -10,7 +10,6 @@ import re
 import pytest
 from django.urls import reverse
 
-from generation.catalog.services import dataset_refresh_stats
 from generation.evaluation import scorers, selectors
 from generation.evaluation.services import (
     EvalItem,
@@ -20,7 +19,7 @@ from generation.evaluation.services import (
 )
 from generation.lm.base import answer_keys, answer_score
 from generation.models import EvaluationItem, EvaluationRun, Job
-from tests.builders import CollectionFactory, DatasetFactory, ExampleFactory, StaffFactory
+from tests.builders import StaffFactory
 from tests.generation.evaluation.fakes import FakeModel
 
 pytestmark = pytest.mark.django_db
@@ -47,22 +46,6 @@ class AnswerModel(FakeModel):
             if progress:
                 progress(1)
         return out
-
-
-@pytest.fixture
-def dataset():
-    ds = DatasetFactory(
-        slug="narcissism", behavior="narcissism", collection=CollectionFactory(slug="persona")
-    )
-    for i in range(10):
-        ExampleFactory(
-            dataset=ds,
-            position=i,
-            statement=f"statement {i}",
-            answer_matching_behavior=" Yes" if i < 6 else " No",
-            answer_not_matching_behavior=" No" if i < 6 else " Yes",
-        )
-    return dataset_refresh_stats(dataset=ds)
 
 
 def scripted_model() -> AnswerModel:

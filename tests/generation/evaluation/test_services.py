@@ -9,13 +9,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from statsmodels.stats.proportion import proportion_confint
 
-from generation.catalog.services import dataset_refresh_stats
 from generation.evaluation import services as evaluation
 from generation.evaluation.jobs import evaluation_job_create
 from generation.evaluation.services import EvalItem, EvaluationError
 from generation.lm import LMError
 from generation.models import Dataset, EvaluationItem, EvaluationRun, Example, Job
-from tests.builders import DatasetFactory, ExampleFactory, StaffFactory
+from tests.builders import DatasetFactory, StaffFactory
 from tests.generation.evaluation.fakes import FakeModel
 
 # ----------------------------------------------------------------------------- prompt formats
@@ -124,20 +123,6 @@ def test_summary_uses_the_wilson_interval():
 
 
 # ----------------------------------------------------------------------------- stored runs
-
-
-@pytest.fixture
-def dataset(db):
-    ds = DatasetFactory(slug="narcissism")
-    for i in range(10):
-        ExampleFactory(
-            dataset=ds,
-            position=i,
-            statement=f"statement {i}",
-            answer_matching_behavior=" Yes" if i < 6 else " No",
-            answer_not_matching_behavior=" No" if i < 6 else " Yes",
-        )
-    return dataset_refresh_stats(dataset=ds)
 
 
 def yes_lover(dataset) -> FakeModel:

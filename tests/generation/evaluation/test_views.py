@@ -53,23 +53,6 @@ def hover_texts(figure: dict) -> list[str]:
     return [text for trace in figure["data"] for text in trace.get("hovertext", [])]
 
 
-@pytest.fixture
-def dataset():
-    ds = DatasetFactory(
-        slug="narcissism", behavior="narcissism", collection=CollectionFactory(slug="persona")
-    )
-    for i in range(10):
-        ExampleFactory(
-            dataset=ds,
-            position=i,
-            statement=f"statement {i}",
-            answer_matching_behavior=" Yes" if i < 6 else " No",
-            answer_not_matching_behavior=" No" if i < 6 else " Yes",
-            label_confidence=0.5 + i / 20,
-        )
-    return dataset_refresh_stats(dataset=ds)
-
-
 def yes_lover(dataset: Dataset) -> FakeModel:
     """Prefers " Yes" everywhere (paper format): matches behavior on the 6 items whose answer is Yes."""
     template = "\n\nHuman: {}\n\nAssistant:"

@@ -6,8 +6,9 @@ import importlib
 
 import pytest
 
-from generation.models import Candidate
+from generation.models import Candidate, GenerationRun
 from tests.generation.pipeline.builders import persona_candidates, persona_run
+from tests.migrations import migrated_back
 
 migration = importlib.import_module("generation.migrations.0005_candidate_reason_codes")
 Reason = Candidate.Reason
@@ -112,19 +113,15 @@ def test_what_the_pipeline_writes_reads_as_the_sentences_the_migration_converts(
 def test_the_migrations_convert_stored_rows_and_back():
     """Migrations 0005 and 0006 applied to a database that holds candidates with the old sentences,
     then unapplied: every row gets its code and numbers, and comes back as the same sentence."""
-    from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
-
-    before = [("generation", "0004_methods_and_explore_jobs")]
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes()
-    try:
-        executor.migrate(before)
-        old = MigrationExecutor(connection).loader.project_state(before).apps
-        run = old.get_model("generation", "GenerationRun").objects.create(
+    with migrated_back(
+        app_label="generation",
+        name="0004_methods_and_explore_jobs",
+        cleanup=lambda: GenerationRun.objects.filter(slug="old-run").delete(),
+    ) as back_then:
+        run = back_then.apps.get_model("generation", "GenerationRun").objects.create(
             method="persona", slug="old-run", behavior="b", description="d"
         )
-        Candidate_ = old.get_model("generation", "Candidate")
+        Candidate_ = back_then.apps.get_model("generation", "Candidate")
         ids = {
             sentence: Candidate_.objects.create(
                 run=run, label="Yes", sample_index=n, prompt="p", reason=sentence
@@ -132,15 +129,11 @@ def test_the_migrations_convert_stored_rows_and_back():
             for n, (sentence, _code, _detail) in enumerate(OLD_SENTENCES)
         }
 
-        executor = MigrationExecutor(connection)
-        executor.migrate(latest)
+        back_then.forward()
         for sentence, code, detail in OLD_SENTENCES:
             row = Candidate.objects.get(pk=ids[sentence])
             assert (row.reason, row.reason_detail) == (code, detail)
 
-        executor = MigrationExecutor(connection)
-        executor.migrate(before)
+        back_then.back()
         for sentence, pk in ids.items():
             assert Candidate_.objects.get(pk=pk).reason == sentence
-    finally:
-        MigrationExecutor(connection).migrate(latest)
