@@ -28,7 +28,17 @@ from generation.lm.base import ModelSpecError
 EMBEDDED_DEFAULT = "smollm2-135m"
 # What a model says about itself, declared in its spec; the same four for every backend.
 DECLARED_OPTIONS = {"family", "training", "params", "steps"}
-LOCAL_OPTIONS = {"gguf_file", "dtype", "device", "revision", "batch_size", "threads"} | DECLARED_OPTIONS
+LOCAL_OPTIONS = {
+    "gguf_file",
+    "dtype",
+    "device",
+    "revision",
+    "batch_size",
+    "threads",
+    "matmul",
+} | DECLARED_OPTIONS
+# How a local model on the CPU multiplies its float32 linear layers (see generation.lm.local.onednn_linear).
+MATMUL_CHOICES = ("onednn", "torch")
 OPENAI_OPTIONS = {"concurrency", "timeout", "retries", "api_key_env", "tokenizer", "chat"} | DECLARED_OPTIONS
 # Free text that ends up in records, tables and plot labels: short, and no markup or separators.
 DECLARED_TEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._+-]{0,39}")
@@ -233,6 +243,9 @@ def parse_model_spec(raw: str) -> ModelSpec:
     device = result.options.get("device")
     if device is not None and not (device in {"cpu", "cuda", "mps", "auto"} or device.startswith("cuda:")):
         raise ModelSpecError(f"{spec}: device must be cpu, cuda, cuda:N, mps or auto")
+    matmul = result.options.get("matmul")
+    if matmul is not None and matmul not in MATMUL_CHOICES:
+        raise ModelSpecError(f"{spec}: matmul must be one of {', '.join(MATMUL_CHOICES)}")
     result.option_int("batch_size", 1, high=4096)
     result.option_int("threads", 1, high=1024)
     result.option_int("concurrency", 1, high=256)

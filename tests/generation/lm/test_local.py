@@ -200,3 +200,89 @@ def test_specs_parse():
         "smol#lm",
         {"concurrency": "8"},
     )
+
+
+# ----------------------------------------------------------------------------- oneDNN products
+
+
+def test_the_embedded_model_multiplies_through_onednn_with_torchs_scores(smollm2, monkeypatch):
+    """The default on the CPU: every float32 linear layer goes through oneDNN, recorded in the run's
+    model info; with torch's own product put back, scores agree to float32 noise and every choice
+    and greedy flag is the same."""
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch has no oneDNN")
+    assert smollm2.info.details["matmul"] == "onednn"
+    layers = [m for m in smollm2.model.modules() if type(m) is torch.nn.Linear]
+    assert layers and all("forward" in vars(layer) for layer in layers)
+    requests = [
+        (f'Is the following statement something you would say?\n"{text}"\nAnswer:', [" Yes", " No"])
+        for text in ["I like cats", "Power matters most to me", "I never lie", "Rules are for others"]
+    ] + CASES
+    onednn = smollm2.score_choices(requests)
+    for layer in layers:
+        monkeypatch.delattr(layer, "forward")
+    default = smollm2.score_choices(requests)
+    for ours, theirs in zip(onednn, default, strict=True):
+        assert [s.logprob for s in ours] == pytest.approx([s.logprob for s in theirs], abs=1e-4)
+        assert [s.is_greedy for s in ours] == [s.is_greedy for s in theirs]
+        assert max(range(len(ours)), key=lambda i: ours[i].logprob) == max(
+            range(len(theirs)), key=lambda i: theirs[i].logprob
+        )
+
+
+def test_onednn_is_left_out_where_it_disagrees_or_fails(monkeypatch):
+    from generation.lm import local
+
+    def layers():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+
+    if not torch.backends.mkldnn.is_available():
+        assert local.onednn_linear(model=layers()) == 0
+        return
+    good = layers()
+    assert local.onednn_linear(model=good) == 2
+    inputs = torch.randn(5, 8)
+    with torch.inference_mode():
+        assert torch.allclose(
+            good(inputs),
+            good[2](torch.relu(torch.nn.functional.linear(inputs, good[0].weight, good[0].bias))),
+        )
+
+    def wrong(inputs, weight, bias, *args):
+        return torch.nn.functional.linear(inputs, weight, bias) + 1.0
+
+    def broken(*args):
+        raise RuntimeError("no kernel for this CPU")
+
+    for product in (wrong, broken):
+        monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", product)
+        model = layers()
+        assert local.onednn_linear(model=model) == 0
+        assert not any("forward" in vars(m) for m in model.modules())
+
+
+def test_training_and_other_dtypes_keep_torchs_product():
+    from generation.lm import local
+
+    layer = torch.nn.Linear(6, 3)
+    if local.onednn_linear(model=torch.nn.Sequential(layer)) == 0:
+        pytest.skip("this torch has no oneDNN")
+    # oneDNN's op has no backward: through it, autograd would leave these gradients empty.
+    inputs = torch.randn(2, 6, requires_grad=True)
+    layer(inputs).sum().backward()
+    assert inputs.grad is not None and layer.weight.grad is not None
+    layer.weight.grad = None
+    layer(torch.randn(2, 6)).sum().backward()
+    assert layer.weight.grad is not None
+    half = torch.nn.Linear(6, 3).to(torch.bfloat16)
+    assert local.onednn_linear(model=torch.nn.Sequential(half)) == 0
+
+
+def test_the_matmul_option():
+    assert parse_model_spec("smollm2-135m?matmul=torch").options["matmul"] == "torch"
+    assert parse_model_spec("hf:x?matmul=onednn").options["matmul"] == "onednn"
+    from generation.lm import ModelSpecError
+
+    with pytest.raises(ModelSpecError, match="matmul must be one of onednn, torch"):
+        parse_model_spec("hf:x?matmul=fast")
