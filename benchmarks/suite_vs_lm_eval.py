@@ -3,7 +3,8 @@ persona datasets (12 x 1000 items) scored with the embedded SmolLM2 in the plain
 (lm-eval's own persona template), three ways, one after the other in this run:
 
 1. our suite: ONE `evaluate_model --collection persona` process (the model loaded once, the requests
-   of all datasets scored together);
+   of all datasets scored together), and the same again with torch's default matrix product
+   (`?matmul=torch`, the kernels lm-eval runs on) instead of oneDNN's;
 2. lm-eval: ONE `lm_eval --tasks <group>` process on the task group `export_dataset --format lm-eval`
    writes, same model file, same prompts (its batch size: --lm-eval-batch-size, default 32);
 3. our evaluator one dataset at a time: 12 `evaluate_model --dataset X` processes, as before suites.
@@ -92,7 +93,15 @@ def main() -> None:
     parser.add_argument("--datasets", type=int, help="only the first N persona datasets (by name)")
     parser.add_argument("--spec", default="smollm2-135m")
     parser.add_argument("--skip-separate", action="store_true", help="leave out the 12 separate calls")
+    parser.add_argument(
+        "--skip-torch-matmul",
+        action="store_true",
+        help="leave out the suite run again with torch's default matrix product (?matmul=torch), the one "
+        "lm-eval uses: it shows how much of the ratio is oneDNN's kernels",
+    )
     args = parser.parse_args()
+    # lm-eval runs from inside the task folder: a relative path would point elsewhere there.
+    args.bench_python = os.path.abspath(args.bench_python)
 
     work = Path(tempfile.mkdtemp(prefix="mwe-suite-bench-"))
     env = {
@@ -188,6 +197,28 @@ def main() -> None:
     )
     print(f"our suite, one process:                {ours_seconds:.1f}s")
 
+    torch_out = work / "suite-torch-matmul.jsonl"
+    torch_seconds = None
+    if not args.skip_torch_matmul:
+        torch_spec = args.spec + ("&" if "?" in args.spec else "?") + "matmul=torch"
+        torch_seconds = run(
+            manage(
+                "evaluate_model",
+                "--model",
+                torch_spec,
+                *selection,
+                "--prompt-format",
+                "plain",
+                "--name",
+                "benchmark-torch-matmul",
+                "--out",
+                str(torch_out),
+            ),
+            env=env,
+            what="evaluate_model (suite, torch's matmul)",
+        )
+        print(f"our suite, torch's default matmul:     {torch_seconds:.1f}s")
+
     separate_seconds = None
     if not args.skip_separate:
         separate_seconds = 0.0
@@ -216,6 +247,16 @@ def main() -> None:
     print(f"items: ours {len(ours)}, lm-eval {len(theirs)}, compared {len(common)}")
     print(f"identical predictions: {len(common) - len(differing)}/{len(common)}")
     print(f"whole-process ratio lm-eval / suite: {theirs_seconds / ours_seconds:.2f}x (goal >= 3x)")
+    if torch_seconds is not None:
+        same_kernels = our_predictions(torch_out, only_slug=slugs[0])
+        agree = sum(same_kernels.get(key) == ours[key] for key in ours)
+        print(
+            f"whole-process ratio lm-eval / suite with torch's matmul: {theirs_seconds / torch_seconds:.2f}x; "
+            f"oneDNN / torch's matmul: {torch_seconds / ours_seconds:.2f}x; "
+            f"same predictions: {agree}/{len(ours)}"
+        )
+        if agree != len(ours):
+            sys.exit("oneDNN's and torch's products gave different predictions")
     if separate_seconds is not None:
         print(f"whole-process ratio separate calls / suite: {separate_seconds / ours_seconds:.2f}x")
     if len(common) != len(ours) or len(common) != len(theirs) or differing:
