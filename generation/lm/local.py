@@ -256,11 +256,12 @@ def onednn_linear(*, model: torch.nn.Module) -> int:
     torch's default BLAS call, and returns how many it switched (0 where oneDNN is missing or does
     not agree with torch on a trial product, which keeps the default).
 
-    Why: scoring the persona datasets spends about 80% of its time in these layers. On the 2-core
-    AMD EPYC machines we run on, oneDNN's float32 kernels multiply the model's shapes faster than
-    the default ones (180-207 against 120-180 GFLOP/s), with float32 accumulation and rounding
-    (errors around 1e-6 of the largest output, as the default's), so scores differ only in the last
-    digits, like a change of batch size. Measurements: docs/model-servers.md, docs/suites.md."""
+    Why: scoring the persona datasets spends about 80% of its time in these layers. On 2-core AMD
+    EPYC machines, oneDNN's float32 kernels multiply the model's shapes faster than the default ones
+    (180-207 against 120-180 GFLOP/s); on Intel Xeons with AMX both run at about 395 and neither
+    gains. oneDNN accumulates and rounds in float32 (errors around 1e-6 of the largest output, as
+    the default's), so scores differ only in the last digits, like a change of batch size.
+    Measurements: docs/model-servers.md, docs/suites.md."""
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
         return 0
     layers = [
